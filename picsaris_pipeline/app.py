@@ -1,0 +1,47 @@
+"""Builds the configured parts once for a command-line invocation (the same resources the
+Dagster runs use, so the CLI and the pipeline always agree on configuration)."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import dagster as dg
+
+from picsaris_pipeline.db.repository import Repository
+from picsaris_pipeline.faces.engine import FaceEngine
+from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource
+from picsaris_pipeline.runner import dagster_instance
+from picsaris_pipeline.settings import Settings
+from picsaris_pipeline.storage import ObjectStore
+
+
+@dataclass
+class App:
+    settings: Settings
+
+    @functools.cached_property
+    def repo(self) -> Repository:
+        return DatabaseResource().repository()
+
+    @functools.cached_property
+    def store(self) -> ObjectStore:
+        return ObjectStoreResource().store()
+
+    @functools.cached_property
+    def face_engine(self) -> FaceEngineResource:
+        return FaceEngineResource()
+
+    @functools.cached_property
+    def engine(self) -> FaceEngine:
+        return self.face_engine.get()
+
+    @functools.cached_property
+    def instance(self) -> dg.DagsterInstance:
+        return dagster_instance(self.settings)
+
+    @classmethod
+    def from_env(cls) -> App:
+        settings = Settings.from_env()
+        settings.home.mkdir(parents=True, exist_ok=True)
+        return cls(settings)

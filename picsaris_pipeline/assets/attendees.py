@@ -1,0 +1,56 @@
+"""The per-attendee asset chain: sign-up selfie -> reference vector -> matches in existing photos."""
+
+import dagster as dg
+
+from picsaris_pipeline.assets.boundary import dagster_errors
+from picsaris_pipeline.partitions import attendee_partitions
+from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
+from picsaris_pipeline.services import attendees
+
+GROUP = "attendees"
+
+
+@dg.asset(partitions_def=attendee_partitions, group_name=GROUP, kinds={"dlib", "numpy"})
+def attendee_reference(
+    context: dg.AssetExecutionContext,
+    database: DatabaseResource,
+    object_store: ObjectStoreResource,
+    face_engine: FaceEngineResource,
+) -> dg.MaterializeResult:
+    """The attendee's reference vector from their sign-up selfie (largest face), under the current
+    model version. A selfie without a usable face marks the attendee `rejected` with a reason."""
+    with dagster_errors():
+        attendee, details, timings = attendees.build_reference(
+            database.repository(), object_store.store(), face_engine.get(), context.partition_key
+        )
+    metadata = {
+        "event_id": attendee.event_id,
+        "name": attendee.name,
+        "consent": attendee.consent,
+        "reference_status": attendee.reference_status.value,
+        **details,
+        "timings_ms": dg.MetadataValue.json(timings),
+    }
+    if attendee.reason:
+        metadata["reason"] = attendee.reason
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(partitions_def=attendee_partitions, group_name=GROUP, deps=[attendee_reference], kinds={"numpy", "sql"})
+def attendee_matches(
+    context: dg.AssetExecutionContext,
+    database: DatabaseResource,
+    face_engine: FaceEngineResource,
+    realtime: RealtimeResource,
+) -> dg.MaterializeResult:
+    """Photos already published in the event that this attendee appears in: late joiners see the
+    photos taken before they signed up."""
+    with dagster_errors():
+        found = attendees.match_late_joiner(
+            database.repository(),
+            realtime.publisher(),
+            context.partition_key,
+            face_engine.get().model_version,
+            face_engine.threshold(),
+        )
+    return dg.MaterializeResult(metadata={"photos_matched": len(found), "photo_ids": dg.MetadataValue.json(found)})

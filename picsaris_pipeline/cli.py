@@ -1,0 +1,295 @@
+"""`picsaris`: the command line (DESIGN §7). Ids and tables go to stdout, progress and errors to
+stderr, so scripts can capture the output."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from picsaris_pipeline.app import App
+from picsaris_pipeline.errors import PicsarisError
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Project errors become one readable line and exit status 2, never a traceback."""
+    try:
+        yield
+    except PicsarisError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except OSError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+
+
+def _emit(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(list(rows), indent=2))
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    click.echo(buffer.getvalue(), nl=False)
+
+
+class _Progress:
+    """A progress bar on stderr for long uploads and processing runs."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self._bar = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
+        self._bar.__enter__()
+
+    def advance(self, *_: Any) -> None:
+        self._bar.update(1)
+
+    def close(self) -> None:
+        self._bar.__exit__(None, None, None)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log what each step does.")
+def main(verbose: bool) -> None:
+    """picsaris: guests' event photos in, "this guest is in this photo" out."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+# -- events and attendees ---------------------------------------------------------------------
+@main.group()
+def event() -> None:
+    """Create events."""
+
+
+@event.command("create")
+@click.argument("name")
+def event_create(name: str) -> None:
+    """Create an event; prints its id."""
+    with _errors():
+        click.echo(App.from_env().repo.create_event(name).id)
+
+
+@main.group()
+def attendee() -> None:
+    """Add or delete attendees."""
+
+
+@attendee.command("add")
+@click.argument("event_id")
+@click.option("--name", required=True, help="The attendee's display name.")
+@click.option("--selfie", "selfie", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--no-consent", is_flag=True, help="Never match this attendee in photos.")
+def attendee_add(event_id: str, name: str, selfie: Path, no_consent: bool) -> None:
+    """Sign an attendee up with their selfie; prints the attendee id."""
+    from picsaris_pipeline.services.intake import register_attendee
+
+    with _errors():
+        app = App.from_env()
+        added = register_attendee(app.repo, app.store, event_id, name, not no_consent, selfie.read_bytes(), selfie.name)
+        click.echo(added.id)
+
+
+@attendee.command("delete")
+@click.argument("attendee_id")
+def attendee_delete(attendee_id: str) -> None:
+    """Erase an attendee's biometric data everywhere (selfie, vectors, matches, their uploads)."""
+    from picsaris_pipeline import erasure
+
+    with _errors():
+        app = App.from_env()
+        photos = erasure.delete_attendee(app.repo, app.store, app.instance, attendee_id)
+        click.echo(f"deleted attendee {attendee_id} and {len(photos)} photo(s) they uploaded", err=True)
+
+
+@main.group()
+def photo() -> None:
+    """Delete photos."""
+
+
+@photo.command("delete")
+@click.argument("photo_id")
+def photo_delete(photo_id: str) -> None:
+    """Erase a photo and everything derived from it (faces, vectors, matches, images, partition)."""
+    from picsaris_pipeline import erasure
+
+    with _errors():
+        app = App.from_env()
+        erasure.delete_photo(app.repo, app.store, app.instance, photo_id)
+        click.echo(f"deleted photo {photo_id}", err=True)
+
+
+# -- uploads and processing -------------------------------------------------------------------
+@main.command()
+@click.argument("event_id")
+@click.option("--uploader", required=True, help="The attendee id of the guest uploading.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def upload(event_id: str, uploader: str, paths: tuple[Path, ...]) -> None:
+    """Upload photos as a phone does (request, PUT, complete); prints one photo id per path."""
+    from picsaris_pipeline.uploads import upload_files
+
+    with _errors():
+        app = App.from_env()
+        progress = _Progress("uploading", len(paths)) if len(paths) > 1 else None
+        refused = 0
+        try:
+            for outcome in upload_files(app, event_id, uploader, paths, on_each=progress.advance if progress else None):
+                if outcome.error:
+                    refused += 1
+                    click.echo(f"\nrefused {outcome.path}: {outcome.error}", err=True)
+                    continue
+                if outcome.duplicate_of:
+                    click.echo(f"\n{outcome.path.name}: same bytes as photo {outcome.photo_id}", err=True)
+                click.echo(outcome.photo_id)
+        finally:
+            if progress:
+                progress.close()
+    if refused:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--event", "event_id", default=None, help="Only this event's pending work.")
+def process(event_id: str | None) -> None:
+    """Run all pending attendees and photos through the asset graph in this process."""
+    from picsaris_pipeline.runner import process_pending
+
+    with _errors():
+        app = App.from_env()
+        if event_id:
+            app.repo.get_event(event_id)
+        total = len(app.repo.attendees_needing_reference(app.engine.model_version, event_id)) + len(
+            app.repo.photos_to_process(event_id)
+        )
+        progress = _Progress("processing", total) if total else None
+        try:
+            summary = process_pending(
+                app.instance, app.repo, app.engine.model_version, event_id, progress.advance if progress else None
+            )
+        finally:
+            if progress:
+                progress.close()
+        click.echo(f"processed {summary.attendees} attendee(s) and {summary.photos} photo(s)", err=True)
+        for kind, key, message in summary.failures:
+            click.echo(f"failed: {kind} {key}: {message}", err=True)
+        if not summary.ok:
+            sys.exit(1)
+
+
+# -- listings ---------------------------------------------------------------------------------
+MATCH_COLUMNS = ("photo_id", "file_name", "attendee_id", "attendee_name", "similarity", "model_version")
+PHOTO_COLUMNS = ("photo_id", "file_name", "status", "reason", "faces", "matches")
+
+
+def match_rows(app: App, event_id: str) -> list[dict[str, Any]]:
+    app.repo.get_event(event_id)
+    return [
+        {
+            "photo_id": m.photo_id,
+            "file_name": m.file_name,
+            "attendee_id": m.attendee_id,
+            "attendee_name": m.attendee_name,
+            "similarity": round(m.similarity, 4),
+            "model_version": m.model_version,
+        }
+        for m in app.repo.list_matches(event_id, model_version=app.engine.model_version)
+    ]
+
+
+def photo_rows(app: App, event_id: str) -> list[dict[str, Any]]:
+    app.repo.get_event(event_id)
+    counts = app.repo.match_counts(event_id)
+    return [
+        {
+            "photo_id": p.id,
+            "file_name": p.file_name,
+            "status": p.status.value,
+            "reason": p.reason or "",
+            "faces": p.face_count if p.face_count is not None else "",
+            "matches": counts.get(p.id, 0),
+        }
+        for p in app.repo.list_photos(event_id)
+    ]
+
+
+@main.command()
+@click.argument("event_id")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+def matches(event_id: str, fmt: str) -> None:
+    """One row per match under the current model version."""
+    with _errors():
+        _emit(match_rows(App.from_env(), event_id), MATCH_COLUMNS, fmt)
+
+
+@main.command()
+@click.argument("event_id")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+def photos(event_id: str, fmt: str) -> None:
+    """One row per photo with its status, reason, faces and matches."""
+    with _errors():
+        _emit(photo_rows(App.from_env(), event_id), PHOTO_COLUMNS, fmt)
+
+
+@main.command()
+def models() -> None:
+    """The face model versions the configured engine offers, the default first."""
+    from picsaris_pipeline.faces import model_versions
+
+    with _errors():
+        for version in model_versions(App.from_env().settings.face_engine):
+            click.echo(version)
+
+
+@main.command()
+@click.argument("event_id")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+def report(event_id: str, out_dir: Path) -> None:
+    """The event summary as CSV plus a static HTML page of each guest's photos with face boxes."""
+    from picsaris_pipeline.report import write_report
+
+    with _errors():
+        app = App.from_env()
+        index = write_report(app, event_id, out_dir)
+        click.echo(str(index))
+
+
+@main.command()
+@click.option(
+    "--selfies",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of sign-up selfies named after each attendee (e.g. Ada_Lovelace.jpg).",
+)
+@click.option(
+    "--photos",
+    "photos_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of event photos to upload.",
+)
+def demo(selfies: Path | None, photos_dir: Path | None) -> None:
+    """The whole flow on the embedded default: an event, attendees from selfies, uploads as a phone
+    makes them, the asset graph, and who was found in which photo. Uses bundled sample images
+    (scikit-image's public-domain astronaut photo) unless --selfies and --photos are given."""
+    from picsaris_pipeline.demo import run_demo
+
+    if (selfies is None) != (photos_dir is None):
+        raise click.UsageError("give both --selfies and --photos, or neither")
+    with _errors():
+        ok = run_demo(App.from_env(), selfies, photos_dir, echo=click.echo)
+    if not ok:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

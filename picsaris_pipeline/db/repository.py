@@ -1,0 +1,595 @@
+"""Every read and write of the application database, through bound parameters only.
+
+Writes are idempotent: re-running any step for a photo replaces its rows for the same detector or
+model version instead of adding to them, so a retried or repeated run never duplicates anything.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from picsaris_pipeline.db import schema as t
+from picsaris_pipeline.domain import (
+    Attendee,
+    Event,
+    Face,
+    MatchRow,
+    Photo,
+    PhotoStatus,
+    ReferenceStatus,
+)
+from picsaris_pipeline.errors import BadInputError, NotFoundError, RetryableError
+from picsaris_pipeline.faces.engine import FaceBox
+from picsaris_pipeline.ids import is_valid_id, new_id
+from picsaris_pipeline.keys import photo_key, selfie_key
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _check_id(value: str, what: str) -> None:
+    if not is_valid_id(value):
+        raise BadInputError(f"not a valid {what} id: {value!r}")
+
+
+def _to_blob(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def _from_blobs(blobs: Sequence[bytes], dimension: int) -> np.ndarray:
+    if not blobs:
+        return np.zeros((0, dimension), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).astype(np.float32)
+
+
+class Repository:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _tx(self) -> Any:
+        return _translated(self.engine.begin())
+
+    def _read(self) -> Any:
+        return _translated(self.engine.connect())
+
+    # -- events -----------------------------------------------------------------------------
+    def create_event(self, name: str) -> Event:
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise BadInputError("an event needs a name of 1 to 200 characters")
+        now = _now()
+        event = Event(new_id(), name, now)
+        with self._tx() as conn:
+            conn.execute(t.events.insert().values(id=event.id, name=name, created_at=now, updated_at=now))
+        return event
+
+    def get_event(self, event_id: str) -> Event:
+        _check_id(event_id, "event")
+        with self._read() as conn:
+            row = conn.execute(sa.select(t.events).where(t.events.c.id == event_id)).first()
+        if row is None:
+            raise NotFoundError(f"no event {event_id}")
+        return Event(row.id, row.name, _utc(row.created_at))
+
+    def list_events(self) -> list[Event]:
+        with self._read() as conn:
+            rows = conn.execute(sa.select(t.events).order_by(t.events.c.id)).all()
+        return [Event(r.id, r.name, _utc(r.created_at)) for r in rows]
+
+    # -- attendees --------------------------------------------------------------------------
+    def add_attendee(
+        self, event_id: str, name: str, consent: bool, selfie_file_name: str | None, selfie_ext: str | None
+    ) -> Attendee:
+        self.get_event(event_id)
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise BadInputError("an attendee needs a name of 1 to 200 characters")
+        attendee_id = new_id()
+        key = selfie_key(event_id, attendee_id, selfie_ext) if selfie_ext else None
+        now = _now()
+        with self._tx() as conn:
+            conn.execute(
+                t.attendees.insert().values(
+                    id=attendee_id,
+                    event_id=event_id,
+                    name=name,
+                    consent=consent,
+                    selfie_key=key,
+                    selfie_file_name=selfie_file_name,
+                    reference_status=ReferenceStatus.PENDING.value,
+                    reason=None,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        return self.get_attendee(attendee_id)
+
+    def get_attendee(self, attendee_id: str) -> Attendee:
+        _check_id(attendee_id, "attendee")
+        with self._read() as conn:
+            row = conn.execute(sa.select(t.attendees).where(t.attendees.c.id == attendee_id)).first()
+        if row is None:
+            raise NotFoundError(f"no attendee {attendee_id}")
+        return _attendee(row)
+
+    def list_attendees(self, event_id: str) -> list[Attendee]:
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(t.attendees).where(t.attendees.c.event_id == event_id).order_by(t.attendees.c.id)
+            ).all()
+        return [_attendee(r) for r in rows]
+
+    def set_reference_status(self, attendee_id: str, status: ReferenceStatus, reason: str | None = None) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                t.attendees.update()
+                .where(t.attendees.c.id == attendee_id)
+                .values(reference_status=status.value, reason=reason, updated_at=_now())
+            )
+
+    def attendees_needing_reference(self, model_version: str, event_id: str | None = None) -> list[Attendee]:
+        """Attendees with a selfie but no reference vector under this model version, not yet rejected."""
+        has_vector = (
+            sa.select(t.attendee_vectors.c.attendee_id)
+            .where(t.attendee_vectors.c.attendee_id == t.attendees.c.id)
+            .where(t.attendee_vectors.c.model_version == model_version)
+            .exists()
+        )
+        query = (
+            sa.select(t.attendees)
+            .where(t.attendees.c.selfie_key.is_not(None))
+            .where(~has_vector)
+            .where(t.attendees.c.reference_status != ReferenceStatus.REJECTED.value)
+            .order_by(t.attendees.c.id)
+        )
+        if event_id:
+            query = query.where(t.attendees.c.event_id == event_id)
+        with self._read() as conn:
+            return [_attendee(r) for r in conn.execute(query).all()]
+
+    def store_attendee_vector(self, attendee: Attendee, model_version: str, vector: np.ndarray) -> None:
+        with self._tx() as conn:
+            # Replace, not add: re-running an attendee under the same version leaves one vector.
+            conn.execute(
+                t.attendee_vectors.delete()
+                .where(t.attendee_vectors.c.attendee_id == attendee.id)
+                .where(t.attendee_vectors.c.model_version == model_version)
+            )
+            conn.execute(
+                t.attendee_vectors.insert().values(
+                    attendee_id=attendee.id,
+                    model_version=model_version,
+                    event_id=attendee.event_id,
+                    dimension=int(vector.shape[-1]),
+                    vector=_to_blob(vector),
+                    created_at=_now(),
+                )
+            )
+            conn.execute(
+                t.attendees.update()
+                .where(t.attendees.c.id == attendee.id)
+                .values(reference_status=ReferenceStatus.READY.value, reason=None, updated_at=_now())
+            )
+
+    def event_references(self, event_id: str, model_version: str) -> tuple[list[str], np.ndarray]:
+        """Reference vectors of the event's consenting attendees under one model version."""
+        query = (
+            sa.select(t.attendee_vectors.c.attendee_id, t.attendee_vectors.c.vector, t.attendee_vectors.c.dimension)
+            .join(t.attendees, t.attendees.c.id == t.attendee_vectors.c.attendee_id)
+            .where(t.attendee_vectors.c.event_id == event_id)
+            .where(t.attendee_vectors.c.model_version == model_version)
+            .where(t.attendees.c.consent.is_(True))
+            .order_by(t.attendee_vectors.c.attendee_id)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        dimension = rows[0].dimension if rows else 0
+        return [r.attendee_id for r in rows], _from_blobs([r.vector for r in rows], dimension)
+
+    def attendee_vector(self, attendee_id: str, model_version: str) -> np.ndarray | None:
+        query = sa.select(t.attendee_vectors.c.vector, t.attendee_vectors.c.dimension).where(
+            (t.attendee_vectors.c.attendee_id == attendee_id) & (t.attendee_vectors.c.model_version == model_version)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _from_blobs([row.vector], row.dimension)[0]
+
+    def delete_attendee(self, attendee_id: str) -> Attendee:
+        """Erase an attendee and their biometric data: reference vectors and matches (cascade), and
+        the photos they uploaded with those photos' faces. Returns the deleted record."""
+        attendee = self.get_attendee(attendee_id)
+        with self._tx() as conn:
+            conn.execute(t.matches.delete().where(t.matches.c.attendee_id == attendee_id))
+            conn.execute(t.attendee_vectors.delete().where(t.attendee_vectors.c.attendee_id == attendee_id))
+            photo_ids = [
+                r.id for r in conn.execute(sa.select(t.photos.c.id).where(t.photos.c.uploader_id == attendee_id))
+            ]
+            _delete_photo_rows(conn, photo_ids)
+            conn.execute(t.attendees.delete().where(t.attendees.c.id == attendee_id))
+        return attendee
+
+    # -- photos -----------------------------------------------------------------------------
+    def create_photo(
+        self,
+        event_id: str,
+        uploader_id: str,
+        file_name: str,
+        content_type: str,
+        declared_sha256: str,
+        declared_size: int,
+        ext: str,
+    ) -> Photo:
+        uploader = self.get_attendee(uploader_id)
+        if uploader.event_id != event_id:
+            raise BadInputError(f"attendee {uploader_id} is not a member of event {event_id}")
+        photo_id = new_id()
+        now = _now()
+        with self._tx() as conn:
+            conn.execute(
+                t.photos.insert().values(
+                    id=photo_id,
+                    event_id=event_id,
+                    uploader_id=uploader_id,
+                    file_name=file_name[:255],
+                    object_key=photo_key(event_id, uploader_id, photo_id, ext),
+                    content_type=content_type,
+                    declared_sha256=declared_sha256.lower(),
+                    declared_size=declared_size,
+                    status=PhotoStatus.PENDING_UPLOAD.value,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        return self.get_photo(photo_id)
+
+    def get_photo(self, photo_id: str) -> Photo:
+        _check_id(photo_id, "photo")
+        with self._read() as conn:
+            row = conn.execute(sa.select(t.photos).where(t.photos.c.id == photo_id)).first()
+        if row is None:
+            raise NotFoundError(f"no photo {photo_id}")
+        return _photo(row)
+
+    def find_photo(self, photo_id: str) -> Photo | None:
+        try:
+            return self.get_photo(photo_id)
+        except (NotFoundError, BadInputError):
+            return None
+
+    def list_photos(self, event_id: str, statuses: Iterable[PhotoStatus] | None = None) -> list[Photo]:
+        query = sa.select(t.photos).where(t.photos.c.event_id == event_id).order_by(t.photos.c.id)
+        if statuses is not None:
+            query = query.where(t.photos.c.status.in_([s.value for s in statuses]))
+        with self._read() as conn:
+            return [_photo(r) for r in conn.execute(query).all()]
+
+    def photos_to_process(self, event_id: str | None = None) -> list[Photo]:
+        """Uploaded photos not yet at a terminal status, oldest first (ids sort by time)."""
+        pending = [s.value for s in PhotoStatus if s.needs_processing]
+        query = sa.select(t.photos).where(t.photos.c.status.in_(pending)).order_by(t.photos.c.id)
+        if event_id:
+            query = query.where(t.photos.c.event_id == event_id)
+        with self._read() as conn:
+            return [_photo(r) for r in conn.execute(query).all()]
+
+    def first_photo_with_sha(self, event_id: str, sha256: str) -> Photo | None:
+        """The earliest photo of the event with these bytes that is not itself a rejected copy."""
+        query = (
+            sa.select(t.photos)
+            .where(t.photos.c.event_id == event_id)
+            .where((t.photos.c.sha256 == sha256) | (t.photos.c.declared_sha256 == sha256))
+            .where(t.photos.c.status.not_in([PhotoStatus.REJECTED.value, PhotoStatus.DUPLICATE.value]))
+            .order_by(t.photos.c.id)
+            .limit(1)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _photo(row)
+
+    def update_photo(self, photo_id: str, status: PhotoStatus | None = None, **fields: Any) -> None:
+        allowed = {"reason", "sha256", "duplicate_of", "width", "height", "source_format", "face_count"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        values = dict(fields, updated_at=_now())
+        if status is not None:
+            values["status"] = status.value
+        with self._tx() as conn:
+            conn.execute(t.photos.update().where(t.photos.c.id == photo_id).values(**values))
+
+    def delete_photo(self, photo_id: str) -> Photo:
+        """Erase a photo's record and everything derived from it (faces, vectors, matches)."""
+        photo = self.get_photo(photo_id)
+        with self._tx() as conn:
+            _delete_photo_rows(conn, [photo_id])
+        return photo
+
+    # -- faces and vectors ------------------------------------------------------------------
+    def replace_faces(self, photo: Photo, detector_version: str, boxes: Sequence[FaceBox]) -> list[Face]:
+        """Store a photo's detected faces; a re-run that finds the same boxes keeps the rows (and so
+        the vectors and matches hanging off them), a different result replaces them."""
+        existing = self.get_faces(photo.id, detector_version)
+        same = [(f.left, f.top, f.right, f.bottom) for f in existing] == [
+            (b.left, b.top, b.right, b.bottom) for b in boxes
+        ]
+        if same:
+            return existing
+        now = _now()
+        with self._tx() as conn:
+            conn.execute(
+                t.faces.delete()
+                .where(t.faces.c.photo_id == photo.id)
+                .where(t.faces.c.detector_version == detector_version)
+            )
+            if boxes:
+                conn.execute(
+                    t.faces.insert(),
+                    [
+                        dict(
+                            id=new_id(),
+                            photo_id=photo.id,
+                            event_id=photo.event_id,
+                            detector_version=detector_version,
+                            face_index=i,
+                            left=b.left,
+                            top=b.top,
+                            right=b.right,
+                            bottom=b.bottom,
+                            score=b.score,
+                            created_at=now,
+                        )
+                        for i, b in enumerate(boxes)
+                    ],
+                )
+        return self.get_faces(photo.id, detector_version)
+
+    def get_faces(self, photo_id: str, detector_version: str | None = None) -> list[Face]:
+        query = sa.select(t.faces).where(t.faces.c.photo_id == photo_id).order_by(t.faces.c.face_index)
+        if detector_version is not None:
+            query = query.where(t.faces.c.detector_version == detector_version)
+        with self._read() as conn:
+            return [
+                Face(r.id, r.photo_id, r.face_index, r.detector_version, r.left, r.top, r.right, r.bottom, r.score)
+                for r in conn.execute(query).all()
+            ]
+
+    def store_face_vectors(self, photo: Photo, faces: Sequence[Face], model_version: str, vectors: np.ndarray) -> None:
+        if len(faces) != len(vectors):
+            raise ValueError("one vector per face")
+        now = _now()
+        with self._tx() as conn:
+            conn.execute(
+                t.face_vectors.delete()
+                .where(t.face_vectors.c.photo_id == photo.id)
+                .where(t.face_vectors.c.model_version == model_version)
+            )
+            if faces:
+                conn.execute(
+                    t.face_vectors.insert(),
+                    [
+                        dict(
+                            face_id=f.id,
+                            model_version=model_version,
+                            event_id=photo.event_id,
+                            photo_id=photo.id,
+                            dimension=int(v.shape[-1]),
+                            vector=_to_blob(v),
+                            created_at=now,
+                        )
+                        for f, v in zip(faces, vectors, strict=True)
+                    ],
+                )
+
+    def photo_vectors(self, photo_id: str, model_version: str) -> tuple[list[str], np.ndarray]:
+        query = (
+            sa.select(t.face_vectors.c.face_id, t.face_vectors.c.vector, t.face_vectors.c.dimension)
+            .join(t.faces, t.faces.c.id == t.face_vectors.c.face_id)
+            .where(t.face_vectors.c.photo_id == photo_id)
+            .where(t.face_vectors.c.model_version == model_version)
+            .order_by(t.faces.c.face_index)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        dimension = rows[0].dimension if rows else 0
+        return [r.face_id for r in rows], _from_blobs([r.vector for r in rows], dimension)
+
+    def event_face_vectors(self, event_id: str, model_version: str) -> tuple[list[str], np.ndarray]:
+        """(photo id per face, vectors) for every face of an event under one model version."""
+        query = (
+            sa.select(t.face_vectors.c.photo_id, t.face_vectors.c.vector, t.face_vectors.c.dimension)
+            .where(t.face_vectors.c.event_id == event_id)
+            .where(t.face_vectors.c.model_version == model_version)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        dimension = rows[0].dimension if rows else 0
+        return [r.photo_id for r in rows], _from_blobs([r.vector for r in rows], dimension)
+
+    # -- matches ----------------------------------------------------------------------------
+    def replace_matches(self, photo: Photo, model_version: str, rows: Sequence[tuple[str, str, float]]) -> None:
+        """Set a photo's matches under one model version to exactly rows of (face_id, attendee_id,
+        similarity), in one transaction, so a re-run never duplicates or leaves stale matches."""
+        now = _now()
+        with self._tx() as conn:
+            conn.execute(
+                t.matches.delete()
+                .where(t.matches.c.photo_id == photo.id)
+                .where(t.matches.c.model_version == model_version)
+            )
+            if rows:
+                conn.execute(
+                    t.matches.insert(),
+                    [
+                        dict(
+                            photo_id=photo.id,
+                            attendee_id=attendee_id,
+                            model_version=model_version,
+                            event_id=photo.event_id,
+                            face_id=face_id,
+                            similarity=float(similarity),
+                            created_at=now,
+                        )
+                        for face_id, attendee_id, similarity in rows
+                    ],
+                )
+
+    def list_matches(
+        self, event_id: str, photo_id: str | None = None, model_version: str | None = None
+    ) -> list[MatchRow]:
+        query = (
+            sa.select(
+                t.matches.c.photo_id,
+                t.photos.c.file_name,
+                t.matches.c.attendee_id,
+                t.attendees.c.name,
+                t.matches.c.similarity,
+                t.matches.c.model_version,
+                t.matches.c.face_id,
+            )
+            .join(t.photos, t.photos.c.id == t.matches.c.photo_id)
+            .join(t.attendees, t.attendees.c.id == t.matches.c.attendee_id)
+            .where(t.matches.c.event_id == event_id)
+            .order_by(t.matches.c.photo_id, t.attendees.c.name)
+        )
+        if photo_id:
+            query = query.where(t.matches.c.photo_id == photo_id)
+        if model_version:
+            query = query.where(t.matches.c.model_version == model_version)
+        with self._read() as conn:
+            return [
+                MatchRow(
+                    r.photo_id, r.file_name, r.attendee_id, r.name, float(r.similarity), r.model_version, r.face_id
+                )
+                for r in conn.execute(query).all()
+            ]
+
+    def match_counts(self, event_id: str) -> dict[str, int]:
+        query = (
+            sa.select(t.matches.c.photo_id, sa.func.count())
+            .where(t.matches.c.event_id == event_id)
+            .group_by(t.matches.c.photo_id)
+        )
+        with self._read() as conn:
+            return {photo_id: int(count) for photo_id, count in conn.execute(query).all()}
+
+
+def _delete_photo_rows(conn: Connection, photo_ids: Sequence[str]) -> None:
+    if not photo_ids:
+        return
+    # Explicit deletes rather than relying on ON DELETE CASCADE, which SQLite only honours when the
+    # connection enabled foreign keys; erasure of biometric data must not depend on that.
+    conn.execute(t.matches.delete().where(t.matches.c.photo_id.in_(photo_ids)))
+    conn.execute(t.face_vectors.delete().where(t.face_vectors.c.photo_id.in_(photo_ids)))
+    conn.execute(t.faces.delete().where(t.faces.c.photo_id.in_(photo_ids)))
+    conn.execute(t.photos.delete().where(t.photos.c.id.in_(photo_ids)))
+
+
+def _attendee(row: Any) -> Attendee:
+    return Attendee(
+        row.id,
+        row.event_id,
+        row.name,
+        bool(row.consent),
+        row.selfie_key,
+        row.selfie_file_name,
+        ReferenceStatus(row.reference_status),
+        row.reason,
+        _utc(row.created_at),
+    )
+
+
+def _photo(row: Any) -> Photo:
+    return Photo(
+        row.id,
+        row.event_id,
+        row.uploader_id,
+        row.file_name,
+        row.object_key,
+        row.content_type,
+        row.declared_sha256,
+        int(row.declared_size),
+        PhotoStatus(row.status),
+        row.reason,
+        row.sha256,
+        row.duplicate_of,
+        row.width,
+        row.height,
+        row.source_format,
+        row.face_count,
+        _utc(row.created_at),
+        _utc(row.updated_at),
+    )
+
+
+class _translated:
+    """Context manager that maps lost connections to RetryableError at the database boundary."""
+
+    def __init__(self, manager: Any) -> None:
+        self._manager = manager
+
+    def __enter__(self) -> Connection:
+        try:
+            return self._manager.__enter__()
+        except (OperationalError, DBAPIError) as error:
+            if getattr(error, "connection_invalidated", False) or isinstance(error, OperationalError):
+                raise RetryableError(f"database unavailable: {error.orig}") from error
+            raise
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
+        try:
+            return self._manager.__exit__(exc_type, exc, tb)
+        except OperationalError as error:
+            raise RetryableError(f"database unavailable: {error.orig}") from error
+
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the CLI, the webserver and run processes read while one writes; busy_timeout makes a
+    # writer wait for the lock instead of failing at once; foreign keys are off by default in SQLite.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def connect(url: str, migrate: bool = True) -> Repository:
+    """A repository on the database at url; the engine and its migration run once per process."""
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = sa.create_engine(url, pool_pre_ping=True)
+            if engine.dialect.name == "sqlite":
+                sa.event.listen(engine, "connect", _configure_sqlite)
+            if migrate:
+                from picsaris_pipeline.db.migrate import upgrade
+
+                upgrade(engine)
+            _engines[url] = engine
+    return Repository(engine)
+
+
+def dispose_all() -> None:
+    """Close every pooled connection (tests; forked processes)."""
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()

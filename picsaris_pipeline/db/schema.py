@@ -1,0 +1,146 @@
+"""SQLAlchemy Core tables. The same tables run on SQLite (embedded default) and PostgreSQL.
+
+Every vector and match carries the model version that made it; keys include it so vectors of
+several versions can coexist during a re-embedding and are never confused.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+ID = String(26)
+VERSION = String(100)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _timestamps() -> list[Column]:
+    return [
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    ]
+
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    *_timestamps(),
+)
+
+attendees = Table(
+    "attendees",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("event_id", ID, ForeignKey("events.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("consent", Boolean, nullable=False),
+    Column("selfie_key", String(1024)),
+    Column("selfie_file_name", String(255)),
+    Column("reference_status", String(20), nullable=False),
+    Column("reason", Text),
+    *_timestamps(),
+)
+
+photos = Table(
+    "photos",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("event_id", ID, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("uploader_id", ID, ForeignKey("attendees.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("file_name", String(255), nullable=False),
+    Column("object_key", String(1024), nullable=False, unique=True),
+    Column("content_type", String(100), nullable=False),
+    Column("declared_sha256", String(64), nullable=False),
+    Column("declared_size", BigInteger, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("reason", Text),
+    Column("sha256", String(64)),
+    Column("duplicate_of", ID),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("source_format", String(10)),
+    Column("face_count", Integer),
+    *_timestamps(),
+    Index("ix_photos_event_id_status", "event_id", "status"),
+    Index("ix_photos_event_id_sha256", "event_id", "sha256"),
+)
+
+faces = Table(
+    "faces",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("photo_id", ID, ForeignKey("photos.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", ID, nullable=False),
+    Column("detector_version", VERSION, nullable=False),
+    Column("face_index", Integer, nullable=False),
+    Column("left", Integer, nullable=False),
+    Column("top", Integer, nullable=False),
+    Column("right", Integer, nullable=False),
+    Column("bottom", Integer, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("photo_id", "detector_version", "face_index"),
+)
+
+face_vectors = Table(
+    "face_vectors",
+    metadata,
+    Column("face_id", ID, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    Column("model_version", VERSION, primary_key=True),
+    # Denormalised so a late joiner is matched against an event's faces with one indexed read.
+    Column("event_id", ID, nullable=False),
+    Column("photo_id", ID, nullable=False),
+    Column("dimension", Integer, nullable=False),
+    Column("vector", LargeBinary, nullable=False),  # float32, little-endian
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_face_vectors_event_id_model_version", "event_id", "model_version"),
+    Index("ix_face_vectors_photo_id_model_version", "photo_id", "model_version"),
+)
+
+attendee_vectors = Table(
+    "attendee_vectors",
+    metadata,
+    Column("attendee_id", ID, ForeignKey("attendees.id", ondelete="CASCADE"), primary_key=True),
+    Column("model_version", VERSION, primary_key=True),
+    Column("event_id", ID, nullable=False, index=True),
+    Column("dimension", Integer, nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+matches = Table(
+    "matches",
+    metadata,
+    Column("photo_id", ID, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
+    Column("attendee_id", ID, ForeignKey("attendees.id", ondelete="CASCADE"), primary_key=True),
+    Column("model_version", VERSION, primary_key=True),
+    Column("event_id", ID, nullable=False, index=True),
+    Column("face_id", ID, ForeignKey("faces.id", ondelete="CASCADE"), nullable=False),
+    Column("similarity", Float, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_matches_attendee_id", "attendee_id"),
+)

@@ -1,0 +1,21 @@
+"""The code location: assets, jobs, sensor and resources. Nothing here reads the environment;
+resources do that when a run first uses them."""
+
+import dagster as dg
+
+from picsaris_pipeline.assets import ATTENDEE_ASSETS, PHOTO_ASSETS
+from picsaris_pipeline.jobs import attendee_job, photo_job
+from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
+from picsaris_pipeline.sensors import bucket_sensor
+
+defs = dg.Definitions(
+    assets=[*PHOTO_ASSETS, *ATTENDEE_ASSETS],
+    jobs=[photo_job, attendee_job],
+    sensors=[bucket_sensor],
+    resources={
+        "database": DatabaseResource(),
+        "object_store": ObjectStoreResource(),
+        "face_engine": FaceEngineResource(),
+        "realtime": RealtimeResource(),
+    },
+)

@@ -1,0 +1,141 @@
+"""Finding uploads in the bucket that nobody announced (the sensor's logic, without Dagster).
+
+Why not dagster-aws's `get_objects`: it lists the whole prefix every tick and tracks only the
+newest last-modified time, so objects written in the same second as the cursor, or listed late,
+are missed. Here the cursor is a position in a rolling, paginated scan of the key space: every key
+is seen once per pass whatever its timestamp, and whether a key still needs a run is decided by
+the database record and the set of existing partitions, not by the cursor. Repeats are harmless:
+the sensor's run keys make Dagster launch each photo once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from picsaris_pipeline.db.repository import Repository
+from picsaris_pipeline.domain import PhotoStatus, ReferenceStatus
+from picsaris_pipeline.errors import BadInputError, NotFoundError
+from picsaris_pipeline.keys import parse_key
+from picsaris_pipeline.storage import ObjectStore
+
+logger = logging.getLogger("picsaris.discovery")
+
+SCAN_PREFIX = "events/"
+# '~' sorts after every character of our ids and of '/', so starting after "<prefix>~" skips the
+# whole derived-image subtree of one photo event in a single listing call.
+_SKIP_SUFFIX = "~"
+
+
+@dataclass(frozen=True)
+class ScanCursor:
+    after: str = ""  # the last key handled; "" starts a new pass at the beginning
+    passes: int = 0  # completed passes over the whole bucket
+
+    def serialize(self) -> str:
+        return json.dumps({"after": self.after, "passes": self.passes})
+
+    @classmethod
+    def parse(cls, raw: str | None) -> ScanCursor:
+        if not raw:
+            return cls()
+        try:
+            data = json.loads(raw)
+            return cls(str(data.get("after", "")), int(data.get("passes", 0)))
+        except (ValueError, TypeError, AttributeError):
+            logger.warning("unreadable sensor cursor %r; starting a new pass", raw)
+            return cls()
+
+
+@dataclass
+class ScanResult:
+    photo_ids: list[str] = field(default_factory=list)
+    attendee_ids: list[str] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # (key, why)
+    keys_seen: int = 0
+    cursor: ScanCursor = field(default_factory=ScanCursor)
+
+
+def _listing(store: ObjectStore, start_after: str, page_size: int) -> Iterable[str]:
+    """Keys under SCAN_PREFIX after start_after, skipping each event's derived/ subtree."""
+    after = max(start_after, SCAN_PREFIX)
+    while True:
+        restarted = False
+        for info in store.list(SCAN_PREFIX, start_after=after, page_size=page_size):
+            parts = info.key.split("/")
+            if len(parts) > 3 and parts[2] == "derived":
+                after = "/".join(parts[:3]) + "/" + _SKIP_SUFFIX
+                restarted = True
+                break
+            yield info.key
+        if not restarted:
+            return
+
+
+def scan_bucket(
+    store: ObjectStore,
+    repo: Repository,
+    cursor: ScanCursor,
+    photo_partitions: set[str],
+    attendee_partitions: set[str],
+    max_runs: int = 200,
+    max_keys: int = 20_000,
+    page_size: int = 1000,
+) -> ScanResult:
+    """One tick: continue the rolling scan from the cursor; return photos and attendees to run.
+
+    At most max_runs are returned (a burst larger than that continues next tick from where this
+    one stopped) and at most max_keys are listed, so a tick stays bounded on a huge bucket."""
+    result = ScanResult()
+    last = cursor.after
+    for key in _listing(store, cursor.after, page_size):
+        result.keys_seen += 1
+        last = key
+        decision = _classify(repo, key, photo_partitions, attendee_partitions)
+        if decision is not None:
+            kind, value = decision
+            if kind == "photo":
+                result.photo_ids.append(value)
+            elif kind == "attendee":
+                result.attendee_ids.append(value)
+            else:
+                result.ignored.append((key, value))
+        if len(result.photo_ids) + len(result.attendee_ids) >= max_runs or result.keys_seen >= max_keys:
+            result.cursor = ScanCursor(last, cursor.passes)
+            break
+    else:
+        result.cursor = ScanCursor("", cursor.passes + 1)  # reached the end: next tick starts a new pass
+    for key, why in result.ignored:
+        logger.warning("ignoring bucket object %s: %s", key, why)
+    return result
+
+
+def _classify(
+    repo: Repository, key: str, photo_partitions: set[str], attendee_partitions: set[str]
+) -> tuple[str, str] | None:
+    """('photo', id) or ('attendee', id) to run, ('ignored', why) to report, None to pass over."""
+    parsed = parse_key(key)
+    if parsed is None:
+        return ("ignored", "key does not follow the upload contract")
+    try:
+        if parsed.kind == "photo":
+            if parsed.object_id in photo_partitions:
+                return None
+            photo = repo.get_photo(parsed.object_id)
+            if photo.object_key != key or photo.event_id != parsed.event_id or photo.uploader_id != parsed.uploader_id:
+                return ("ignored", "key does not match the photo record made by intake")
+            if photo.status is PhotoStatus.PENDING_UPLOAD or photo.status.needs_processing:
+                return ("photo", photo.id)
+            return None
+        if parsed.object_id in attendee_partitions:
+            return None
+        attendee = repo.get_attendee(parsed.object_id)
+        if attendee.selfie_key != key:
+            return ("ignored", "key does not match the attendee's selfie record")
+        if attendee.reference_status is ReferenceStatus.PENDING:
+            return ("attendee", attendee.id)
+        return None
+    except (NotFoundError, BadInputError):
+        return ("ignored", "no record made by intake for this object")

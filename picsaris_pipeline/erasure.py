@@ -1,0 +1,36 @@
+"""Erasing a photo's or an attendee's biometric data everywhere we keep it (DESIGN §5)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from picsaris_pipeline.db.repository import Repository
+from picsaris_pipeline.keys import derived_prefix
+from picsaris_pipeline.partitions import attendee_partitions, photo_partitions
+from picsaris_pipeline.storage import ObjectStore
+
+
+def delete_photo(repo: Repository, store: ObjectStore, instance: dg.DagsterInstance | None, photo_id: str) -> None:
+    """The upload, its derived images, faces, vectors, matches, record and partition."""
+    photo = repo.delete_photo(photo_id)
+    store.delete(photo.object_key)
+    store.delete_prefix(derived_prefix(photo.event_id, photo.id))
+    if instance is not None and instance.has_dynamic_partition(photo_partitions.name, photo.id):
+        instance.delete_dynamic_partition(photo_partitions.name, photo.id)
+
+
+def delete_attendee(
+    repo: Repository, store: ObjectStore, instance: dg.DagsterInstance | None, attendee_id: str
+) -> list[str]:
+    """The attendee's selfie, reference vectors and matches, and the photos they uploaded (with all
+    of those photos' data). Returns the ids of the deleted photos."""
+    attendee = repo.get_attendee(attendee_id)
+    uploaded = [p for p in repo.list_photos(attendee.event_id) if p.uploader_id == attendee.id]
+    for photo in uploaded:
+        delete_photo(repo, store, instance, photo.id)
+    repo.delete_attendee(attendee.id)
+    if attendee.selfie_key:
+        store.delete(attendee.selfie_key)
+    if instance is not None and instance.has_dynamic_partition(attendee_partitions.name, attendee.id):
+        instance.delete_dynamic_partition(attendee_partitions.name, attendee.id)
+    return [p.id for p in uploaded]

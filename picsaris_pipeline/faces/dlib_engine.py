@@ -1,0 +1,141 @@
+"""The embedded-default face engine: dlib's HOG detector, 5-point landmarks and ResNet descriptor.
+
+Model files come from the `face_recognition_models` package. Its `__init__` imports the deprecated
+`pkg_resources`, so the files are located through importlib's spec instead of importing it.
+The 68-point landmark model it also ships is trained on data licensed for non-commercial use
+only, so it is never loaded here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from PIL import Image
+
+from picsaris_pipeline.errors import ConfigurationError
+from picsaris_pipeline.faces.engine import FaceBox, FaceEngine
+
+# Detecting at full 2400 px costs ~2 s a photo; at <= 1200 px with one upsampling pass it costs
+# ~0.3 s and still finds faces down to ~40 px in the full image. Boxes are mapped back to full size.
+DETECT_MAX_SIDE = 1200
+DETECT_UPSAMPLE = 1
+# Measured on ../shared/faces: the weakest true face scores 0.22; the mission patch on scikit-image's
+# astronaut scores 0.12 as PNG and 0.17 re-encoded as JPEG. 0.2 keeps every annotated face and
+# drops that false positive.
+DETECT_THRESHOLD = 0.2
+DETECTOR_VERSION = f"dlib-hog-v1-max{DETECT_MAX_SIDE}-up{DETECT_UPSAMPLE}-t{DETECT_THRESHOLD:g}"
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    version: str
+    num_jitters: int
+    description: str
+
+
+# Both use dlib_face_recognition_resnet_model_v1 (128-d); jittering averages the descriptor over
+# randomly perturbed crops: slower, slightly more robust. Their vectors are close but not the same,
+# so they are distinct versions and are never compared with each other.
+LOCAL_MODELS: dict[str, LocalModel] = {
+    model.version: model
+    for model in (
+        LocalModel("dlib-resnet-v1-5pt-j0", 0, "dlib ResNet v1, 5-point alignment, no jitter"),
+        LocalModel("dlib-resnet-v1-5pt-j4", 4, "dlib ResNet v1, 5-point alignment, 4 jitters"),
+    )
+}
+DEFAULT_MODEL = next(iter(LOCAL_MODELS))
+
+
+def _models_dir() -> Path:
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigurationError("face_recognition_models is not installed (pip install -e .)")
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+class _DlibModels:
+    """The three dlib models, loaded once per process (~0.3-0.8 s) under a lock."""
+
+    _lock = threading.Lock()
+    _loaded: ClassVar[_DlibModels | None] = None
+
+    def __init__(self) -> None:
+        import dlib
+
+        directory = _models_dir()
+        self.detector: Any = dlib.get_frontal_face_detector()
+        self.landmarks: Any = dlib.shape_predictor(str(directory / "shape_predictor_5_face_landmarks.dat"))
+        self.descriptor: Any = dlib.face_recognition_model_v1(
+            str(directory / "dlib_face_recognition_resnet_model_v1.dat")
+        )
+        self.dlib = dlib
+
+    @classmethod
+    def get(cls) -> _DlibModels:
+        if cls._loaded is None:
+            with cls._lock:
+                if cls._loaded is None:
+                    cls._loaded = cls()
+        return cls._loaded
+
+
+class DlibEngine(FaceEngine):
+    name = "dlib"
+    detector_version = DETECTOR_VERSION
+    dimension = 128
+    _instances: ClassVar[dict[str, DlibEngine]] = {}
+
+    def __init__(self, model_version: str | None = None) -> None:
+        version = model_version or DEFAULT_MODEL
+        if version not in LOCAL_MODELS:
+            raise ConfigurationError(
+                f"unknown face model {version!r} for engine dlib; offered: {', '.join(LOCAL_MODELS)}"
+            )
+        self.model = LOCAL_MODELS[version]
+        self.model_version = version
+
+    @classmethod
+    def shared(cls, model_version: str | None = None) -> DlibEngine:
+        version = model_version or DEFAULT_MODEL
+        if version not in cls._instances:
+            cls._instances[version] = cls(version)
+        return cls._instances[version]
+
+    def detect(self, image: Image.Image) -> list[FaceBox]:
+        models = _DlibModels.get()
+        scale = min(1.0, DETECT_MAX_SIDE / max(image.size))
+        small = image
+        if scale < 1.0:
+            small = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
+        rects, scores, _ = models.detector.run(np.asarray(small), DETECT_UPSAMPLE, DETECT_THRESHOLD)
+        boxes = [
+            FaceBox(
+                left=max(0, round(rect.left() / scale)),
+                top=max(0, round(rect.top() / scale)),
+                right=min(image.width, round(rect.right() / scale)),
+                bottom=min(image.height, round(rect.bottom() / scale)),
+                score=float(score),
+            )
+            for rect, score in zip(rects, scores, strict=True)
+        ]
+        return sorted(boxes, key=lambda box: box.area, reverse=True)
+
+    def embed(self, image: Image.Image, boxes: Sequence[FaceBox]) -> np.ndarray:
+        if not boxes:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        models = _DlibModels.get()
+        pixels = np.asarray(image)
+        shapes = models.dlib.full_object_detections()
+        for box in boxes:
+            # Landmarks on the full-size image: the aligned 150x150 chip is sharper than from the
+            # reduced copy used for detection, which matters for small faces in group shots.
+            rect = models.dlib.rectangle(box.left, box.top, box.right, box.bottom)
+            shapes.append(models.landmarks(pixels, rect))
+        descriptors = models.descriptor.compute_face_descriptor(pixels, shapes, self.model.num_jitters)
+        return np.asarray([np.asarray(d) for d in descriptors], dtype=np.float32)

@@ -1,0 +1,73 @@
+"""Dagster resources: one per external system, each a thin typed wrapper that builds the library
+object from explicit config or, where config is left empty, from the environment (DESIGN §6) at
+the moment it is first used, never at import."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import dagster as dg
+
+from picsaris_pipeline.db.repository import Repository, connect
+from picsaris_pipeline.faces.engine import FaceEngine, get_engine
+from picsaris_pipeline.matching import DEFAULT_MIN_SIMILARITY
+from picsaris_pipeline.realtime import LogPublisher, RealtimePublisher
+from picsaris_pipeline.settings import Settings
+from picsaris_pipeline.storage import LocalObjectStore, ObjectStore, S3ObjectStore
+
+
+class DatabaseResource(dg.ConfigurableResource):
+    """The application database (SQLite on the embedded default, Supabase Postgres in production)."""
+
+    url: str | None = None  # default: PICSARIS_DATABASE_URL, else SQLite under PICSARIS_HOME
+
+    def repository(self) -> Repository:
+        url = self.url or Settings.from_env().database_url
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return connect(url)
+
+
+@functools.lru_cache(maxsize=8)
+def _store(bucket: str | None, endpoint_url: str | None, local_root: str) -> ObjectStore:
+    # One client per configuration per process: boto3 clients are thread-safe and costly to build.
+    if bucket:
+        return S3ObjectStore.from_settings(bucket, endpoint_url=endpoint_url)
+    return LocalObjectStore(Path(local_root))
+
+
+class ObjectStoreResource(dg.ConfigurableResource):
+    """Where photos live: an S3-compatible bucket (Cloudflare R2) or a local directory."""
+
+    bucket: str | None = None  # default: PICSARIS_BUCKET; none at all means the local directory
+    endpoint_url: str | None = None  # default: PICSARIS_S3_ENDPOINT_URL
+    local_root: str | None = None  # default: $PICSARIS_HOME/bucket
+
+    def store(self) -> ObjectStore:
+        settings = Settings.from_env()
+        bucket = self.bucket or settings.bucket
+        root = self.local_root or str(settings.local_bucket_dir)
+        return _store(bucket, self.endpoint_url or settings.s3_endpoint_url, root)
+
+
+class FaceEngineResource(dg.ConfigurableResource):
+    """The face engine and model version; models load lazily, once per process."""
+
+    engine: str | None = None  # default: PICSARIS_FACE_ENGINE (dlib)
+    model_version: str | None = None  # default: PICSARIS_FACE_MODEL, else the engine's default
+    min_similarity: float | None = None  # default: PICSARIS_MATCH_THRESHOLD, else the engine's default
+
+    def get(self) -> FaceEngine:
+        settings = Settings.from_env()
+        return get_engine(self.engine or settings.face_engine, self.model_version or settings.face_model)
+
+    def threshold(self) -> float:
+        return self.min_similarity or Settings.from_env().match_threshold or DEFAULT_MIN_SIMILARITY
+
+
+class RealtimeResource(dg.ConfigurableResource):
+    """Pushes "you are in this photo" to guests' galleries; logs only on the embedded default."""
+
+    def publisher(self) -> RealtimePublisher:
+        return LogPublisher()

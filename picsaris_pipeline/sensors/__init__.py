@@ -1,0 +1,3 @@
+from picsaris_pipeline.sensors.bucket import bucket_sensor
+
+__all__ = ["bucket_sensor"]

@@ -1,0 +1,74 @@
+"""The safety net: registers uploads found in the bucket as partitions and requests their runs."""
+
+import dagster as dg
+
+from picsaris_pipeline.discovery import ScanCursor, scan_bucket
+from picsaris_pipeline.partitions import (
+    ATTENDEE_JOB,
+    EVENT_TAG,
+    PHOTO_JOB,
+    UPLOADER_TAG,
+    attendee_partitions,
+    photo_partitions,
+)
+from picsaris_pipeline.resources import DatabaseResource, ObjectStoreResource
+
+MAX_RUNS_PER_TICK = 200
+
+
+@dg.sensor(
+    name="bucket_sensor",
+    job_name=PHOTO_JOB,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Finds photos and selfies in the bucket whose upload nobody announced, adds their "
+    "partitions and requests one run each (run keys make repeated ticks launch nothing twice).",
+)
+def bucket_sensor(
+    context: dg.SensorEvaluationContext, database: DatabaseResource, object_store: ObjectStoreResource
+) -> dg.SensorResult:
+    repo = database.repository()
+    scan = scan_bucket(
+        object_store.store(),
+        repo,
+        ScanCursor.parse(context.cursor),
+        set(context.instance.get_dynamic_partitions(photo_partitions.name)),
+        set(context.instance.get_dynamic_partitions(attendee_partitions.name)),
+        max_runs=MAX_RUNS_PER_TICK,
+    )
+    run_requests = []
+    for photo_id in scan.photo_ids:
+        photo = repo.get_photo(photo_id)
+        run_requests.append(
+            dg.RunRequest(
+                run_key=f"photo:{photo_id}",
+                job_name=PHOTO_JOB,
+                partition_key=photo_id,
+                tags={EVENT_TAG: photo.event_id, UPLOADER_TAG: photo.uploader_id, "picsaris/source": "sensor"},
+            )
+        )
+    for attendee_id in scan.attendee_ids:
+        attendee = repo.get_attendee(attendee_id)
+        run_requests.append(
+            dg.RunRequest(
+                run_key=f"attendee:{attendee_id}",
+                job_name=ATTENDEE_JOB,
+                partition_key=attendee_id,
+                tags={EVENT_TAG: attendee.event_id, "picsaris/source": "sensor"},
+            )
+        )
+    requests = []
+    if scan.photo_ids:
+        requests.append(photo_partitions.build_add_request(scan.photo_ids))
+    if scan.attendee_ids:
+        requests.append(attendee_partitions.build_add_request(scan.attendee_ids))
+    if scan.ignored:
+        context.log.warning(
+            f"ignored {len(scan.ignored)} object(s) without an intake record, e.g. {scan.ignored[0][0]}"
+        )
+    return dg.SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=requests,
+        cursor=scan.cursor.serialize(),
+        skip_reason=None if run_requests else dg.SkipReason(f"no new uploads among {scan.keys_seen} keys"),
+    )

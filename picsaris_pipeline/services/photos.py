@@ -1,0 +1,205 @@
+"""Per-photo steps: verify the upload, detect faces, store embeddings, match and publish."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from picsaris_pipeline import imaging
+from picsaris_pipeline.db.repository import Repository
+from picsaris_pipeline.domain import STOPPED_STATUSES, Photo, PhotoStatus
+from picsaris_pipeline.errors import BadInputError, NotFoundError
+from picsaris_pipeline.faces.engine import FaceEngine
+from picsaris_pipeline.keys import verified_image_key
+from picsaris_pipeline.matching import assign
+from picsaris_pipeline.realtime import RealtimePublisher, photo_messages
+from picsaris_pipeline.services.timing import Stopwatch
+from picsaris_pipeline.storage import ObjectStore
+
+logger = logging.getLogger("picsaris.photos")
+
+
+@dataclass
+class StepResult:
+    """What a step did to one photo; becomes the materialization's metadata."""
+
+    photo: Photo
+    status: PhotoStatus
+    reason: str | None = None
+    skipped: bool = False  # the photo stopped earlier (duplicate, rejected, failed)
+    details: dict[str, Any] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def _skipped(photo: Photo) -> StepResult:
+    return StepResult(photo, photo.status, photo.reason, skipped=True)
+
+
+def _reject(repo: Repository, photo: Photo, reason: str, watch: Stopwatch, **details: Any) -> StepResult:
+    logger.info("photo %s rejected: %s", photo.id, reason)
+    repo.update_photo(photo.id, PhotoStatus.REJECTED, reason=reason, **details)
+    return StepResult(repo.get_photo(photo.id), PhotoStatus.REJECTED, reason, timings_ms=watch.ms)
+
+
+def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepResult:
+    """Check the uploaded bytes against what intake recorded, find exact duplicates in the event,
+    and write the upright, RGB, <= 2400 px JPEG that every later step reads."""
+    photo = repo.get_photo(photo_id)
+    if photo.status in STOPPED_STATUSES:
+        return _skipped(photo)
+    watch = Stopwatch()
+    with watch.lap("fetch"):
+        try:
+            data = store.get(photo.object_key)
+        except NotFoundError:
+            return _reject(repo, photo, "the uploaded file is missing from the bucket", watch)
+    if len(data) > photo.declared_size:
+        return _reject(repo, photo, f"file is {len(data)} bytes, more than the {photo.declared_size} declared", watch)
+    sha = imaging.sha256_hex(data)
+    if sha != photo.declared_sha256:
+        return _reject(
+            repo,
+            photo,
+            f"SHA-256 mismatch: declared {photo.declared_sha256[:12]}…, received {sha[:12]}…",
+            watch,
+            sha256=sha,
+        )
+    first = repo.first_photo_with_sha(photo.event_id, sha)
+    if first is not None and first.id != photo.id and first.id < photo.id:
+        repo.update_photo(
+            photo.id,
+            PhotoStatus.DUPLICATE,
+            sha256=sha,
+            duplicate_of=first.id,
+            reason=f"same bytes as photo {first.id} ({first.file_name})",
+        )
+        return StepResult(
+            repo.get_photo(photo.id), PhotoStatus.DUPLICATE, f"duplicate of {first.id}", timings_ms=watch.ms
+        )
+    with watch.lap("decode"):
+        try:
+            decoded = imaging.decode_photo(data)
+        except BadInputError as error:
+            return _reject(repo, photo, str(error), watch, sha256=sha)
+    with watch.lap("store_verified"):
+        store.put(verified_image_key(photo.event_id, photo.id), imaging.encode_jpeg(decoded.image), "image/jpeg")
+    width, height = decoded.image.size
+    repo.update_photo(
+        photo.id,
+        PhotoStatus.VERIFIED,
+        reason=None,
+        sha256=sha,
+        width=width,
+        height=height,
+        source_format=decoded.source_format,
+    )
+    details = {
+        "source_format": decoded.source_format,
+        "original_size": f"{decoded.original_width}x{decoded.original_height}",
+        "verified_size": f"{width}x{height}",
+        "exif_orientation": decoded.orientation,
+        "bytes": len(data),
+    }
+    if decoded.frames > 1:
+        details["frames"] = decoded.frames
+    return StepResult(repo.get_photo(photo.id), PhotoStatus.VERIFIED, details=details, timings_ms=watch.ms)
+
+
+def _load_verified(store: ObjectStore, photo: Photo) -> Any:
+    return imaging.load_rgb(store.get(verified_image_key(photo.event_id, photo.id)))
+
+
+def detect_faces(repo: Repository, store: ObjectStore, engine: FaceEngine, photo_id: str) -> StepResult:
+    photo = repo.get_photo(photo_id)
+    if photo.status in STOPPED_STATUSES:
+        return _skipped(photo)
+    watch = Stopwatch()
+    with watch.lap("load"):
+        image = _load_verified(store, photo)
+    with watch.lap("detect"):
+        boxes = engine.detect(image)
+    faces = repo.replace_faces(photo, engine.detector_version, boxes)
+    repo.update_photo(photo.id, PhotoStatus.FACES_DETECTED, face_count=len(faces))
+    return StepResult(
+        repo.get_photo(photo.id),
+        PhotoStatus.FACES_DETECTED,
+        details={
+            "faces": len(faces),
+            "detector_version": engine.detector_version,
+            "boxes": [[f.left, f.top, f.right, f.bottom] for f in faces],
+        },
+        timings_ms=watch.ms,
+    )
+
+
+def store_embeddings(repo: Repository, store: ObjectStore, engine: FaceEngine, photo_id: str) -> StepResult:
+    photo = repo.get_photo(photo_id)
+    if photo.status in STOPPED_STATUSES:
+        return _skipped(photo)
+    faces = repo.get_faces(photo.id, engine.detector_version)
+    watch = Stopwatch()
+    if faces:
+        from picsaris_pipeline.faces.engine import FaceBox
+
+        with watch.lap("load"):
+            image = _load_verified(store, photo)
+        with watch.lap("embed"):
+            vectors = engine.embed(image, [FaceBox(f.left, f.top, f.right, f.bottom, f.score) for f in faces])
+    else:
+        import numpy as np
+
+        vectors = np.zeros((0, engine.dimension), dtype=np.float32)
+    repo.store_face_vectors(photo, faces, engine.model_version, vectors)
+    repo.update_photo(photo.id, PhotoStatus.EMBEDDED)
+    return StepResult(
+        repo.get_photo(photo.id),
+        PhotoStatus.EMBEDDED,
+        details={"vectors": len(faces), "model_version": engine.model_version, "dimension": engine.dimension},
+        timings_ms=watch.ms,
+    )
+
+
+def match_photo(
+    repo: Repository, photo: Photo, model_version: str, min_similarity: float
+) -> list[tuple[str, str, float]]:
+    """Recompute a photo's matches against the event's consenting attendees, same version only."""
+    face_ids, vectors = repo.photo_vectors(photo.id, model_version)
+    attendee_ids, references = repo.event_references(photo.event_id, model_version)
+    rows = [
+        (face_ids[a.face_index], attendee_ids[a.attendee_index], a.similarity)
+        for a in assign(vectors, references, min_similarity)
+    ]
+    repo.replace_matches(photo, model_version, rows)
+    return rows
+
+
+def publish_matches(
+    repo: Repository, publisher: RealtimePublisher, photo_id: str, model_version: str, min_similarity: float
+) -> StepResult:
+    photo = repo.get_photo(photo_id)
+    if photo.status in STOPPED_STATUSES:
+        return _skipped(photo)
+    watch = Stopwatch()
+    with watch.lap("match"):
+        rows = match_photo(repo, photo, model_version, min_similarity)
+    with watch.lap("publish"):
+        sent = publisher.publish(photo_messages(photo.event_id, photo.id, [a for _, a, _ in rows], model_version))
+    repo.update_photo(photo.id, PhotoStatus.PUBLISHED)
+    names = {
+        m.attendee_id: m.attendee_name
+        for m in repo.list_matches(photo.event_id, photo_id=photo.id, model_version=model_version)
+    }
+    return StepResult(
+        repo.get_photo(photo.id),
+        PhotoStatus.PUBLISHED,
+        details={
+            "matches": len(rows),
+            "matched": ", ".join(sorted(names.values())) or "nobody",
+            "model_version": model_version,
+            "min_similarity": min_similarity,
+            "realtime_messages": sent,
+            "publisher": publisher.name,
+        },
+        timings_ms=watch.ms,
+    )
