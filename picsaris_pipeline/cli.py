@@ -208,7 +208,7 @@ def match_rows(app: App, event_id: str) -> list[dict[str, Any]]:
 
 def photo_rows(app: App, event_id: str) -> list[dict[str, Any]]:
     app.repo.get_event(event_id)
-    counts = app.repo.match_counts(event_id)
+    counts = app.repo.match_counts(event_id, app.engine.model_version)
     return [
         {
             "photo_id": p.id,

@@ -139,7 +139,5 @@ def run_demo(app: App, selfies_dir: Path | None, photos_dir: Path | None, echo: 
         echo(f"  FAILED {kind} {key}: {message}")
     total = sum(len(v) for v in by_photo.values())
     echo(f"\n{total} match(es) in {len(by_photo)} photo(s).")
-    echo(
-        f"More: picsaris matches {event.id} | picsaris photos {event.id} | the runs in the UI: ./dev ui"
-    )
+    echo(f"More: picsaris matches {event.id} | picsaris photos {event.id} | the runs in the UI: ./dev ui")
     return summary.ok

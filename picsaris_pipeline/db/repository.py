@@ -478,12 +478,14 @@ class Repository:
                 for r in conn.execute(query).all()
             ]
 
-    def match_counts(self, event_id: str) -> dict[str, int]:
+    def match_counts(self, event_id: str, model_version: str | None = None) -> dict[str, int]:
         query = (
             sa.select(t.matches.c.photo_id, sa.func.count())
             .where(t.matches.c.event_id == event_id)
             .group_by(t.matches.c.photo_id)
         )
+        if model_version:
+            query = query.where(t.matches.c.model_version == model_version)
         with self._read() as conn:
             return {photo_id: int(count) for photo_id, count in conn.execute(query).all()}
 

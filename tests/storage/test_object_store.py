@@ -180,9 +180,7 @@ BAD_KEYS = [
 
 
 @pytest.mark.parametrize("key", BAD_KEYS, ids=repr)
-def test_every_key_taking_method_rejects_an_invalid_key(
-    store: ObjectStore, key: str
-) -> None:
+def test_every_key_taking_method_rejects_an_invalid_key(store: ObjectStore, key: str) -> None:
     calls: list[Callable[[], object]] = [
         lambda: store.put(key, b"x"),
         lambda: store.get(key),
@@ -229,9 +227,7 @@ def test_s3_list_fetches_one_request_per_page(s3_store: S3ObjectStore) -> None:
     for i in range(25):
         s3_store.put(f"p/{i:03d}", b"x")
     requests: list[dict[str, Any]] = []
-    s3_store.client.meta.events.register(
-        "before-call.s3.ListObjectsV2", lambda params, **_: requests.append(params)
-    )
+    s3_store.client.meta.events.register("before-call.s3.ListObjectsV2", lambda params, **_: requests.append(params))
 
     keys = [info.key for info in s3_store.list("p/", page_size=7)]
 
@@ -244,9 +240,7 @@ def test_s3_list_does_not_fetch_pages_nobody_reads(s3_store: S3ObjectStore) -> N
     for i in range(25):
         s3_store.put(f"p/{i:03d}", b"x")
     requests: list[dict[str, Any]] = []
-    s3_store.client.meta.events.register(
-        "before-call.s3.ListObjectsV2", lambda params, **_: requests.append(params)
-    )
+    s3_store.client.meta.events.register("before-call.s3.ListObjectsV2", lambda params, **_: requests.append(params))
 
     first = next(iter(s3_store.list("p/", page_size=7)))
 
@@ -303,9 +297,7 @@ def test_s3_ticket_rejected_by_the_server_raises_bad_input(
         put_via_ticket(ticket, JPEG_BYTES)
 
 
-def test_s3_describe_names_bucket_and_endpoint_without_credentials(
-    s3_store: S3ObjectStore, moto_endpoint: str
-) -> None:
+def test_s3_describe_names_bucket_and_endpoint_without_credentials(s3_store: S3ObjectStore, moto_endpoint: str) -> None:
     description = s3_store.describe()
 
     assert description == f"s3://{s3_store.bucket} @ {moto_endpoint}"
@@ -419,9 +411,7 @@ def _ticket(url: str) -> UploadTicket:
     ],
     indirect=["answering_server"],
 )
-def test_put_via_ticket_maps_http_status_to_error_kind(
-    answering_server: str, error: type[Exception]
-) -> None:
+def test_put_via_ticket_maps_http_status_to_error_kind(answering_server: str, error: type[Exception]) -> None:
     with pytest.raises(error, match=r"HTTP \d{3}: <Error>status"):
         put_via_ticket(_ticket(answering_server), b"x")
 

@@ -1,0 +1,180 @@
+"""The `picsaris` command line end to end on the embedded default (SQLite, local bucket, dlib,
+a SQLite Dagster instance), with the real photos of ../shared/faces."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from picsaris_pipeline.cli import main
+from picsaris_pipeline.faces.dlib_engine import LOCAL_MODELS
+
+BIN = Path(sys.executable).parent
+SELFIES = {  # attendee name -> (selfie, consent)
+    "Barack Obama": ("obama_1.jpg", True),
+    "Kit Harington": ("kit_harington_2.jpg", True),
+    "Alex Lacamoire": ("alex_lacamoire_2.jpg", True),
+    "Rose Leslie": ("rose_leslie_1.jpg", False),
+    "Tom Cruise": ("tom_cruise_1.jpg", True),
+}
+LATE_JOINER = ("Joe Biden", "biden_2.jpg")
+EXPECTED = {
+    "Barack Obama": {"obama_2.jpg", "obama_3.jpg", "obama_4.jpg", "group_two_people.jpg", "group_obama_and_biden.jpg"},
+    "Kit Harington": {"kit_harington_1.jpg", "kit_harington_3.jpg", "group_kit_with_rose.jpg"},
+    "Alex Lacamoire": {"alex_lacamoire_1.png", "alex_lacamoire_3.jpg"},
+    "Joe Biden": {"biden_1.jpg", "group_two_people.jpg", "group_obama_and_biden.jpg"},
+}
+
+
+def picsaris(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, f"picsaris {' '.join(args)} -> {result.exit_code}\n{result.output}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def event_flow(shared_photos, tmp_path_factory):
+    """One event through the CLI: sign-ups, uploads, processing, then a late joiner."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("PICSARIS_") or name == "DAGSTER_HOME":
+                patch.delenv(name)
+        patch.setenv("PICSARIS_HOME", str(tmp_path_factory.mktemp("cli-home")))
+        event_id = picsaris("event", "create", "Shared faces").strip()
+        attendees = {}
+        for name, (selfie, consent) in SELFIES.items():
+            flags = [] if consent else ["--no-consent"]
+            attendees[name] = picsaris(
+                "attendee", "add", event_id, "--name", name, "--selfie", str(shared_photos[selfie].path), *flags
+            ).strip()
+        held = {selfie for selfie, _ in SELFIES.values()} | {LATE_JOINER[1]}
+        uploads = [p.path for name, p in sorted(shared_photos.items()) if name not in held]
+        photo_ids = picsaris("upload", event_id, "--uploader", attendees["Kit Harington"], *map(str, uploads)).split()
+        picsaris("process")
+        before_late_joiner = json.loads(picsaris("matches", event_id, "--format", "json"))
+        attendees[LATE_JOINER[0]] = picsaris(
+            "attendee", "add", event_id, "--name", LATE_JOINER[0], "--selfie", str(shared_photos[LATE_JOINER[1]].path)
+        ).strip()
+        picsaris("process", "--event", event_id)
+        yield {
+            "event_id": event_id,
+            "attendees": attendees,
+            "uploads": uploads,
+            "photo_ids": photo_ids,
+            "before_late_joiner": before_late_joiner,
+            "patch": patch,
+        }
+
+
+def _found(rows):
+    found: dict[str, set[str]] = {}
+    for row in rows:
+        found.setdefault(row["attendee_name"], set()).add(row["file_name"])
+    return found
+
+
+def test_upload_prints_one_photo_id_per_path(event_flow):
+    assert len(event_flow["photo_ids"]) == len(event_flow["uploads"]) == 28
+
+
+def test_every_named_person_is_found_in_their_other_photos_and_nowhere_else(event_flow):
+    rows = json.loads(picsaris("matches", event_flow["event_id"], "--format", "json"))
+    assert _found(rows) == EXPECTED
+
+
+def test_matches_carry_similarity_and_model_version(event_flow):
+    rows = json.loads(picsaris("matches", event_flow["event_id"], "--format", "json"))
+    assert set(rows[0]) == {"photo_id", "file_name", "attendee_id", "attendee_name", "similarity", "model_version"}
+    assert all(0.45 <= row["similarity"] <= 1 and row["model_version"] == next(iter(LOCAL_MODELS)) for row in rows)
+
+
+def test_an_attendee_without_consent_is_never_matched(event_flow):
+    rows = json.loads(picsaris("matches", event_flow["event_id"], "--format", "json"))
+    assert "Rose Leslie" not in {row["attendee_name"] for row in rows}
+
+
+def test_a_late_joiner_finds_photos_processed_before_they_signed_up(event_flow):
+    assert "Joe Biden" not in _found(event_flow["before_late_joiner"])
+    assert (
+        _found(json.loads(picsaris("matches", event_flow["event_id"], "--format", "json")))["Joe Biden"]
+        == EXPECTED["Joe Biden"]
+    )
+
+
+def test_photos_lists_every_upload_published_with_the_manifest_face_counts(event_flow, shared_photos):
+    lines = picsaris("photos", event_flow["event_id"]).splitlines()
+    assert lines[0] == "photo_id,file_name,status,reason,faces,matches"
+    rows = json.loads(picsaris("photos", event_flow["event_id"], "--format", "json"))
+    assert len(rows) == 28 and {row["status"] for row in rows} == {"published"}
+    assert {row["file_name"]: row["faces"] for row in rows} == {
+        row["file_name"]: shared_photos[row["file_name"]].faces_expected for row in rows
+    }
+
+
+def test_processing_again_with_nothing_pending_is_a_quiet_success(event_flow):
+    picsaris("process")
+
+
+def test_models_lists_the_local_versions_default_first(event_flow):
+    assert picsaris("models").split() == list(LOCAL_MODELS)
+
+
+def test_unknown_event_is_a_clear_error(event_flow):
+    result = CliRunner().invoke(main, ["photos", "01" + "Z" * 24])
+    assert result.exit_code == 2 and "error: no event" in result.output
+
+
+def test_a_refused_file_does_not_stop_the_rest_of_the_upload(event_flow, shared_photos, tmp_path):
+    note = tmp_path / "notes.txt"
+    note.write_text("not a photo")
+    result = CliRunner().invoke(
+        main,
+        [
+            "upload",
+            event_flow["event_id"],
+            "--uploader",
+            event_flow["attendees"]["Tom Cruise"],
+            str(note),
+            str(shared_photos["biden_2.jpg"].path),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "refused" in result.output and "content type" in result.output
+    assert len(result.stdout.split()) == 1  # the good photo still got its id
+
+
+def test_deleting_a_photo_erases_it_everywhere(event_flow):
+    event_id = event_flow["event_id"]
+    rows = json.loads(picsaris("matches", event_id, "--format", "json"))
+    target = next(row for row in rows if row["file_name"] == "obama_4.jpg")
+    picsaris("photo", "delete", target["photo_id"])
+    assert target["photo_id"] not in picsaris("photos", event_id)
+    assert target["photo_id"] not in picsaris("matches", event_id)
+    bucket = Path(os.environ["PICSARIS_HOME"]) / "bucket"
+    leftovers = [p for p in bucket.rglob("*") if p.is_file() and target["photo_id"] in str(p)]
+    assert leftovers == []  # neither the upload nor its derived images
+
+
+def test_deleting_an_attendee_erases_their_matches(event_flow):
+    event_id, alex = event_flow["event_id"], event_flow["attendees"]["Alex Lacamoire"]
+    picsaris("attendee", "delete", alex)
+    assert "Alex Lacamoire" not in picsaris("matches", event_id)
+
+
+def test_the_console_script_runs_the_demo_without_shared_photos(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PICSARIS_") and k != "DAGSTER_HOME"}
+    env["PICSARIS_HOME"] = str(tmp_path / "demo-home")
+    result = subprocess.run(
+        [str(BIN / "picsaris"), "demo"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    found = [line for line in lines if "Eileen Collins (" in line]
+    assert len(found) == 3, result.stdout
+    assert any("06_damaged_upload.jpg" in line and "rejected" in line for line in lines)
+    assert any("04_coffee_break.png" in line and "nobody" in line for line in lines)
+    assert "3 match(es) in 3 photo(s)." in result.stdout

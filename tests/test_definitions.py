@@ -1,0 +1,75 @@
+"""The code location loads, validates with the real `dagster` CLI, and its instance config works."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from picsaris_pipeline.definitions import defs
+
+from .conftest import REPO_ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def test_definitions_load_with_every_asset_job_and_sensor():
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == {
+        "verified_upload",
+        "faces_detected",
+        "embeddings_stored",
+        "matches_published",
+        "attendee_reference",
+        "attendee_matches",
+    }
+    assert {job.name for job in defs.resolve_all_job_defs()} >= {"process_photo", "process_attendee"}
+    assert defs.resolve_sensor_def("bucket_sensor") is not None
+
+
+def test_every_asset_has_a_description_group_and_kinds():
+    for spec in defs.resolve_all_asset_specs():
+        assert spec.description, spec.key
+        assert spec.group_name in ("photos", "attendees"), spec.key
+        assert spec.kinds, spec.key
+
+
+def test_loading_the_definitions_reads_no_environment(monkeypatch):
+    # Configuration is read when a resource is used, never at import (STYLE: avoid #3).
+    monkeypatch.setenv("PICSARIS_FACE_ENGINE", "not-an-engine")
+    import importlib
+
+    import picsaris_pipeline.definitions as module
+
+    assert importlib.reload(module).defs is not None
+
+
+def test_dagster_cli_validates_the_workspace(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_production_instance_config_runs_on_postgres(postgres_server, tmp_path, monkeypatch):
+    shutil.copy(REPO_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_server.replace("postgresql+psycopg2", "postgresql"))
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        instance.add_dynamic_partitions("photos", ["01K000000000000000000000AA"])
+        assert instance.has_dynamic_partition("photos", "01K000000000000000000000AA")
+        assert instance.run_retries_enabled
+
+
+@pytest.mark.parametrize("name", ["dagster.yaml", "workspace.yaml"])
+def test_config_files_are_at_the_repository_root(name):
+    assert (REPO_ROOT / name).is_file()

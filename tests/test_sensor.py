@@ -1,0 +1,152 @@
+"""The bucket sensor through build_sensor_context on a real (temporary) Dagster instance."""
+
+import dagster as dg
+import pytest
+
+from picsaris_pipeline.discovery import ScanCursor, scan_bucket
+from picsaris_pipeline.domain import PhotoStatus
+from picsaris_pipeline.ids import new_id
+from picsaris_pipeline.keys import verified_image_key
+from picsaris_pipeline.partitions import attendee_partitions, photo_partitions
+from picsaris_pipeline.sensors import bucket_sensor
+
+from .pipeline_helpers import Pipeline
+
+JPEG = b"\xff\xd8 not really decoded by the sensor"
+
+
+@pytest.fixture
+def pipeline(tmp_path):
+    with dg.instance_for_test() as instance:
+        yield Pipeline.build(tmp_path, instance)
+
+
+@pytest.fixture
+def event(pipeline):
+    return pipeline.event()
+
+
+@pytest.fixture
+def guest(pipeline, event):
+    return pipeline.repo.add_attendee(event.id, "Guest", True, None, None)
+
+
+def _dropped_photo(pipeline, event, guest, status=PhotoStatus.PENDING_UPLOAD):
+    """A photo whose bytes reached the bucket but whose upload nobody announced."""
+    photo = pipeline.repo.create_photo(event.id, guest.id, "p.jpg", "image/jpeg", "a" * 64, len(JPEG), "jpg")
+    pipeline.store.put(photo.object_key, JPEG)
+    if status is not PhotoStatus.PENDING_UPLOAD:
+        pipeline.repo.update_photo(photo.id, status)
+    return photo
+
+
+def _tick(pipeline, cursor=None) -> dg.SensorResult:
+    context = dg.build_sensor_context(instance=pipeline.instance, cursor=cursor, resources=pipeline.resources)
+    return bucket_sensor(context)
+
+
+def _apply(pipeline, result: dg.SensorResult) -> None:
+    """What the daemon does with a tick's partition requests."""
+    for request in result.dynamic_partitions_requests or []:
+        pipeline.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+
+
+def test_unannounced_uploads_get_a_partition_and_one_keyed_run(pipeline, event, guest):
+    photos = [_dropped_photo(pipeline, event, guest) for _ in range(3)]
+    result = _tick(pipeline)
+    assert sorted(r.partition_key for r in result.run_requests) == sorted(p.id for p in photos)
+    assert {r.run_key for r in result.run_requests} == {f"photo:{p.id}" for p in photos}
+    assert all(r.job_name == "process_photo" and r.tags["picsaris/uploader"] == guest.id for r in result.run_requests)
+    (request,) = result.dynamic_partitions_requests
+    assert request.partitions_def_name == photo_partitions.name and len(request.partition_keys) == 3
+
+
+def test_a_repeated_tick_launches_nothing_twice(pipeline, event, guest):
+    _dropped_photo(pipeline, event, guest)
+    first = _tick(pipeline)
+    _apply(pipeline, first)
+    second = _tick(pipeline, first.cursor)
+    third = _tick(pipeline, second.cursor)  # a full new pass over the bucket
+    assert len(first.run_requests) == 1 and second.run_requests == [] and third.run_requests == []
+
+
+def test_objects_without_an_intake_record_are_ignored(pipeline, event, guest):
+    stranger = f"events/{event.id}/photos/{guest.id}/{new_id()}.jpg"
+    pipeline.store.put(stranger, JPEG)
+    pipeline.store.put("events/not-a-contract-key.jpg", JPEG)
+    result = _tick(pipeline)
+    assert result.run_requests == []
+    scan = scan_bucket(pipeline.store, pipeline.repo, ScanCursor(), set(), set())
+    assert {key for key, _ in scan.ignored} == {stranger, "events/not-a-contract-key.jpg"}
+
+
+def test_a_key_that_disagrees_with_its_record_is_ignored(pipeline, event, guest):
+    photo = _dropped_photo(pipeline, event, guest)
+    other = pipeline.repo.add_attendee(event.id, "Other", True, None, None)
+    forged = f"events/{event.id}/photos/{other.id}/{photo.id}.jpg"
+    pipeline.store.delete(photo.object_key)
+    pipeline.store.put(forged, JPEG)
+    assert _tick(pipeline).run_requests == []
+
+
+def test_photos_already_processed_are_not_requested(pipeline, event, guest):
+    _dropped_photo(pipeline, event, guest, PhotoStatus.PUBLISHED)
+    _dropped_photo(pipeline, event, guest, PhotoStatus.REJECTED)
+    assert _tick(pipeline).run_requests == []
+
+
+def test_a_burst_larger_than_the_cap_continues_next_tick(pipeline, event, guest):
+    photos = [_dropped_photo(pipeline, event, guest) for _ in range(7)]
+    seen: list[str] = []
+    cursor = None
+    for _ in range(5):
+        scan = scan_bucket(
+            pipeline.store,
+            pipeline.repo,
+            ScanCursor.parse(cursor),
+            set(pipeline.instance.get_dynamic_partitions(photo_partitions.name)),
+            set(),
+            max_runs=3,
+            page_size=2,
+        )
+        pipeline.instance.add_dynamic_partitions(photo_partitions.name, scan.photo_ids)
+        seen += scan.photo_ids
+        cursor = scan.cursor.serialize()
+    assert sorted(seen) == sorted(p.id for p in photos)  # nothing missed, nothing twice
+
+
+def test_derived_images_are_skipped_without_listing_them(pipeline, event, guest):
+    photo = _dropped_photo(pipeline, event, guest)
+    for n in range(5):
+        pipeline.store.put(verified_image_key(event.id, photo.id).replace("verified", f"v{n}"), JPEG)
+    scan = scan_bucket(pipeline.store, pipeline.repo, ScanCursor(), set(), set())
+    assert scan.photo_ids == [photo.id] and scan.keys_seen == 1 and scan.ignored == []
+
+
+def test_selfies_of_pending_attendees_get_attendee_runs(pipeline, event, shared_photos):
+    attendee = pipeline.attendee(event, "Obama", shared_photos["obama_1.jpg"].path)
+    result = _tick(pipeline)
+    (run,) = result.run_requests
+    assert (run.job_name, run.partition_key, run.run_key) == (
+        "process_attendee",
+        attendee.id,
+        f"attendee:{attendee.id}",
+    )
+    assert result.dynamic_partitions_requests[0].partitions_def_name == attendee_partitions.name
+
+
+def test_an_unreadable_cursor_starts_a_new_pass():
+    assert ScanCursor.parse("{not json") == ScanCursor()
+    assert ScanCursor.parse(ScanCursor("events/x", 3).serialize()) == ScanCursor("events/x", 3)
+
+
+def test_sensor_evaluates_through_the_definitions(pipeline, event, guest):
+    from picsaris_pipeline.definitions import defs
+
+    photo = _dropped_photo(pipeline, event, guest)
+    # evaluate_tick resolves partition keys against the instance, which it loads from a ref.
+    context = dg.build_sensor_context(
+        instance_ref=pipeline.instance.get_ref(), definitions=defs, resources=pipeline.resources
+    )
+    data = bucket_sensor.evaluate_tick(context)
+    assert [r.partition_key for r in data.run_requests] == [photo.id]
