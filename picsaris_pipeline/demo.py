@@ -9,6 +9,7 @@ import io
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageEnhance
 
@@ -30,7 +31,7 @@ def _skimage_data() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
-def _save(image: Image.Image, path: Path, **options: object) -> Path:
+def _save(image: Image.Image, path: Path, **options: Any) -> Path:
     image.save(path, **options)
     return path
 

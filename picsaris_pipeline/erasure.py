@@ -6,7 +6,7 @@ import dagster as dg
 
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.keys import derived_prefix
-from picsaris_pipeline.partitions import attendee_partitions, photo_partitions
+from picsaris_pipeline.partitions import ATTENDEE_PARTITIONS, PHOTO_PARTITIONS
 from picsaris_pipeline.storage import ObjectStore
 
 
@@ -15,8 +15,8 @@ def delete_photo(repo: Repository, store: ObjectStore, instance: dg.DagsterInsta
     photo = repo.delete_photo(photo_id)
     store.delete(photo.object_key)
     store.delete_prefix(derived_prefix(photo.event_id, photo.id))
-    if instance is not None and instance.has_dynamic_partition(photo_partitions.name, photo.id):
-        instance.delete_dynamic_partition(photo_partitions.name, photo.id)
+    if instance is not None and instance.has_dynamic_partition(PHOTO_PARTITIONS, photo.id):
+        instance.delete_dynamic_partition(PHOTO_PARTITIONS, photo.id)
 
 
 def delete_attendee(
@@ -31,6 +31,6 @@ def delete_attendee(
     repo.delete_attendee(attendee.id)
     if attendee.selfie_key:
         store.delete(attendee.selfie_key)
-    if instance is not None and instance.has_dynamic_partition(attendee_partitions.name, attendee.id):
-        instance.delete_dynamic_partition(attendee_partitions.name, attendee.id)
+    if instance is not None and instance.has_dynamic_partition(ATTENDEE_PARTITIONS, attendee.id):
+        instance.delete_dynamic_partition(ATTENDEE_PARTITIONS, attendee.id)
     return [p.id for p in uploaded]

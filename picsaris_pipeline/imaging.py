@@ -58,7 +58,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16/32-bit grey: scale to 8 bits instead of letting convert() clip everything to white.
         extrema = image.getextrema()
-        high = max(1, int(extrema[1])) if isinstance(extrema, tuple) else 255
+        high = max(1, int(extrema[1])) if isinstance(extrema, tuple) and isinstance(extrema[1], (int, float)) else 255
         image = image.point(lambda value: value * 255 / high).convert("L")
     if image.mode == "P":
         image = image.convert("RGBA")
@@ -81,7 +81,7 @@ def decode_photo(data: bytes, max_side: int = MAX_SIDE, max_pixels: int = MAX_PI
             # Our own pixel limit below decides; Pillow's warning threshold (89 MP) sits under it.
             # Pillow still raises DecompressionBombError at twice its threshold, handled below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > max_pixels:
                 raise BadInputError(

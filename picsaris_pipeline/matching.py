@@ -64,4 +64,4 @@ def candidates(reference: np.ndarray, faces: np.ndarray, owners: Sequence[str], 
     if faces.size == 0:
         return set()
     scores = similarities(faces, reference.reshape(1, -1))[:, 0]
-    return {owners[i] for i in np.nonzero(scores >= min_similarity)[0]}
+    return {owners[int(i)] for i in np.nonzero(scores >= min_similarity)[0]}

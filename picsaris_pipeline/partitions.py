@@ -2,8 +2,10 @@
 
 import dagster as dg
 
-photo_partitions = dg.DynamicPartitionsDefinition(name="photos")
-attendee_partitions = dg.DynamicPartitionsDefinition(name="attendees")
+PHOTO_PARTITIONS = "photos"
+ATTENDEE_PARTITIONS = "attendees"
+photo_partitions = dg.DynamicPartitionsDefinition(name=PHOTO_PARTITIONS)
+attendee_partitions = dg.DynamicPartitionsDefinition(name=ATTENDEE_PARTITIONS)
 
 PHOTO_JOB = "process_photo"
 ATTENDEE_JOB = "process_attendee"

@@ -16,11 +16,11 @@ import dagster as dg
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.partitions import (
     ATTENDEE_JOB,
+    ATTENDEE_PARTITIONS,
     EVENT_TAG,
     PHOTO_JOB,
+    PHOTO_PARTITIONS,
     UPLOADER_TAG,
-    attendee_partitions,
-    photo_partitions,
 )
 from picsaris_pipeline.settings import Settings
 
@@ -87,8 +87,8 @@ def process_pending(
     summary = ProcessSummary()
     attendees = repo.attendees_needing_reference(model_version, event_id)
     photos = repo.photos_to_process(event_id)
-    _ensure_partitions(instance, attendee_partitions.name, [a.id for a in attendees])
-    _ensure_partitions(instance, photo_partitions.name, [p.id for p in photos])
+    _ensure_partitions(instance, ATTENDEE_PARTITIONS, [a.id for a in attendees])
+    _ensure_partitions(instance, PHOTO_PARTITIONS, [p.id for p in photos])
 
     work = [(ATTENDEE_JOB, a.id, {EVENT_TAG: a.event_id}) for a in attendees]
     work += [(PHOTO_JOB, p.id, {EVENT_TAG: p.event_id, UPLOADER_TAG: p.uploader_id}) for p in photos]

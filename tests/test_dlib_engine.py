@@ -92,7 +92,7 @@ def test_same_person_matches_and_different_people_do_not(shared_photos, describe
 
 
 def test_nobody_is_found_in_photos_without_faces(shared_photos, described):
-    for name, photo in shared_photos.items():
+    for name, _photo in shared_photos.items():
         if name.startswith("noface"):
             assert described[name][1] == []
 

@@ -100,7 +100,7 @@ def test_vectors_are_kept_per_model_version_and_never_mixed(repo, event, guest):
     repo.store_face_vectors(photo, faces, V1, np.full((2, 4), 1.0, dtype=np.float32))
     repo.store_face_vectors(photo, faces, V2, np.full((2, 4), 2.0, dtype=np.float32))
     repo.store_face_vectors(photo, faces, V1, np.full((2, 4), 3.0, dtype=np.float32))  # a re-run
-    ids, v1 = repo.photo_vectors(photo.id, V1)
+    _ids, v1 = repo.photo_vectors(photo.id, V1)
     assert v1.shape == (2, 4) and np.all(v1 == 3.0)
     assert np.all(repo.photo_vectors(photo.id, V2)[1] == 2.0)
     owners, event_vectors = repo.event_face_vectors(event.id, V2)

@@ -58,7 +58,9 @@ def model_versions(engine: str = "dlib") -> list[str]:
         from picsaris_pipeline.faces.dlib_engine import LOCAL_MODELS
 
         return list(LOCAL_MODELS)
-    raise ConfigurationError(f"unknown face engine {engine!r}; this build offers: dlib")
+    raise ConfigurationError(
+        f"unknown face engine {engine!r}; this build offers: dlib (rekognition arrives with the production path)"
+    )
 
 
 def get_engine(engine: str = "dlib", model_version: str | None = None) -> FaceEngine:
@@ -67,4 +69,6 @@ def get_engine(engine: str = "dlib", model_version: str | None = None) -> FaceEn
         from picsaris_pipeline.faces.dlib_engine import DlibEngine
 
         return DlibEngine.shared(model_version)
-    raise ConfigurationError(f"unknown face engine {engine!r}; this build offers: dlib")
+    raise ConfigurationError(
+        f"unknown face engine {engine!r}; this build offers: dlib (rekognition arrives with the production path)"
+    )

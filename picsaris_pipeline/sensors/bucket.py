@@ -5,8 +5,10 @@ import dagster as dg
 from picsaris_pipeline.discovery import ScanCursor, scan_bucket
 from picsaris_pipeline.partitions import (
     ATTENDEE_JOB,
+    ATTENDEE_PARTITIONS,
     EVENT_TAG,
     PHOTO_JOB,
+    PHOTO_PARTITIONS,
     UPLOADER_TAG,
     attendee_partitions,
     photo_partitions,
@@ -32,8 +34,8 @@ def bucket_sensor(
         object_store.store(),
         repo,
         ScanCursor.parse(context.cursor),
-        set(context.instance.get_dynamic_partitions(photo_partitions.name)),
-        set(context.instance.get_dynamic_partitions(attendee_partitions.name)),
+        set(context.instance.get_dynamic_partitions(PHOTO_PARTITIONS)),
+        set(context.instance.get_dynamic_partitions(ATTENDEE_PARTITIONS)),
         max_runs=MAX_RUNS_PER_TICK,
     )
     run_requests = []
