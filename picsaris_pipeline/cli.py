@@ -140,13 +140,6 @@ def upload(event_id: str, uploader: str, paths: tuple[Path, ...]) -> None:
 
     with _errors():
         app = App.from_env()
-        if app.settings.dagster_url:
-            # Said out loud rather than ignored: nothing launches these runs until `picsaris process`.
-            click.echo(
-                "note: launching runs through PICSARIS_DAGSTER_URL arrives with the production path; "
-                "run `picsaris process` (or let the bucket sensor find them)",
-                err=True,
-            )
         progress = _Progress("uploading", len(paths)) if len(paths) > 1 else None
         refused = 0
         try:
@@ -155,6 +148,8 @@ def upload(event_id: str, uploader: str, paths: tuple[Path, ...]) -> None:
                     refused += 1
                     click.echo(f"\nrefused {outcome.path}: {outcome.error}", err=True)
                     continue
+                if outcome.warning:
+                    click.echo(f"\n{outcome.path.name}: {outcome.warning}", err=True)
                 if outcome.duplicate_of:
                     click.echo(f"\n{outcome.path.name}: same bytes as photo {outcome.photo_id}", err=True)
                 click.echo(outcome.photo_id)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from picsaris_pipeline.app import App
-from picsaris_pipeline.errors import BadInputError
+from picsaris_pipeline.errors import BadInputError, ConfigurationError, PicsarisError, RetryableError
+from picsaris_pipeline.launcher import DagsterLauncher
 from picsaris_pipeline.services.intake import complete_upload, content_type_for, request_upload, sha256_of
 from picsaris_pipeline.storage import put_via_ticket
 
@@ -18,6 +19,7 @@ class UploadOutcome:
     photo_id: str | None
     duplicate_of: bool = False  # the event already had these bytes; photo_id is the existing photo
     error: str | None = None  # this file was refused; the others still go
+    warning: str | None = None  # stored, but something after that did not work
 
 
 def upload_files(
@@ -43,5 +45,14 @@ def _upload_one(app: App, event_id: str, uploader_id: str, path: Path) -> Upload
     if request.duplicate or request.ticket is None:
         return UploadOutcome(path, request.photo.id, duplicate_of=True)
     put_via_ticket(request.ticket, data)
-    photo = complete_upload(app.repo, app.store, request.photo.id)
+    # With PICSARIS_DAGSTER_URL set, completing the upload launches the photo's run on that webserver,
+    # as the upload API does; otherwise `picsaris process` (or the bucket sensor) picks it up.
+    launch = DagsterLauncher(app.settings.dagster_url).launch_photo if app.settings.dagster_url else None
+    try:
+        photo = complete_upload(app.repo, app.store, request.photo.id, on_uploaded=launch)
+    except (RetryableError, ConfigurationError, PicsarisError) as error:
+        if isinstance(error, BadInputError):
+            raise
+        # The photo is stored and marked uploaded, so `picsaris process` will still run it.
+        return UploadOutcome(path, request.photo.id, warning=f"uploaded, but its run was not launched: {error}")
     return UploadOutcome(path, photo.id)

@@ -13,6 +13,8 @@ from click.testing import CliRunner
 from picsaris_pipeline.cli import main
 from picsaris_pipeline.faces.dlib_engine import LOCAL_MODELS
 
+from .cli_runner import picsaris
+
 BIN = Path(sys.executable).parent
 SELFIES = {  # attendee name -> (selfie, consent)
     "Barack Obama": ("obama_1.jpg", True),
@@ -28,12 +30,6 @@ EXPECTED = {
     "Alex Lacamoire": {"alex_lacamoire_1.png", "alex_lacamoire_3.jpg"},
     "Joe Biden": {"biden_1.jpg", "group_two_people.jpg", "group_obama_and_biden.jpg"},
 }
-
-
-def picsaris(*args: str) -> str:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, f"picsaris {' '.join(args)} -> {result.exit_code}\n{result.output}"
-    return result.stdout
 
 
 @pytest.fixture(scope="module")

@@ -80,7 +80,7 @@ def request_upload(
 
 
 def complete_upload(
-    repo: Repository, store: ObjectStore, photo_id: str, on_uploaded: Callable[[Photo], None] | None = None
+    repo: Repository, store: ObjectStore, photo_id: str, on_uploaded: Callable[[Photo], object] | None = None
 ) -> Photo:
     """The phone says the PUT finished: check the object, mark the photo uploaded, launch its run."""
     photo = repo.get_photo(photo_id)
