@@ -17,6 +17,7 @@ import click
 
 from picsaris_pipeline.app import App
 from picsaris_pipeline.errors import PicsarisError
+from picsaris_pipeline.listings import MATCH_COLUMNS, PHOTO_COLUMNS, match_row, photo_row
 
 
 @contextmanager
@@ -189,39 +190,15 @@ def process(event_id: str | None) -> None:
 
 
 # -- listings ---------------------------------------------------------------------------------
-MATCH_COLUMNS = ("photo_id", "file_name", "attendee_id", "attendee_name", "similarity", "model_version")
-PHOTO_COLUMNS = ("photo_id", "file_name", "status", "reason", "faces", "matches")
-
-
 def match_rows(app: App, event_id: str) -> list[dict[str, Any]]:
     app.repo.get_event(event_id)
-    return [
-        {
-            "photo_id": m.photo_id,
-            "file_name": m.file_name,
-            "attendee_id": m.attendee_id,
-            "attendee_name": m.attendee_name,
-            "similarity": round(m.similarity, 4),
-            "model_version": m.model_version,
-        }
-        for m in app.repo.list_matches(event_id, model_version=app.engine.model_version)
-    ]
+    return [match_row(m) for m in app.repo.list_matches(event_id, model_version=app.engine.model_version)]
 
 
 def photo_rows(app: App, event_id: str) -> list[dict[str, Any]]:
     app.repo.get_event(event_id)
     counts = app.repo.match_counts(event_id, app.engine.model_version)
-    return [
-        {
-            "photo_id": p.id,
-            "file_name": p.file_name,
-            "status": p.status.value,
-            "reason": p.reason or "",
-            "faces": p.face_count if p.face_count is not None else "",
-            "matches": counts.get(p.id, 0),
-        }
-        for p in app.repo.list_photos(event_id)
-    ]
+    return [photo_row(p, counts.get(p.id, 0)) for p in app.repo.list_photos(event_id)]
 
 
 @main.command()

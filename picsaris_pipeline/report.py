@@ -31,6 +31,7 @@ from picsaris_pipeline.domain import Attendee, Event, Face, MatchRow, Photo, Pho
 from picsaris_pipeline.errors import BadInputError, NotFoundError
 from picsaris_pipeline.imaging import encode_jpeg, load_rgb
 from picsaris_pipeline.keys import verified_image_key
+from picsaris_pipeline.listings import match_row, photo_row
 
 THUMB_SIDE = 480
 THUMB_QUALITY = 80
@@ -141,31 +142,11 @@ def _match_counts(matches: Iterable[MatchRow]) -> Counter[str]:
 
 def photo_rows(data: ReportData) -> list[dict[str, Any]]:
     counts = _match_counts(data.matches)
-    return [
-        {
-            "photo_id": p.id,
-            "file_name": p.file_name,
-            "status": p.status.value,
-            "reason": p.reason or "",
-            "faces": p.face_count,
-            "matches": counts.get(p.id, 0),
-        }
-        for p in data.photos
-    ]
+    return [photo_row(p, counts.get(p.id, 0)) for p in data.photos]
 
 
 def match_rows(data: ReportData) -> list[dict[str, Any]]:
-    return [
-        {
-            "photo_id": m.photo_id,
-            "file_name": m.file_name,
-            "attendee_id": m.attendee_id,
-            "attendee_name": m.attendee_name,
-            "similarity": round(m.similarity, 4),
-            "model_version": m.model_version,
-        }
-        for m in data.matches
-    ]
+    return [match_row(m) for m in data.matches]
 
 
 def summary_rows(data: ReportData) -> list[dict[str, Any]]:

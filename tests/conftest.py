@@ -11,8 +11,10 @@ import csv
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,56 +57,67 @@ def shared_photos(shared_faces_dir: Path) -> dict[str, SharedPhoto]:
         }
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """A fresh database on the machine's PostgreSQL for this test session; dropped afterwards."""
+@contextmanager
+def fresh_database(admin_url: str, prefix: str) -> Iterator[str]:
+    """Create a uniquely named database next to admin_url's; drop it (closing our pools) afterwards."""
     import sqlalchemy as sa
 
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    from picsaris_pipeline.db.repository import dispose_all
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(sa.text("select 1"))
-    except sa.exc.OperationalError as error:
-        admin.dispose()
-        missing(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {str(error.orig).strip().splitlines()[0]}")
-    name = f"picsaris_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        yield url
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
     finally:
-        from picsaris_pipeline.db.repository import dispose_all
-
         dispose_all()
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A database of this test session on the machine's PostgreSQL, after checking it is reachable."""
+    import sqlalchemy as sa
+
+    probe = sa.create_engine(PG_ADMIN_URL)
+    try:
+        with probe.connect() as conn:
+            conn.execute(sa.text("select 1"))
+    except sa.exc.OperationalError as error:
+        missing(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {str(error.orig).strip().splitlines()[0]}")
+    finally:
+        probe.dispose()
+    with fresh_database(PG_ADMIN_URL, "picsaris_test") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The same tests on both databases; each Postgres test gets its own schema-clean database."""
+    """The same tests on both databases; each Postgres test gets a database of its own."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'app.db'}"
         return
-    import sqlalchemy as sa
-
-    base = request.getfixturevalue("postgres_server")
-    name = f"picsaris_t_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = base.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    with fresh_database(request.getfixturevalue("postgres_server"), "picsaris_t") as url:
         yield url
-    finally:
-        from picsaris_pipeline.db.repository import dispose_all
 
-        dispose_all()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[Any]:
+    """Database, local bucket and resources wired as the code location wires them, on a test instance."""
+    import dagster as dg
+
+    from .pipeline_helpers import Pipeline
+
+    with dg.instance_for_test() as instance:
+        yield Pipeline.build(tmp_path, instance)
+
+
+@pytest.fixture
+def event(pipeline: Any) -> Any:
+    return pipeline.event()
 
 
 @pytest.fixture

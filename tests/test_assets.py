@@ -2,7 +2,6 @@
 
 import io
 
-import dagster as dg
 import pytest
 from PIL import Image
 
@@ -10,18 +9,7 @@ from picsaris_pipeline.db.schema import face_vectors, faces, matches
 from picsaris_pipeline.domain import PhotoStatus, ReferenceStatus
 from picsaris_pipeline.keys import verified_image_key
 
-from .pipeline_helpers import Pipeline, metadata
-
-
-@pytest.fixture
-def pipeline(tmp_path):
-    with dg.instance_for_test() as instance:
-        yield Pipeline.build(tmp_path, instance)
-
-
-@pytest.fixture
-def event(pipeline):
-    return pipeline.event()
+from .pipeline_helpers import metadata
 
 
 @pytest.fixture

@@ -10,20 +10,7 @@ from picsaris_pipeline.keys import verified_image_key
 from picsaris_pipeline.partitions import attendee_partitions, photo_partitions
 from picsaris_pipeline.sensors import bucket_sensor
 
-from .pipeline_helpers import Pipeline
-
 JPEG = b"\xff\xd8 not really decoded by the sensor"
-
-
-@pytest.fixture
-def pipeline(tmp_path):
-    with dg.instance_for_test() as instance:
-        yield Pipeline.build(tmp_path, instance)
-
-
-@pytest.fixture
-def event(pipeline):
-    return pipeline.event()
 
 
 @pytest.fixture
