@@ -2,20 +2,36 @@
 
 import dagster as dg
 
-from picsaris_pipeline.assets import ATTENDEE_ASSETS, PHOTO_ASSETS
-from picsaris_pipeline.partitions import ATTENDEE_JOB, PHOTO_JOB
+from picsaris_pipeline.assets import ATTENDEE_ASSETS, EVENT_ASSETS, PHOTO_ASSETS
+from picsaris_pipeline.assets.checks import HEALTH_CHECKS
+from picsaris_pipeline.partitions import ATTENDEE_JOB, EVENT_SUMMARY_JOB, HEALTH_CHECKS_JOB, PHOTO_JOB
 
 # In-process executor: a photo's four steps are short and sequential; one process per step would
 # cost more than the face work itself.
+# Checks are left out of the per-photo runs (see assets/checks.py) and run in their own job.
 photo_job = dg.define_asset_job(
     PHOTO_JOB,
-    selection=PHOTO_ASSETS,
+    selection=dg.AssetSelection.assets(*PHOTO_ASSETS).without_checks(),
     executor_def=dg.in_process_executor,
     description="Verify, detect, embed and match one photo.",
 )
 attendee_job = dg.define_asset_job(
     ATTENDEE_JOB,
-    selection=ATTENDEE_ASSETS,
+    selection=dg.AssetSelection.assets(*ATTENDEE_ASSETS).without_checks(),
     executor_def=dg.in_process_executor,
     description="Reference vector from one attendee's selfie, then match them in existing photos.",
+)
+event_summary_job = dg.define_asset_job(
+    EVENT_SUMMARY_JOB,
+    selection=EVENT_ASSETS,
+    executor_def=dg.in_process_executor,
+    description="Refresh one event's summary.",
+)
+health_checks_job = dg.define_asset_job(
+    HEALTH_CHECKS_JOB,
+    selection=dg.AssetSelection.checks(*HEALTH_CHECKS),
+    description="The asset checks an operator acts on (consent, stuck photos, missing references).",
+)
+health_checks_schedule = dg.ScheduleDefinition(
+    job=health_checks_job, cron_schedule="*/10 * * * *", default_status=dg.DefaultScheduleStatus.RUNNING
 )

@@ -65,6 +65,11 @@ def verified_image_key(event_id: str, photo_id: str) -> str:
     return derived_prefix(event_id, photo_id) + "verified.jpg"
 
 
+def thumbnail_key(event_id: str, photo_id: str) -> str:
+    """A small JPEG of the photo with its face boxes, for people (UI links, reports)."""
+    return derived_prefix(event_id, photo_id) + "thumb.jpg"
+
+
 def parse_key(key: str) -> ParsedKey | None:
     """Parse an upload key; None for anything that is not a photo or selfie key of the contract."""
     if match := _PHOTO_RE.match(key):

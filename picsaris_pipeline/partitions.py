@@ -4,10 +4,14 @@ import dagster as dg
 
 PHOTO_PARTITIONS = "photos"
 ATTENDEE_PARTITIONS = "attendees"
+EVENT_PARTITIONS = "events"
 photo_partitions = dg.DynamicPartitionsDefinition(name=PHOTO_PARTITIONS)
 attendee_partitions = dg.DynamicPartitionsDefinition(name=ATTENDEE_PARTITIONS)
+event_partitions = dg.DynamicPartitionsDefinition(name=EVENT_PARTITIONS)
 
 PHOTO_JOB = "process_photo"
 ATTENDEE_JOB = "process_attendee"
+EVENT_SUMMARY_JOB = "summarize_event"
+HEALTH_CHECKS_JOB = "ops_health_checks"
 EVENT_TAG = "picsaris/event"
 UPLOADER_TAG = "picsaris/uploader"

@@ -4,7 +4,8 @@ Writes into `out_dir/<event_id>/`:
 
     photos.csv    one row per photo (the columns of `picsaris photos`)
     matches.csv   one row per match under the current model version (the columns of `picsaris matches`)
-    summary.csv   metric,value: photos per status and the event's totals
+    summary.csv   metric,value: the event's totals (`picsaris_pipeline.summary`, the same figures the
+                  Dagster UI shows)
     index.html    a static page: the summary, each guest's photos, then unmatched and rejected photos
     images/       one JPEG thumbnail per photo that has a verified image
 
@@ -27,11 +28,12 @@ import polars as pl
 from PIL import Image
 
 from picsaris_pipeline.app import App
-from picsaris_pipeline.domain import Attendee, Event, Face, MatchRow, Photo, PhotoStatus, ReferenceStatus
+from picsaris_pipeline.domain import Attendee, Event, Face, MatchRow, Photo, PhotoStatus
 from picsaris_pipeline.errors import BadInputError, NotFoundError
 from picsaris_pipeline.imaging import encode_jpeg, load_rgb
 from picsaris_pipeline.keys import verified_image_key
 from picsaris_pipeline.listings import match_row, photo_row
+from picsaris_pipeline.summary import TOTALS_SCHEMA, EventSummary, UnitPrices, summarize_event
 
 THUMB_SIDE = 480
 THUMB_QUALITY = 80
@@ -57,7 +59,7 @@ MATCH_SCHEMA: dict[str, Any] = {
     "similarity": pl.Float64,
     "model_version": pl.String,
 }
-SUMMARY_SCHEMA: dict[str, Any] = {"metric": pl.String, "value": pl.Int64}
+SUMMARY_SCHEMA: dict[str, Any] = TOTALS_SCHEMA
 
 # Statuses that never produce a verified image, so there is nothing to thumbnail.
 _NO_IMAGE_STATUSES = frozenset(
@@ -95,6 +97,7 @@ class ReportData:
     matches: list[MatchRow]
     model_version: str
     detector_version: str
+    summary: EventSummary
 
 
 def write_report(app: App, event_id: str, out_dir: Path) -> Path:
@@ -108,7 +111,7 @@ def write_report(app: App, event_id: str, out_dir: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     _write_csv(target / "photos.csv", photo_rows(data), PHOTO_SCHEMA)
     _write_csv(target / "matches.csv", match_rows(data), MATCH_SCHEMA)
-    _write_csv(target / "summary.csv", summary_rows(data), SUMMARY_SCHEMA)
+    data.summary.totals.write_csv(target / "summary.csv")
     thumbs = write_thumbnails(app, data, target / "images")
     boxes = {photo_id: _boxes(app, data, photo_id, thumb) for photo_id, thumb in thumbs.items()}
     index = target / "index.html"
@@ -126,6 +129,9 @@ def _load(app: App, event_id: str) -> ReportData:
         matches=app.repo.list_matches(event.id, model_version=model_version),
         model_version=model_version,
         detector_version=app.engine.detector_version,
+        # The report shows no costs, so it uses the default prices rather than failing on a bad
+        # PICSARIS_PRICE_* setting it has no use for.
+        summary=summarize_event(app.repo, app.store, event.id, model_version, UnitPrices()),
     )
 
 
@@ -136,7 +142,7 @@ def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]], schema: dict[str, 
 
 def _match_counts(matches: Iterable[MatchRow]) -> Counter[str]:
     # Counted from the current model version's matches (not all versions), so photos.csv,
-    # matches.csv and summary.csv always agree with each other.
+    # matches.csv and summary.csv (which counts under the same version) agree with each other.
     return Counter(m.photo_id for m in matches)
 
 
@@ -150,18 +156,8 @@ def match_rows(data: ReportData) -> list[dict[str, Any]]:
 
 
 def summary_rows(data: ReportData) -> list[dict[str, Any]]:
-    """Photos per status (every status, zeros included, so the file's shape never changes), then totals."""
-    by_status = Counter(p.status for p in data.photos)
-    rows = [{"metric": f"photos_{status.value}", "value": by_status.get(status, 0)} for status in PhotoStatus]
-    totals = {
-        "photos": len(data.photos),
-        "faces": sum(p.face_count or 0 for p in data.photos),
-        "matches": len(data.matches),
-        "attendees": len(data.attendees),
-        "attendees_ready": sum(a.reference_status is ReferenceStatus.READY for a in data.attendees),
-        "attendees_without_consent": sum(not a.consent for a in data.attendees),
-    }
-    return rows + [{"metric": metric, "value": value} for metric, value in totals.items()]
+    """The event's totals (metric, value) as summary.csv holds them."""
+    return list(data.summary.totals.iter_rows(named=True))
 
 
 # -- thumbnails ---------------------------------------------------------------------------------
@@ -279,9 +275,15 @@ def _page(title: str, body: str) -> str:
     )
 
 
+def _summary_value(value: float) -> str:
+    # Counts read as counts ("3", not "3.0"); times and ratios keep two decimals.
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
+
+
 def _summary_table(rows: Sequence[Mapping[str, Any]]) -> str:
     cells = "\n".join(
-        f'<tr><th scope="row">{_e(r["metric"])}</th><td class="value">{_e(r["value"])}</td></tr>' for r in rows
+        f'<tr><th scope="row">{_e(r["metric"])}</th><td class="value">{_e(_summary_value(r["value"]))}</td></tr>'
+        for r in rows
     )
     return f'<h2>Summary</h2>\n<table class="summary">\n{cells}\n</table>'
 

@@ -17,7 +17,10 @@ from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.partitions import (
     ATTENDEE_JOB,
     ATTENDEE_PARTITIONS,
+    EVENT_PARTITIONS,
+    EVENT_SUMMARY_JOB,
     EVENT_TAG,
+    HEALTH_CHECKS_JOB,
     PHOTO_JOB,
     PHOTO_PARTITIONS,
     UPLOADER_TAG,
@@ -109,4 +112,30 @@ def process_pending(
             summary.failures.append((kind, key, _failure_message(result)))
         if progress:
             progress(kind, done, len(work))
+    if work:
+        events = sorted({a.event_id for a in attendees} | {p.event_id for p in photos})
+        _refresh_event_views(instance, events, summary)
     return summary
+
+
+def _refresh_event_views(instance: dg.DagsterInstance, event_ids: list[str], summary: ProcessSummary) -> None:
+    """Bring what ops look at up to date: the touched events' summaries and the health checks."""
+    from picsaris_pipeline.definitions import defs
+
+    _ensure_partitions(instance, EVENT_PARTITIONS, event_ids)
+    summary_job = defs.resolve_job_def(EVENT_SUMMARY_JOB)
+    for event_id in event_ids:
+        result = summary_job.execute_in_process(
+            partition_key=event_id,
+            instance=instance,
+            raise_on_error=False,
+            run_config=QUIET_CONSOLE,
+            tags={EVENT_TAG: event_id, "picsaris/source": "cli"},
+        )
+        if not result.success:
+            summary.failures.append(("event summary", event_id, _failure_message(result)))
+    checks = defs.resolve_job_def(HEALTH_CHECKS_JOB).execute_in_process(
+        instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE, tags={"picsaris/source": "cli"}
+    )
+    if not checks.success:
+        summary.failures.append(("health checks", "-", _failure_message(checks)))

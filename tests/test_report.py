@@ -107,12 +107,14 @@ def test_report_writes_csvs_page_and_thumbnails(scenario: Scenario, tmp_path: Pa
     assert float(matches[0]["similarity"]) == pytest.approx(0.8)
     assert matches[0]["model_version"] == scenario.app.engine.model_version
 
-    summary = {row["metric"]: int(row["value"]) for row in _csv(folder / "summary.csv")}
-    assert summary["photos_published"] == 1
-    assert summary["photos_rejected"] == 1
-    assert summary["photos_duplicate"] == 0
-    assert (summary["photos"], summary["faces"], summary["matches"]) == (2, 2, 1)
+    summary_rows = _csv(folder / "summary.csv")
+    assert list(summary_rows[0]) == ["metric", "value"]
+    summary = {row["metric"]: float(row["value"]) for row in summary_rows}
+    assert (summary["published"], summary["rejected"], summary["duplicates"], summary["in_progress"]) == (1, 1, 0, 0)
+    assert (summary["photos"], summary["faces"], summary["matches"], summary["unmatched_faces"]) == (2, 2, 1, 1)
     assert (summary["attendees"], summary["attendees_ready"], summary["attendees_without_consent"]) == (2, 0, 1)
+    verified = scenario.app.store.head(verified_image_key(scenario.event_id, scenario.published_id))
+    assert verified is not None and summary["stored_bytes"] == verified.size
 
     page = index.read_text(encoding="utf-8")
     assert "<title>Launch party</title>" in page
@@ -122,6 +124,7 @@ def test_report_writes_csvs_page_and_thumbnails(scenario: Scenario, tmp_path: Pa
     assert "party &lt;b&gt;1&lt;/b&gt;.jpg" in page and "<b>1</b>" not in page
     assert REJECTION in page
     assert "Unmatched and rejected photos" in page
+    assert '<th scope="row">faces</th><td class="value">2</td>' in page
     assert "http://" not in page and "https://" not in page
 
     published = _figure(page, scenario.published_id)

@@ -40,6 +40,10 @@ def photo_metadata(result: StepResult, **extra: Any) -> dict[str, Any]:
         metadata["reason"] = result.reason
     metadata.update(result.details)
     metadata.update(extra)
+    if result.thumbnail_url:
+        metadata["thumbnail"] = dg.MetadataValue.url(result.thumbnail_url)
+    if result.preview_markdown:
+        metadata["preview"] = dg.MetadataValue.md(result.preview_markdown)
     if result.timings_ms:
         metadata["timings_ms"] = dg.MetadataValue.json(result.timings_ms)
         metadata["step_ms"] = round(sum(result.timings_ms.values()), 1)

@@ -55,6 +55,7 @@ def embeddings_stored(
 def matches_published(
     context: dg.AssetExecutionContext,
     database: DatabaseResource,
+    object_store: ObjectStoreResource,
     face_engine: FaceEngineResource,
     realtime: RealtimeResource,
 ) -> dg.MaterializeResult:
@@ -64,6 +65,7 @@ def matches_published(
     return run_step(
         lambda: photos.publish_matches(
             database.repository(),
+            object_store.store(),
             realtime.publisher(),
             context.partition_key,
             engine.model_version,

@@ -478,6 +478,43 @@ class Repository:
                 for r in conn.execute(query).all()
             ]
 
+    # -- health ---------------------------------------------------------------------------
+    def matches_without_consent(self, limit: int = 20) -> tuple[int, list[tuple[str, str]]]:
+        """(count, examples of (photo_id, attendee_id)) of matches to attendees who did not consent."""
+        condition = t.attendees.c.consent.is_(False)
+        joined = t.matches.join(t.attendees, t.attendees.c.id == t.matches.c.attendee_id)
+        with self._read() as conn:
+            count = conn.execute(sa.select(sa.func.count()).select_from(joined).where(condition)).scalar_one()
+            rows = conn.execute(
+                sa.select(t.matches.c.photo_id, t.matches.c.attendee_id)
+                .select_from(joined)
+                .where(condition)
+                .limit(limit)
+            ).all()
+        return int(count), [(r.photo_id, r.attendee_id) for r in rows]
+
+    def photos_stuck_since(self, before: datetime, limit: int = 20) -> tuple[int, list[Photo]]:
+        """(count, oldest examples) of photos on their way to published not updated since before."""
+        condition = t.photos.c.status.in_([s.value for s in PhotoStatus if s.needs_processing]) & (
+            t.photos.c.updated_at < before
+        )
+        with self._read() as conn:
+            count = conn.execute(sa.select(sa.func.count()).select_from(t.photos).where(condition)).scalar_one()
+            rows = conn.execute(sa.select(t.photos).where(condition).order_by(t.photos.c.updated_at).limit(limit)).all()
+        return int(count), [_photo(r) for r in rows]
+
+    def mark_failed(self, photo_id: str, reason: str) -> bool:
+        """Mark a photo failed unless it already reached a terminal status; True if it changed."""
+        terminal = [s.value for s in PhotoStatus if s.is_terminal]
+        with self._tx() as conn:
+            changed = conn.execute(
+                t.photos.update()
+                .where(t.photos.c.id == photo_id)
+                .where(t.photos.c.status.not_in(terminal))
+                .values(status=PhotoStatus.FAILED.value, reason=reason[:2000], updated_at=_now())
+            ).rowcount
+        return bool(changed)
+
     def match_counts(self, event_id: str, model_version: str | None = None) -> dict[str, int]:
         query = (
             sa.select(t.matches.c.photo_id, sa.func.count())

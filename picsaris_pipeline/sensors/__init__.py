@@ -1,3 +1,4 @@
 from picsaris_pipeline.sensors.bucket import bucket_sensor
+from picsaris_pipeline.sensors.failures import photo_failure_sensor
 
-__all__ = ["bucket_sensor"]
+__all__ = ["bucket_sensor", "photo_failure_sensor"]

@@ -11,11 +11,20 @@ from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.domain import STOPPED_STATUSES, Photo, PhotoStatus
 from picsaris_pipeline.errors import BadInputError, NotFoundError
 from picsaris_pipeline.faces.engine import FaceEngine
-from picsaris_pipeline.keys import verified_image_key
+from picsaris_pipeline.keys import thumbnail_key, verified_image_key
 from picsaris_pipeline.matching import assign
 from picsaris_pipeline.realtime import RealtimePublisher, photo_messages
 from picsaris_pipeline.services.timing import Stopwatch
 from picsaris_pipeline.storage import ObjectStore
+from picsaris_pipeline.thumbnails import (
+    PREVIEW_SIDE,
+    THUMB_SIDE,
+    DrawnFace,
+    draw,
+    markdown_image,
+    open_reduced,
+    to_jpeg,
+)
 
 logger = logging.getLogger("picsaris.photos")
 
@@ -30,6 +39,8 @@ class StepResult:
     skipped: bool = False  # the photo stopped earlier (duplicate, rejected, failed)
     details: dict[str, Any] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    thumbnail_url: str | None = None  # link to the stored thumbnail with face boxes
+    preview_markdown: str | None = None  # a tiny inline picture (matches_published only)
 
 
 def _skipped(photo: Photo) -> StepResult:
@@ -82,9 +93,10 @@ def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepRe
             decoded = imaging.decode_photo(data)
         except BadInputError as error:
             return _reject(repo, photo, str(error), watch, sha256=sha)
+    width, height = decoded.image.size
     with watch.lap("store_verified"):
         store.put(verified_image_key(photo.event_id, photo.id), imaging.encode_jpeg(decoded.image), "image/jpeg")
-    width, height = decoded.image.size
+        thumbnail_url = _store_thumbnail(store, photo, draw(decoded.image, [], THUMB_SIDE, (width, height)))
     repo.update_photo(
         photo.id,
         PhotoStatus.VERIFIED,
@@ -103,7 +115,19 @@ def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepRe
     }
     if decoded.frames > 1:
         details["frames"] = decoded.frames
-    return StepResult(repo.get_photo(photo.id), PhotoStatus.VERIFIED, details=details, timings_ms=watch.ms)
+    return StepResult(
+        repo.get_photo(photo.id),
+        PhotoStatus.VERIFIED,
+        details=details,
+        timings_ms=watch.ms,
+        thumbnail_url=thumbnail_url,
+    )
+
+
+def _store_thumbnail(store: ObjectStore, photo: Photo, picture: Any) -> str:
+    key = thumbnail_key(photo.event_id, photo.id)
+    store.put(key, to_jpeg(picture), "image/jpeg")
+    return store.link(key)
 
 
 def _load_verified(store: ObjectStore, photo: Photo) -> Any:
@@ -120,10 +144,14 @@ def detect_faces(repo: Repository, store: ObjectStore, engine: FaceEngine, photo
     with watch.lap("detect"):
         boxes = engine.detect(image)
     faces = repo.replace_faces(photo, engine.detector_version, boxes)
+    with watch.lap("thumbnail"):
+        drawn = [DrawnFace(f.left, f.top, f.right, f.bottom) for f in faces]
+        thumbnail_url = _store_thumbnail(store, photo, draw(image, drawn, THUMB_SIDE, image.size))
     repo.update_photo(photo.id, PhotoStatus.FACES_DETECTED, face_count=len(faces))
     return StepResult(
         repo.get_photo(photo.id),
         PhotoStatus.FACES_DETECTED,
+        thumbnail_url=thumbnail_url,
         details={
             "faces": len(faces),
             "detector_version": engine.detector_version,
@@ -160,6 +188,15 @@ def store_embeddings(repo: Repository, store: ObjectStore, engine: FaceEngine, p
     )
 
 
+def mark_failed(repo: Repository, photo_id: str, reason: str) -> bool:
+    """A run gave up on this photo: record why, unless the photo already finished (a late failure
+    of a re-run must not undo a published photo). True if the status changed."""
+    changed = repo.mark_failed(photo_id, reason)
+    if changed:
+        logger.warning("photo %s failed: %s", photo_id, reason)
+    return changed
+
+
 def match_photo(
     repo: Repository, photo: Photo, model_version: str, min_similarity: float
 ) -> list[tuple[str, str, float]]:
@@ -175,7 +212,12 @@ def match_photo(
 
 
 def publish_matches(
-    repo: Repository, publisher: RealtimePublisher, photo_id: str, model_version: str, min_similarity: float
+    repo: Repository,
+    store: ObjectStore,
+    publisher: RealtimePublisher,
+    photo_id: str,
+    model_version: str,
+    min_similarity: float,
 ) -> StepResult:
     photo = repo.get_photo(photo_id)
     if photo.status in STOPPED_STATUSES:
@@ -186,10 +228,10 @@ def publish_matches(
     with watch.lap("publish"):
         sent = publisher.publish(photo_messages(photo.event_id, photo.id, [a for _, a, _ in rows], model_version))
     repo.update_photo(photo.id, PhotoStatus.PUBLISHED)
-    names = {
-        m.attendee_id: m.attendee_name
-        for m in repo.list_matches(photo.event_id, photo_id=photo.id, model_version=model_version)
-    }
+    matched = repo.list_matches(photo.event_id, photo_id=photo.id, model_version=model_version)
+    names = {m.attendee_id: m.attendee_name for m in matched}
+    with watch.lap("thumbnail"):
+        thumbnail_url, preview = _matched_pictures(repo, store, photo, {m.face_id: m.attendee_name for m in matched})
     return StepResult(
         repo.get_photo(photo.id),
         PhotoStatus.PUBLISHED,
@@ -202,4 +244,18 @@ def publish_matches(
             "publisher": publisher.name,
         },
         timings_ms=watch.ms,
+        thumbnail_url=thumbnail_url,
+        preview_markdown=preview,
     )
+
+
+def _matched_pictures(
+    repo: Repository, store: ObjectStore, photo: Photo, names_by_face: dict[str, str]
+) -> tuple[str, str]:
+    """The stored thumbnail and a tiny inline preview, both with face boxes and matched names."""
+    image = open_reduced(store.get(verified_image_key(photo.event_id, photo.id)), THUMB_SIDE)
+    full_size = (photo.width or image.width, photo.height or image.height)
+    drawn = [DrawnFace(f.left, f.top, f.right, f.bottom, names_by_face.get(f.id)) for f in repo.get_faces(photo.id)]
+    thumbnail_url = _store_thumbnail(store, photo, draw(image, drawn, THUMB_SIDE, full_size))
+    preview = markdown_image(to_jpeg(draw(image, drawn, PREVIEW_SIDE, full_size), quality=70), photo.file_name)
+    return thumbnail_url, preview

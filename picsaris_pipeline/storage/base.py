@@ -122,6 +122,10 @@ class ObjectStore(abc.ABC):
         """Return a ticket a client can use to PUT the object's bytes without our credentials."""
 
     @abc.abstractmethod
+    def link(self, key: str, expires_in: int = MAX_PRESIGN_SECONDS) -> str:
+        """A URL a person can open to see the object (presigned GET for S3, file:// locally)."""
+
+    @abc.abstractmethod
     def describe(self) -> str:
         """Where the objects live, for logs and the Dagster UI; never includes secrets."""
 

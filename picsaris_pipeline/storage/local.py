@@ -11,6 +11,7 @@ from pathlib import Path
 
 from picsaris_pipeline.errors import BadInputError, ConfigurationError, NotFoundError
 from picsaris_pipeline.storage.base import (
+    MAX_PRESIGN_SECONDS,
     TEMP_PREFIX,
     ObjectInfo,
     ObjectStore,
@@ -138,6 +139,9 @@ class LocalObjectStore(ObjectStore):
             headers={"Content-Type": content_type},
             expires_at=ticket_expiry(expires_in),
         )
+
+    def link(self, key: str, expires_in: int = MAX_PRESIGN_SECONDS) -> str:
+        return self._path(key).as_uri()
 
     def describe(self) -> str:
         return f"local:{self.root}"

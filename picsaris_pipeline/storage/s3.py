@@ -32,6 +32,7 @@ from picsaris_pipeline.errors import (
 )
 from picsaris_pipeline.storage.base import (
     MAX_PAGE_SIZE,
+    MAX_PRESIGN_SECONDS,
     ObjectInfo,
     ObjectStore,
     UploadTicket,
@@ -254,6 +255,15 @@ class S3ObjectStore(ObjectStore):
             headers={"Content-Type": content_type},
             expires_at=expires_at,
         )
+
+    def link(self, key: str, expires_in: int = MAX_PRESIGN_SECONDS) -> str:
+        validate_key(key)
+        with self._translated(self._target(key)):
+            return str(
+                self.client.generate_presigned_url(
+                    "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
+                )
+            )
 
     def describe(self) -> str:
         # scheme://host:port only: an endpoint URL could carry user info or a query string.

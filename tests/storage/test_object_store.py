@@ -438,3 +438,12 @@ def _closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def test_link_opens_the_object(store):
+    import urllib.request
+
+    store.put("events/link/a.jpg", b"picture")
+    url = store.link("events/link/a.jpg", expires_in=60)
+    with urllib.request.urlopen(url, timeout=10) as response:  # file:// locally, a presigned GET on S3
+        assert response.read() == b"picture"

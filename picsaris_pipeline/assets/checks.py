@@ -1,0 +1,42 @@
+"""Asset checks an operator acts on. They run on a schedule (ops_health_checks) and on demand from
+the UI, not inside every photo's run, where they would add event writes to the latency path."""
+
+import dagster as dg
+
+from picsaris_pipeline import health
+from picsaris_pipeline.assets.attendees import attendee_reference
+from picsaris_pipeline.assets.photos import matches_published, verified_upload
+from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource
+
+
+def _result(finding: health.Finding, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=finding.passed,
+        severity=severity,
+        description=finding.summary,
+        metadata={"count": finding.count, "examples": dg.MetadataValue.json(finding.examples)},
+    )
+
+
+@dg.asset_check(asset=matches_published, description="Must be zero: matches naming an attendee without consent.")
+def no_matches_without_consent(database: DatabaseResource) -> dg.AssetCheckResult:
+    return _result(health.matches_without_consent(database.repository()), dg.AssetCheckSeverity.ERROR)
+
+
+@dg.asset_check(
+    asset=verified_upload,
+    description="Photos stuck in a non-terminal status longer than PICSARIS_STUCK_AFTER_MINUTES (default 15).",
+)
+def no_stuck_photos(database: DatabaseResource) -> dg.AssetCheckResult:
+    return _result(health.stuck_photos(database.repository(), health.stuck_after()), dg.AssetCheckSeverity.WARN)
+
+
+@dg.asset_check(
+    asset=attendee_reference, description="Consenting attendees without a reference vector under the current model."
+)
+def references_complete(database: DatabaseResource, face_engine: FaceEngineResource) -> dg.AssetCheckResult:
+    finding = health.missing_references(database.repository(), face_engine.get().model_version)
+    return _result(finding, dg.AssetCheckSeverity.WARN)
+
+
+HEALTH_CHECKS = [no_matches_without_consent, no_stuck_photos, references_complete]

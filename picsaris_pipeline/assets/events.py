@@ -1,0 +1,37 @@
+"""Per event: the operator's summary (photos by status and reason, matches per guest, timings, cost)."""
+
+import dagster as dg
+
+from picsaris_pipeline.partitions import event_partitions
+from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource
+from picsaris_pipeline.summary import summarize_event, summary_markdown
+
+
+@dg.asset(partitions_def=event_partitions, group_name="events", kinds={"polars"})
+def event_summary(
+    context: dg.AssetExecutionContext,
+    database: DatabaseResource,
+    object_store: ObjectStoreResource,
+    face_engine: FaceEngineResource,
+) -> dg.MaterializeResult:
+    """One event at a glance, built with polars: photos by status and reason, faces and unmatched
+    faces, matches per guest, duplicates, p50/p95 processing time, and what the event costs at the
+    configured unit prices (PICSARIS_PRICE_*). `picsaris report` exports the same as CSV and HTML."""
+    summary = summarize_event(
+        database.repository(), object_store.store(), context.partition_key, face_engine.get().model_version
+    )
+    numbers = {
+        metric: summary.total(metric)
+        for metric in ("photos", "published", "rejected", "duplicates", "failed", "in_progress", "matches")
+    }
+    return dg.MaterializeResult(
+        metadata={
+            "event": summary.event_name,
+            "summary": dg.MetadataValue.md(summary_markdown(summary)),
+            **{metric: int(value) for metric, value in numbers.items()},
+            "processing_p50_s": summary.total("processing_p50_s"),
+            "processing_p95_s": summary.total("processing_p95_s"),
+            "cost_usd": float(summary.costs.filter(summary.costs["item"] == "total")["cost_usd"][0]),
+            "model_version": summary.model_version,
+        }
+    )

@@ -1,0 +1,29 @@
+"""Nothing stays on its way forever: a photo whose run failed for good is marked `failed` with the
+error, so it shows among the failed photos with its reason and `picsaris process` can retry it."""
+
+import dagster as dg
+
+from picsaris_pipeline.jobs import photo_job
+from picsaris_pipeline.resources import DatabaseResource
+from picsaris_pipeline.services.photos import mark_failed
+
+WILL_RETRY_TAG = "dagster/will_retry"  # set by the daemon on a failed run it is going to re-execute
+
+
+@dg.run_failure_sensor(
+    name="photo_failure_sensor",
+    monitored_jobs=[photo_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks the photo of a failed process_photo run `failed` with its error once no retry is left.",
+)
+def photo_failure_sensor(context: dg.RunFailureSensorContext, database: DatabaseResource) -> dg.SkipReason | None:
+    run = context.dagster_run
+    if run.tags.get(WILL_RETRY_TAG) == "true":
+        return dg.SkipReason(f"run {run.run_id} will be retried")
+    photo_id = run.tags.get("dagster/partition")
+    if not photo_id:
+        return dg.SkipReason(f"run {run.run_id} has no photo partition")
+    error = context.failure_event.message or "run failed"
+    if mark_failed(database.repository(), photo_id, f"run {run.run_id[:8]} failed: {error}"):
+        context.log.info(f"photo {photo_id} marked failed")
+    return None

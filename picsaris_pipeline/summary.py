@@ -1,0 +1,388 @@
+"""An operator's picture of one event: photos by status, who was found how often, totals, and what
+the event costs to run. Built with polars from the application database and the object store.
+
+`summarize_event` reads four small tables of the event (photos, faces, matches under one model
+version, attendees) with SQLAlchemy Core selects through `pl.read_database`, so it runs unchanged on
+SQLite and PostgreSQL, and does the arithmetic in polars. Every frame has an explicit schema: an
+event with no photos still gives frames with the right columns and dtypes, and zero totals.
+
+Definitions:
+
+- faces: rows in `faces` of the event's published photos (whatever detector stored them).
+- matches: matches under the given model version only; a model version is never compared with
+  another. unmatched_faces: faces of published photos that no match under that version points at
+  (one face matches at most one guest, so this is faces minus their matches).
+- in_progress: photos that are not terminal yet (pending_upload up to embedded), so published +
+  rejected + duplicates + failed + in_progress = photos.
+- processing time of a published photo: updated_at - created_at in seconds (created at intake,
+  updated when published); p50/p95 are 0 while nothing is published.
+- stored_bytes: the size of every object under `events/{event_id}/` (uploads, selfies, derived).
+
+Costs are what the production stack would bill for this event, at `UnitPrices`:
+
+- face_engine_calls: AWS Rekognition bills each IndexFaces and each SearchUsers call. One
+  IndexFaces per verified photo (published, or any photo that has faces stored), one per attendee
+  whose selfie was indexed (reference ready or rejected), and one SearchUsers per face of a
+  published photo. The embedded default's dlib engine runs locally and costs nothing per call; the
+  figure shows what the production engine would cost for the same work.
+- storage_gb_month: stored_bytes / 1e9 for one month of Cloudflare R2 standard storage.
+- realtime_messages: per published photo, one message on the event topic plus one per matched guest
+  (Supabase Realtime bills per message).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from picsaris_pipeline.db import schema as t
+from picsaris_pipeline.db.repository import Repository
+from picsaris_pipeline.domain import TERMINAL_STATUSES, PhotoStatus, ReferenceStatus
+from picsaris_pipeline.errors import ConfigurationError
+from picsaris_pipeline.storage.base import ObjectStore
+
+PRICE_ENV = {
+    "face_engine_call_usd": "PICSARIS_PRICE_ENGINE_CALL_USD",
+    "storage_gb_month_usd": "PICSARIS_PRICE_STORAGE_GB_MONTH_USD",
+    "realtime_message_usd": "PICSARIS_PRICE_REALTIME_MESSAGE_USD",
+}
+
+BY_STATUS_SCHEMA: dict[str, Any] = {"status": pl.String, "reason": pl.String, "photos": pl.Int64}
+PER_ATTENDEE_SCHEMA: dict[str, Any] = {
+    "attendee_id": pl.String,
+    "name": pl.String,
+    "consent": pl.Boolean,
+    "reference_status": pl.String,
+    "photos_matched": pl.Int64,
+}
+TOTALS_SCHEMA: dict[str, Any] = {"metric": pl.String, "value": pl.Float64}
+COSTS_SCHEMA: dict[str, Any] = {
+    "item": pl.String,
+    "quantity": pl.Float64,
+    "unit_price_usd": pl.Float64,
+    "cost_usd": pl.Float64,
+}
+TOTAL_METRICS = (
+    "photos",
+    "published",
+    "rejected",
+    "duplicates",
+    "failed",
+    "in_progress",
+    "faces",
+    "faces_per_published_photo",
+    "matches",
+    "unmatched_faces",
+    "attendees",
+    "attendees_ready",
+    "attendees_without_consent",
+    "processing_p50_s",
+    "processing_p95_s",
+    "stored_bytes",
+)
+# Totals that are not counts, shown with decimals.
+_FRACTIONAL_METRICS = frozenset({"faces_per_published_photo", "processing_p50_s", "processing_p95_s"})
+
+_UTC = pl.Datetime("us", "UTC")
+_PHOTO_SCHEMA: dict[str, Any] = {
+    "photo_id": pl.String,
+    "status": pl.String,
+    "reason": pl.String,
+    "created_at": _UTC,
+    "updated_at": _UTC,
+}
+_FACE_SCHEMA: dict[str, Any] = {"face_id": pl.String, "photo_id": pl.String}
+_MATCH_SCHEMA: dict[str, Any] = {"photo_id": pl.String, "attendee_id": pl.String, "face_id": pl.String}
+_ATTENDEE_SCHEMA: dict[str, Any] = {
+    "attendee_id": pl.String,
+    "name": pl.String,
+    "consent": pl.Boolean,
+    "reference_status": pl.String,
+}
+_INDEXED_REFERENCES = (ReferenceStatus.READY.value, ReferenceStatus.REJECTED.value)
+_IN_PROGRESS = tuple(s.value for s in PhotoStatus if s not in TERMINAL_STATUSES)
+
+
+@dataclass(frozen=True)
+class UnitPrices:
+    """Unit prices in USD; override each with its environment variable (see PRICE_ENV)."""
+
+    face_engine_call_usd: float = 0.001  # AWS Rekognition: IndexFaces or SearchUsers, per call
+    storage_gb_month_usd: float = 0.015  # Cloudflare R2 standard storage
+    realtime_message_usd: float = 0.0000025  # Supabase Realtime: $2.50 per million messages
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> UnitPrices:
+        """Prices from PICSARIS_PRICE_*; unset or empty keeps the default. Raises ConfigurationError
+        for a value that is not a finite, non-negative number."""
+        env = os.environ if environ is None else environ
+        values: dict[str, float] = {}
+        for field, name in PRICE_ENV.items():
+            raw = (env.get(name) or "").strip()
+            if not raw:
+                continue
+            try:
+                value = float(raw)
+            except ValueError as error:
+                raise ConfigurationError(f"{name} must be a price in USD, got {raw!r}") from error
+            if not math.isfinite(value) or value < 0:
+                raise ConfigurationError(f"{name} must be a finite, non-negative price in USD, got {raw!r}")
+            values[field] = value
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class EventSummary:
+    event_id: str
+    event_name: str
+    model_version: str
+    by_status: pl.DataFrame  # status, reason, photos (reason "" where none); by status, then most photos first
+    per_attendee: pl.DataFrame  # attendee_id, name, consent, reference_status, photos_matched (every attendee)
+    totals: pl.DataFrame  # metric, value (Float64), one row per TOTAL_METRICS entry, in that order
+    costs: pl.DataFrame  # item, quantity, unit_price_usd, cost_usd; face engine, storage, realtime, then total
+
+    def total(self, metric: str) -> float:
+        """One value of `totals` by metric name (KeyError for an unknown metric)."""
+        values = self.totals.filter(pl.col("metric") == metric)["value"]
+        if values.is_empty():
+            raise KeyError(metric)
+        return float(values[0])
+
+
+def summarize_event(
+    repo: Repository, store: ObjectStore, event_id: str, model_version: str, prices: UnitPrices | None = None
+) -> EventSummary:
+    """Summarize one event under one model version. `prices` None reads UnitPrices.from_env().
+
+    Raises NotFoundError for an unknown event (BadInputError for a malformed id).
+    """
+    event = repo.get_event(event_id)
+    prices = UnitPrices.from_env() if prices is None else prices
+    with repo.engine.connect() as conn:
+        photos = _photos(conn, event.id)
+        faces = _faces(conn, event.id)
+        matches = _matches(conn, event.id, model_version)
+        attendees = _attendees(conn, event.id)
+    stored_bytes = sum(info.size for info in store.list(f"events/{event.id}/"))
+
+    published = photos.filter(pl.col("status") == PhotoStatus.PUBLISHED.value)
+    published_ids = published["photo_id"].implode()
+    published_faces = faces.filter(pl.col("photo_id").is_in(published_ids))
+    published_matches = matches.filter(pl.col("photo_id").is_in(published_ids))
+    unmatched_faces = published_faces.filter(~pl.col("face_id").is_in(matches["face_id"].implode())).height
+
+    counts = photos.group_by("status").len()
+    per_status = dict(zip(counts["status"].to_list(), counts["len"].to_list(), strict=True))
+    seconds = published.select(
+        ((pl.col("updated_at") - pl.col("created_at")).dt.total_microseconds() / 1e6).alias("seconds")
+    )["seconds"]
+    n_published = published.height
+    totals: dict[str, float] = {
+        "photos": photos.height,
+        "published": n_published,
+        "rejected": per_status.get(PhotoStatus.REJECTED.value, 0),
+        "duplicates": per_status.get(PhotoStatus.DUPLICATE.value, 0),
+        "failed": per_status.get(PhotoStatus.FAILED.value, 0),
+        "in_progress": sum(per_status.get(status, 0) for status in _IN_PROGRESS),
+        "faces": published_faces.height,
+        "faces_per_published_photo": published_faces.height / n_published if n_published else 0.0,
+        "matches": matches.height,
+        "unmatched_faces": unmatched_faces,
+        "attendees": attendees.height,
+        "attendees_ready": attendees.filter(pl.col("reference_status") == ReferenceStatus.READY.value).height,
+        "attendees_without_consent": attendees.filter(~pl.col("consent")).height,
+        "processing_p50_s": _quantile(seconds, 0.5),
+        "processing_p95_s": _quantile(seconds, 0.95),
+        "stored_bytes": stored_bytes,
+    }
+
+    indexed_photos = photos.filter(
+        (pl.col("status") == PhotoStatus.PUBLISHED.value) | pl.col("photo_id").is_in(faces["photo_id"].implode())
+    ).height
+    indexed_selfies = attendees.filter(pl.col("reference_status").is_in(_INDEXED_REFERENCES)).height
+    quantities = {
+        "face_engine_calls": float(indexed_photos + indexed_selfies + published_faces.height),
+        "storage_gb_month": stored_bytes / 1e9,
+        "realtime_messages": float(n_published + published_matches.height),
+    }
+    return EventSummary(
+        event_id=event.id,
+        event_name=event.name,
+        model_version=model_version,
+        by_status=_by_status(photos),
+        per_attendee=_per_attendee(attendees, matches),
+        totals=pl.DataFrame(
+            {"metric": list(TOTAL_METRICS), "value": [float(totals[m]) for m in TOTAL_METRICS]}, schema=TOTALS_SCHEMA
+        ),
+        costs=_costs(quantities, prices),
+    )
+
+
+# -- reading ------------------------------------------------------------------------------------
+def _read(conn: Connection, query: sa.Select[Any], schema: dict[str, Any]) -> pl.DataFrame:
+    """The query's rows as a frame with exactly `schema`, also when there are none.
+
+    Datetimes are read as whatever the driver returns (naive UTC from SQLite, aware from
+    PostgreSQL) and then cast to UTC, which treats naive values as UTC: everything we store is UTC.
+    """
+    overrides = {name: dtype for name, dtype in schema.items() if not isinstance(dtype, pl.Datetime)}
+    frame = pl.read_database(query, connection=conn, schema_overrides=overrides, infer_schema_length=None)
+    assert isinstance(frame, pl.DataFrame)  # not iter_batches
+    return pl.DataFrame(schema=schema) if frame.is_empty() else _conform(frame, schema)
+
+
+def _conform(frame: pl.DataFrame, schema: dict[str, Any]) -> pl.DataFrame:
+    """Exactly the schema's columns, in its order, with its dtypes."""
+    return frame.select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
+
+
+def _photos(conn: Connection, event_id: str) -> pl.DataFrame:
+    query = sa.select(
+        t.photos.c.id.label("photo_id"),
+        t.photos.c.status,
+        t.photos.c.reason,
+        t.photos.c.created_at,
+        t.photos.c.updated_at,
+    ).where(t.photos.c.event_id == event_id)
+    return _read(conn, query, _PHOTO_SCHEMA)
+
+
+def _faces(conn: Connection, event_id: str) -> pl.DataFrame:
+    query = sa.select(t.faces.c.id.label("face_id"), t.faces.c.photo_id).where(t.faces.c.event_id == event_id)
+    return _read(conn, query, _FACE_SCHEMA)
+
+
+def _matches(conn: Connection, event_id: str, model_version: str) -> pl.DataFrame:
+    query = (
+        sa.select(t.matches.c.photo_id, t.matches.c.attendee_id, t.matches.c.face_id)
+        .where(t.matches.c.event_id == event_id)
+        .where(t.matches.c.model_version == model_version)
+    )
+    return _read(conn, query, _MATCH_SCHEMA)
+
+
+def _attendees(conn: Connection, event_id: str) -> pl.DataFrame:
+    query = (
+        sa.select(
+            t.attendees.c.id.label("attendee_id"),
+            t.attendees.c.name,
+            t.attendees.c.consent,
+            t.attendees.c.reference_status,
+        )
+        .where(t.attendees.c.event_id == event_id)
+        .order_by(t.attendees.c.id)
+    )
+    return _read(conn, query, _ATTENDEE_SCHEMA)
+
+
+# -- frames -------------------------------------------------------------------------------------
+def _quantile(values: pl.Series, quantile: float) -> float:
+    result = values.quantile(quantile, interpolation="linear")
+    return 0.0 if result is None else float(result)
+
+
+def _by_status(photos: pl.DataFrame) -> pl.DataFrame:
+    return (
+        photos.with_columns(pl.col("reason").fill_null(""))
+        .group_by("status", "reason")
+        .agg(pl.len().cast(pl.Int64).alias("photos"))
+        .sort(["status", "photos", "reason"], descending=[False, True, False])
+        .pipe(_conform, BY_STATUS_SCHEMA)
+    )
+
+
+def _per_attendee(attendees: pl.DataFrame, matches: pl.DataFrame) -> pl.DataFrame:
+    # One match per (photo, attendee, model version), so rows counted here are photos.
+    matched = matches.group_by("attendee_id").agg(pl.col("photo_id").n_unique().cast(pl.Int64).alias("photos_matched"))
+    return (
+        attendees.join(matched, on="attendee_id", how="left", maintain_order="left")
+        .with_columns(pl.col("photos_matched").fill_null(0))
+        .pipe(_conform, PER_ATTENDEE_SCHEMA)
+    )
+
+
+def _costs(quantities: Mapping[str, float], prices: UnitPrices) -> pl.DataFrame:
+    unit = {
+        "face_engine_calls": prices.face_engine_call_usd,
+        "storage_gb_month": prices.storage_gb_month_usd,
+        "realtime_messages": prices.realtime_message_usd,
+    }
+    items = pl.DataFrame(
+        {"item": list(unit), "quantity": [quantities[i] for i in unit], "unit_price_usd": list(unit.values())},
+        schema={k: v for k, v in COSTS_SCHEMA.items() if k != "cost_usd"},
+    ).with_columns((pl.col("quantity") * pl.col("unit_price_usd")).alias("cost_usd"))
+    total = pl.DataFrame(
+        {"item": ["total"], "quantity": [None], "unit_price_usd": [None], "cost_usd": [items["cost_usd"].sum()]},
+        schema=COSTS_SCHEMA,
+    )
+    return _conform(pl.concat([items, total], how="vertical"), COSTS_SCHEMA)
+
+
+# -- markdown -----------------------------------------------------------------------------------
+def summary_markdown(summary: EventSummary) -> str:
+    """Markdown tables for the Dagster UI: totals, photos by status and reason, matches per attendee,
+    costs. Names and reasons come from guests and are escaped so they cannot break a table."""
+    totals = [[m, _number(m, v)] for m, v in summary.totals.iter_rows()]
+    statuses = [[s, _text(r) or "–", str(n)] for s, r, n in summary.by_status.iter_rows()]
+    attendees = [
+        [_text(name), "yes" if consent else "no", reference, str(matched)]
+        for _, name, consent, reference, matched in summary.per_attendee.iter_rows()
+    ]
+    costs = [
+        [
+            item,
+            "" if quantity is None else _decimal(quantity),
+            "" if unit is None else _decimal(unit),
+            _decimal(cost),
+        ]
+        for item, quantity, unit, cost in summary.costs.iter_rows()
+    ]
+    parts = [
+        f"# {_text(summary.event_name)}",
+        f"Event {summary.event_id} · face model {_text(summary.model_version)}",
+        "## Totals",
+        _table(["metric", "value"], totals),
+        "## Photos by status and reason",
+        _table(["status", "reason", "photos"], statuses),
+        "## Matches per attendee",
+        _table(["attendee", "consent", "reference", "photos matched"], attendees),
+        "## Costs (USD)",
+        _table(["item", "quantity", "unit price (USD)", "cost (USD)"], costs),
+        "Face engine calls are priced as AWS Rekognition; the local dlib engine costs nothing per call.",
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    if not rows:
+        rows = [["(none)"] + [""] * (len(header) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+_MARKDOWN_SPECIALS = "\\`*_[]|#"
+
+
+def _text(value: object) -> str:
+    """Text a guest typed, shown literally: one line, no HTML, no markdown syntax, no table breaks."""
+    text = html.escape(" ".join(str(value).split()), quote=False)
+    return "".join("\\" + char if char in _MARKDOWN_SPECIALS else char for char in text)
+
+
+def _number(metric: str, value: float) -> str:
+    return f"{value:.2f}" if metric in _FRACTIONAL_METRICS else f"{value:.0f}"
+
+
+def _decimal(value: float) -> str:
+    """Up to 9 decimals (a realtime message costs $0.0000025), without trailing zeros."""
+    text = f"{value:.9f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text

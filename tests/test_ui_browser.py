@@ -1,0 +1,61 @@
+"""Ops look at pictures: a real dagster-webserver and a real headless Chromium open a photo
+partition's page, open its preview and find the photo with the matched guest's box and name.
+The screenshot is kept in test-artifacts/ (or $PICSARIS_TEST_ARTIFACTS)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from .browser import browser_page, chromium_path
+from .cli_runner import picsaris
+from .conftest import IN_CI, REPO_ROOT, missing
+from .dagster_processes import dagster_services
+
+ARTIFACTS = Path(os.environ.get("PICSARIS_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
+
+DISMISS_DIALOGS = """
+(() => { for (const b of document.querySelectorAll('button')) {
+  if (['Skip', 'Dismiss', 'Close'].includes(b.innerText.trim())) b.click(); } return true; })()
+"""
+OPEN_PREVIEW = """
+(() => { for (const row of document.querySelectorAll('tr')) {
+  const cells = row.querySelectorAll('td');
+  if (cells.length > 1 && cells[0].innerText.trim() === 'preview') {
+    const button = [...row.querySelectorAll('a, button')].find(b => b.innerText.includes('Show Markdown'));
+    if (button) { button.click(); return true; } } } return false; })()
+"""
+RENDERED_PREVIEW = """
+(() => { const img = [...document.querySelectorAll('img')].find(i => i.src.startsWith('data:image/jpeg'));
+  return img && img.complete && img.naturalWidth > 0 ? [img.naturalWidth, img.alt] : null; })()
+"""
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not chromium_path():
+        missing("Debian's chromium is not installed (apt-get install chromium)")
+
+
+def test_a_photo_partition_page_shows_the_photo_with_its_matched_guest(
+    chromium, picsaris_home, shared_photos, tmp_path
+):
+    event = picsaris("event", "create", "Browser check").strip()
+    selfie = str(shared_photos["obama_1.jpg"].path)
+    obama = picsaris("attendee", "add", event, "--name", "Barack Obama", "--selfie", selfie).strip()
+    photo = picsaris("upload", event, "--uploader", obama, str(shared_photos["group_two_people.jpg"].path)).strip()
+    picsaris("process")
+
+    env = {**os.environ, "DAGSTER_HOME": str(picsaris_home / "dagster")}
+    with dagster_services(env, tmp_path) as port, browser_page() as page:
+        page.goto(f"http://127.0.0.1:{port}/assets/matches_published?view=partitions&partition={photo}")
+        page.wait_for("document.body.innerText.includes('Show Markdown')")
+        page.evaluate(DISMISS_DIALOGS)
+        assert page.wait_for("document.body.innerText.includes('Barack Obama')")
+        assert page.evaluate(OPEN_PREVIEW), "no preview row with a Show Markdown button"
+        width, alt = page.wait_for(RENDERED_PREVIEW)
+        shot = page.screenshot(ARTIFACTS / "matches_published_preview.png")
+    assert width == 160 and alt == "group_two_people.jpg"
+    assert shot.stat().st_size > 10_000
+    if IN_CI:
+        print(f"screenshot kept at {shot}")
