@@ -163,7 +163,8 @@ def upload(event_id: str, uploader: str, paths: tuple[Path, ...]) -> None:
 
 @main.command()
 @click.option("--event", "event_id", default=None, help="Only this event's pending work.")
-def process(event_id: str | None) -> None:
+@click.option("--retry-failed", is_flag=True, help="Also run photos whose earlier run failed.")
+def process(event_id: str | None, retry_failed: bool) -> None:
     """Run all pending attendees and photos through the asset graph in this process."""
     from picsaris_pipeline.runner import process_pending
 
@@ -172,12 +173,18 @@ def process(event_id: str | None) -> None:
         if event_id:
             app.repo.get_event(event_id)
         total = len(app.repo.attendees_needing_reference(app.engine.model_version, event_id)) + len(
-            app.repo.photos_to_process(event_id)
+            app.repo.photos_to_process(event_id, include_failed=retry_failed)
         )
         progress = _Progress("processing", total) if total else None
         try:
             summary = process_pending(
-                app.instance, app.repo, app.engine.model_version, event_id, progress.advance if progress else None
+                app.instance,
+                app.repo,
+                app.store,
+                app.engine.model_version,
+                event_id,
+                progress.advance if progress else None,
+                retry_failed=retry_failed,
             )
         finally:
             if progress:

@@ -116,7 +116,7 @@ def run_demo(app: App, selfies_dir: Path | None, photos_dir: Path | None, echo: 
             echo(f"  {outcome.path.name}: same bytes as an earlier upload, not stored twice")
 
     echo(f"Running the asset graph (face model {app.engine.model_version}) ...")
-    summary = process_pending(app.instance, repo, app.engine.model_version, event.id)
+    summary = process_pending(app.instance, repo, app.store, app.engine.model_version, event.id)
 
     echo("\nAttendees:")
     for attendee in repo.list_attendees(event.id):

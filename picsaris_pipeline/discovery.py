@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.domain import PhotoStatus, ReferenceStatus
@@ -24,6 +25,9 @@ from picsaris_pipeline.storage import ObjectStore
 logger = logging.getLogger("picsaris.discovery")
 
 SCAN_PREFIX = "events/"
+# A photo that has a partition but has not moved for this long lost its run (a launch that failed
+# after the partition was added, a run that never started): request it again, once per window.
+STALE_AFTER = timedelta(minutes=10)
 # '~' sorts after every character of our ids and of '/', so starting after "<prefix>~" skips the
 # whole derived-image subtree of one photo event in a single listing call.
 _SKIP_SUFFIX = "~"
@@ -51,7 +55,8 @@ class ScanCursor:
 
 @dataclass
 class ScanResult:
-    photo_ids: list[str] = field(default_factory=list)
+    photo_ids: list[str] = field(default_factory=list)  # new: no partition yet
+    stale_photo_ids: list[str] = field(default_factory=list)  # partition exists, no progress for STALE_AFTER
     attendee_ids: list[str] = field(default_factory=list)
     ignored: list[tuple[str, str]] = field(default_factory=list)  # (key, why)
     keys_seen: int = 0
@@ -83,26 +88,31 @@ def scan_bucket(
     max_runs: int = 200,
     max_keys: int = 20_000,
     page_size: int = 1000,
+    now: datetime | None = None,
 ) -> ScanResult:
     """One tick: continue the rolling scan from the cursor; return photos and attendees to run.
 
     At most max_runs are returned (a burst larger than that continues next tick from where this
     one stopped) and at most max_keys are listed, so a tick stays bounded on a huge bucket."""
     result = ScanResult()
+    stale_before = (now or datetime.now(UTC)) - STALE_AFTER
     last = cursor.after
     for key in _listing(store, cursor.after, page_size):
         result.keys_seen += 1
         last = key
-        decision = _classify(repo, key, photo_partitions, attendee_partitions)
+        decision = _classify(repo, key, photo_partitions, attendee_partitions, stale_before)
         if decision is not None:
             kind, value = decision
             if kind == "photo":
                 result.photo_ids.append(value)
+            elif kind == "stale":
+                result.stale_photo_ids.append(value)
             elif kind == "attendee":
                 result.attendee_ids.append(value)
             else:
                 result.ignored.append((key, value))
-        if len(result.photo_ids) + len(result.attendee_ids) >= max_runs or result.keys_seen >= max_keys:
+        requested = len(result.photo_ids) + len(result.stale_photo_ids) + len(result.attendee_ids)
+        if requested >= max_runs or result.keys_seen >= max_keys:
             result.cursor = ScanCursor(last, cursor.passes)
             break
     else:
@@ -113,22 +123,22 @@ def scan_bucket(
 
 
 def _classify(
-    repo: Repository, key: str, photo_partitions: set[str], attendee_partitions: set[str]
+    repo: Repository, key: str, photo_partitions: set[str], attendee_partitions: set[str], stale_before: datetime
 ) -> tuple[str, str] | None:
-    """('photo', id) or ('attendee', id) to run, ('ignored', why) to report, None to pass over."""
+    """('photo' | 'stale' | 'attendee', id) to run, ('ignored', why) to report, None to pass over."""
     parsed = parse_key(key)
     if parsed is None:
         return ("ignored", "key does not follow the upload contract")
     try:
         if parsed.kind == "photo":
-            if parsed.object_id in photo_partitions:
-                return None
             photo = repo.get_photo(parsed.object_id)
             if photo.object_key != key or photo.event_id != parsed.event_id or photo.uploader_id != parsed.uploader_id:
                 return ("ignored", "key does not match the photo record made by intake")
-            if photo.status is PhotoStatus.PENDING_UPLOAD or photo.status.needs_processing:
+            if not (photo.status is PhotoStatus.PENDING_UPLOAD or photo.status.needs_processing):
+                return None
+            if photo.id not in photo_partitions:
                 return ("photo", photo.id)
-            return None
+            return ("stale", photo.id) if photo.updated_at < stale_before else None
         if parsed.object_id in attendee_partitions:
             return None
         attendee = repo.get_attendee(parsed.object_id)

@@ -39,6 +39,7 @@ class ReferenceStatus(StrEnum):
     PENDING = "pending"
     READY = "ready"
     REJECTED = "rejected"
+    NO_CONSENT = "no_consent"  # never turned into a vector
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,14 @@ from picsaris_pipeline.storage import ObjectStore
 
 
 def delete_photo(repo: Repository, store: ObjectStore, instance: dg.DagsterInstance | None, photo_id: str) -> None:
-    """The upload, its derived images, faces, vectors, matches, record and partition."""
-    photo = repo.delete_photo(photo_id)
+    """The upload, its derived images, faces, vectors, matches, record and partition.
+
+    Objects go first: if the bucket fails half way the record is still there and a repeated delete
+    finishes the job (object deletes are idempotent)."""
+    photo = repo.get_photo(photo_id)
     store.delete(photo.object_key)
     store.delete_prefix(derived_prefix(photo.event_id, photo.id))
+    repo.delete_photo(photo.id)
     if instance is not None and instance.has_dynamic_partition(PHOTO_PARTITIONS, photo.id):
         instance.delete_dynamic_partition(PHOTO_PARTITIONS, photo.id)
 
@@ -28,9 +32,9 @@ def delete_attendee(
     uploaded = [p for p in repo.list_photos(attendee.event_id) if p.uploader_id == attendee.id]
     for photo in uploaded:
         delete_photo(repo, store, instance, photo.id)
-    repo.delete_attendee(attendee.id)
     if attendee.selfie_key:
         store.delete(attendee.selfie_key)
+    repo.delete_attendee(attendee.id)
     if instance is not None and instance.has_dynamic_partition(ATTENDEE_PARTITIONS, attendee.id):
         instance.delete_dynamic_partition(ATTENDEE_PARTITIONS, attendee.id)
     return [p.id for p in uploaded]

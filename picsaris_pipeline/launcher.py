@@ -17,11 +17,10 @@ from typing import Any
 
 from picsaris_pipeline.domain import Photo
 from picsaris_pipeline.errors import ConfigurationError, PicsarisError, RetryableError
-from picsaris_pipeline.partitions import EVENT_TAG, PHOTO_JOB, PHOTO_PARTITIONS, UPLOADER_TAG
+from picsaris_pipeline.partitions import EVENT_TAG, PHOTO_JOB, PHOTO_PARTITIONS, PHOTO_TAG, UPLOADER_TAG
 
 LOCATION_NAME = "picsaris_pipeline"  # workspace.yaml location_name
 REPOSITORY_NAME = "__repository__"  # what Dagster names the repository of a Definitions object
-PHOTO_TAG = "picsaris/photo"
 
 ADD_PARTITION = """
 mutation AddPartition($repositorySelector: RepositorySelector!, $partitionsDefName: String!, $partitionKey: String!) {

@@ -15,3 +15,4 @@ EVENT_SUMMARY_JOB = "summarize_event"
 HEALTH_CHECKS_JOB = "ops_health_checks"
 EVENT_TAG = "picsaris/event"
 UPLOADER_TAG = "picsaris/uploader"
+PHOTO_TAG = "picsaris/photo"  # on every photo run, however launched: the launcher de-duplicates on it

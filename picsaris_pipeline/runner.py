@@ -23,9 +23,13 @@ from picsaris_pipeline.partitions import (
     HEALTH_CHECKS_JOB,
     PHOTO_JOB,
     PHOTO_PARTITIONS,
+    PHOTO_TAG,
     UPLOADER_TAG,
 )
+from picsaris_pipeline.services.intake import expire_abandoned_uploads
+from picsaris_pipeline.services.photos import mark_failed
 from picsaris_pipeline.settings import Settings
+from picsaris_pipeline.storage import ObjectStore
 
 # The full event log is in the instance (and the UI); the terminal only needs warnings.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -80,21 +84,26 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
 def process_pending(
     instance: dg.DagsterInstance,
     repo: Repository,
+    store: ObjectStore,
     model_version: str,
     event_id: str | None = None,
     progress: Progress | None = None,
+    retry_failed: bool = False,
 ) -> ProcessSummary:
-    """Attendees first (so this batch's photos are matched against them), then photos."""
+    """Attendees first (so this batch's photos are matched against them), then photos. A photo whose
+    run fails after its step retries is marked `failed` with the error, as the daemon's failure
+    sensor does; `retry_failed` runs such photos again."""
     from picsaris_pipeline.definitions import defs
 
     summary = ProcessSummary()
     attendees = repo.attendees_needing_reference(model_version, event_id)
-    photos = repo.photos_to_process(event_id)
+    expire_abandoned_uploads(repo, store)
+    photos = repo.photos_to_process(event_id, include_failed=retry_failed)
     _ensure_partitions(instance, ATTENDEE_PARTITIONS, [a.id for a in attendees])
     _ensure_partitions(instance, PHOTO_PARTITIONS, [p.id for p in photos])
 
     work = [(ATTENDEE_JOB, a.id, {EVENT_TAG: a.event_id}) for a in attendees]
-    work += [(PHOTO_JOB, p.id, {EVENT_TAG: p.event_id, UPLOADER_TAG: p.uploader_id}) for p in photos]
+    work += [(PHOTO_JOB, p.id, {EVENT_TAG: p.event_id, UPLOADER_TAG: p.uploader_id, PHOTO_TAG: p.id}) for p in photos]
     jobs = {name: defs.resolve_job_def(name) for name in (ATTENDEE_JOB, PHOTO_JOB)}
     for done, (job_name, key, tags) in enumerate(work, start=1):
         result = jobs[job_name].execute_in_process(
@@ -109,7 +118,10 @@ def process_pending(
             summary.attendees += kind == "attendee"
             summary.photos += kind == "photo"
         else:
-            summary.failures.append((kind, key, _failure_message(result)))
+            message = _failure_message(result)
+            summary.failures.append((kind, key, message))
+            if kind == "photo":
+                mark_failed(repo, key, f"run {result.run_id[:8]} failed: {message}")
         if progress:
             progress(kind, done, len(work))
     if work:

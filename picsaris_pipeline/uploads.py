@@ -30,7 +30,8 @@ def upload_files(
     for path in paths:
         try:
             yield _upload_one(app, event_id, uploader_id, path)
-        except BadInputError as error:
+        except (BadInputError, RetryableError) as error:
+            # One file refused or the store briefly unavailable: say so, and go on with the rest.
             yield UploadOutcome(path, None, error=str(error))
         finally:
             if on_each:

@@ -66,10 +66,17 @@ class Pipeline:
         put_via_ticket(request.ticket, data)
         return complete_upload(self.repo, self.store, request.photo.id)
 
-    def run_photo(self, photo_id: str) -> dg.ExecuteInProcessResult:
+    def run_photo(self, photo_id: str, assets: list | None = None, **resources: object) -> dg.ExecuteInProcessResult:
+        """Materialize the photo's assets (all four unless given), with resources overridden if given."""
         if not self.instance.has_dynamic_partition(photo_partitions.name, photo_id):
             self.instance.add_dynamic_partitions(photo_partitions.name, [photo_id])
-        return dg.materialize(PHOTO_ASSETS, partition_key=photo_id, instance=self.instance, resources=self.resources)
+        return dg.materialize(
+            assets or PHOTO_ASSETS,
+            partition_key=photo_id,
+            instance=self.instance,
+            resources={**self.resources, **resources},
+            raise_on_error=False,
+        )
 
     def run_attendee(self, attendee_id: str) -> dg.ExecuteInProcessResult:
         if not self.instance.has_dynamic_partition(attendee_partitions.name, attendee_id):

@@ -5,9 +5,11 @@ import io
 import pytest
 from PIL import Image
 
+from picsaris_pipeline.assets import PHOTO_ASSETS
 from picsaris_pipeline.db.schema import face_vectors, faces, matches
 from picsaris_pipeline.domain import PhotoStatus, ReferenceStatus
 from picsaris_pipeline.keys import verified_image_key
+from picsaris_pipeline.resources import DatabaseResource
 
 from .pipeline_helpers import metadata
 
@@ -136,3 +138,40 @@ def test_an_exif_rotated_phone_photo_is_turned_upright_before_detection(pipeline
     result = pipeline.run_photo(photo.id)
     assert metadata(result, "verified_upload")["exif_orientation"] == 8
     assert metadata(result, "matches_published")["matched"] == "Barack Obama"
+
+
+def test_no_face_data_is_kept_for_an_attendee_without_consent(pipeline, event, shared_photos):
+    shy = pipeline.attendee(event, "Joe Biden", shared_photos["biden_2.jpg"].path, consent=False)
+    result = pipeline.run_attendee(shy.id)
+    assert metadata(result, "attendee_reference")["reference_status"] == "no_consent"
+    assert pipeline.repo.attendee_vector(shy.id, "dlib-resnet-v1-5pt-j0") is None
+    assert pipeline.repo.attendees_needing_reference("dlib-resnet-v1-5pt-j0") == []
+
+
+def test_a_selfie_not_yet_in_the_bucket_leaves_the_attendee_pending(pipeline, event, shared_photos):
+    attendee = pipeline.attendee(event, "Joe Biden", shared_photos["biden_2.jpg"].path)
+    pipeline.store.delete(attendee.selfie_key)
+    assert pipeline.run_attendee(attendee.id).success
+    assert pipeline.repo.get_attendee(attendee.id).reference_status is ReferenceStatus.PENDING
+
+
+def test_a_late_joiner_is_matched_in_a_photo_still_between_embedding_and_publishing(
+    pipeline, event, obama, shared_photos
+):
+    photo = pipeline.upload(event, obama, shared_photos["biden_1.jpg"].path.read_bytes(), "b.jpg")
+    assert pipeline.run_photo(photo.id, PHOTO_ASSETS[:3]).success  # verified, detected, embedded; not matched
+    assert pipeline.repo.get_photo(photo.id).status is PhotoStatus.EMBEDDED
+    biden = pipeline.attendee(event, "Joe Biden", shared_photos["biden_2.jpg"].path)
+    assert pipeline.run_attendee(biden.id).success
+    assert [m.attendee_name for m in pipeline.repo.list_matches(event.id)] == ["Joe Biden"]
+
+
+def test_a_step_whose_database_is_unreachable_is_retried_with_back_off_then_fails(
+    pipeline, event, obama, shared_photos
+):
+    photo = pipeline.upload(event, obama, shared_photos["obama_4.jpg"].path.read_bytes(), "o.jpg")
+    unreachable = DatabaseResource(url="postgresql+psycopg2://x@127.0.0.1:1/none?connect_timeout=2")
+    result = pipeline.run_photo(photo.id, PHOTO_ASSETS[:1], database=unreachable)
+    assert not result.success
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retries) == 3

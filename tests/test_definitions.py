@@ -25,15 +25,27 @@ def test_definitions_load_with_every_asset_job_and_sensor():
         "matches_published",
         "attendee_reference",
         "attendee_matches",
+        "event_summary",
     }
-    assert {job.name for job in defs.resolve_all_job_defs()} >= {"process_photo", "process_attendee"}
+    assert {job.name for job in defs.resolve_all_job_defs()} >= {
+        "process_photo",
+        "process_attendee",
+        "summarize_event",
+        "ops_health_checks",
+    }
     assert defs.resolve_sensor_def("bucket_sensor") is not None
+    assert defs.resolve_sensor_def("photo_failure_sensor") is not None
+    assert {check.name for check in defs.resolve_asset_graph().asset_check_keys} == {
+        "no_matches_without_consent",
+        "no_stuck_photos",
+        "references_complete",
+    }
 
 
 def test_every_asset_has_a_description_group_and_kinds():
     for spec in defs.resolve_all_asset_specs():
         assert spec.description, spec.key
-        assert spec.group_name in ("photos", "attendees"), spec.key
+        assert spec.group_name in ("photos", "attendees", "events"), spec.key
         assert spec.kinds, spec.key
 
 

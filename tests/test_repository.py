@@ -73,9 +73,15 @@ def test_photos_to_process_skips_pending_uploads_and_terminal_photos(repo, event
 
 
 def test_first_photo_with_sha_finds_the_earliest_original(repo, event, guest):
-    first = _photo(repo, event, guest)
-    _photo(repo, event, guest)
+    first, second = _photo(repo, event, guest), _photo(repo, event, guest)
+    for photo in (first, second):
+        repo.update_photo(photo.id, PhotoStatus.UPLOADED)
     assert repo.first_photo_with_sha(event.id, SHA).id == first.id
+
+
+def test_photos_still_waiting_for_their_bytes_are_not_originals(repo, event, guest):
+    _photo(repo, event, guest)
+    assert repo.first_photo_with_sha(event.id, SHA) is None
 
 
 def test_replacing_the_same_faces_keeps_rows_and_vectors(repo, event, guest):
@@ -157,3 +163,29 @@ def test_deleting_an_attendee_erases_their_vectors_matches_and_uploads(repo, eve
     assert repo.attendee_vector(guest.id, V1) is None
     assert repo.list_matches(event.id) == []
     assert repo.find_photo(own.id) is None and repo.find_photo(photo.id) is not None
+
+
+def test_an_unreachable_database_is_a_retryable_error(tmp_path):
+    from picsaris_pipeline.errors import RetryableError
+
+    with pytest.raises(RetryableError, match="database unavailable"):
+        connect("postgresql+psycopg2://nobody@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_a_wrong_database_name_is_a_configuration_error(postgres_server):
+    from picsaris_pipeline.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        connect(postgres_server.rsplit("/", 1)[0] + "/no_such_database_here")
+
+
+def test_a_dropped_connection_inside_a_query_is_retryable(postgres_server):
+    import sqlalchemy as sa
+
+    from picsaris_pipeline.errors import RetryableError
+
+    repo = connect(postgres_server)
+    with pytest.raises(RetryableError), repo._read() as conn:  # the repository's own boundary
+        conn.execute(sa.text("select pg_terminate_backend(pg_backend_pid())"))
+        conn.execute(sa.text("select 1"))
+    repo.list_events()  # the pool recovers (pre-ping) and the next call works

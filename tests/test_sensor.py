@@ -137,3 +137,30 @@ def test_sensor_evaluates_through_the_definitions(pipeline, event, guest):
     )
     data = bucket_sensor.evaluate_tick(context)
     assert [r.partition_key for r in data.run_requests] == [photo.id]
+
+
+def test_attendee_requests_pass_dagsters_own_job_validation(pipeline, event, shared_photos):
+    # Through evaluate_tick, which checks every RunRequest's job against the sensor's declared jobs.
+    from picsaris_pipeline.definitions import defs
+
+    attendee = pipeline.attendee(event, "Obama", shared_photos["obama_1.jpg"].path)
+    context = dg.build_sensor_context(
+        instance_ref=pipeline.instance.get_ref(), definitions=defs, resources=pipeline.resources
+    )
+    data = bucket_sensor.evaluate_tick(context)
+    assert [(r.job_name, r.partition_key) for r in data.run_requests] == [("process_attendee", attendee.id)]
+
+
+def test_a_photo_whose_run_never_happened_is_requested_again_after_the_stale_window(pipeline, event, guest):
+    from datetime import UTC, datetime
+
+    from picsaris_pipeline.discovery import STALE_AFTER
+
+    photo = _dropped_photo(pipeline, event, guest, PhotoStatus.UPLOADED)
+    pipeline.instance.add_dynamic_partitions(photo_partitions.name, [photo.id])  # launch failed after this
+    partitions = set(pipeline.instance.get_dynamic_partitions(photo_partitions.name))
+    fresh = scan_bucket(pipeline.store, pipeline.repo, ScanCursor(), partitions, set())
+    assert fresh.photo_ids == [] and fresh.stale_photo_ids == []
+    later = datetime.now(UTC) + STALE_AFTER * 1.5
+    stale = scan_bucket(pipeline.store, pipeline.repo, ScanCursor(), partitions, set(), now=later)
+    assert stale.stale_photo_ids == [photo.id]

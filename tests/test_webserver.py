@@ -48,5 +48,11 @@ def test_the_ui_shows_the_photos_processed_by_the_cli(picsaris_home, shared_phot
     assert matched[photo_ids[0]]["matched"] == "Barack Obama"
     assert matched[photo_ids[1]]["matched"] == "nobody"
     runs = data["runsOrError"]["results"]
-    assert sorted(r["jobName"] for r in runs) == ["process_attendee", "process_photo", "process_photo"]
+    assert sorted(r["jobName"] for r in runs) == [
+        "ops_health_checks",
+        "process_attendee",
+        "process_photo",
+        "process_photo",
+        "summarize_event",
+    ]
     assert {r["status"] for r in runs} == {"SUCCESS"}

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from picsaris_pipeline.assets.boundary import dagster_errors
+from picsaris_pipeline.assets.boundary import STEP_RETRY_POLICY, dagster_errors
 from picsaris_pipeline.partitions import attendee_partitions
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
 from picsaris_pipeline.services import attendees
@@ -10,7 +10,7 @@ from picsaris_pipeline.services import attendees
 GROUP = "attendees"
 
 
-@dg.asset(partitions_def=attendee_partitions, group_name=GROUP, kinds={"dlib", "numpy"})
+@dg.asset(retry_policy=STEP_RETRY_POLICY, partitions_def=attendee_partitions, group_name=GROUP, kinds={"dlib", "numpy"})
 def attendee_reference(
     context: dg.AssetExecutionContext,
     database: DatabaseResource,
@@ -36,7 +36,13 @@ def attendee_reference(
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(partitions_def=attendee_partitions, group_name=GROUP, deps=[attendee_reference], kinds={"numpy", "sql"})
+@dg.asset(
+    retry_policy=STEP_RETRY_POLICY,
+    partitions_def=attendee_partitions,
+    group_name=GROUP,
+    deps=[attendee_reference],
+    kinds={"numpy", "sql"},
+)
 def attendee_matches(
     context: dg.AssetExecutionContext,
     database: DatabaseResource,

@@ -11,18 +11,22 @@ import dagster as dg
 from picsaris_pipeline.errors import PicsarisError, RetryableError
 from picsaris_pipeline.services.photos import StepResult
 
-MAX_RETRIES = 5
+# Steps retry with exponential back-off and jitter (1 s, 2 s, 4 s, each ±50%), so a throttled
+# service or a restarted database is waited out without every run retrying in lockstep.
+STEP_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=1.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 
 
 @contextmanager
 def dagster_errors() -> Iterator[None]:
-    """RetryableError (throttling, a dropped connection) asks Dagster to retry the step with
-    back-off; any other project error fails it at once, since retrying bad input cannot help.
+    """RetryableError (throttling, a dropped connection) propagates, so STEP_RETRY_POLICY retries
+    the step; any other project error fails it at once, since retrying bad input cannot help.
     Bad photos never get here: they are recorded as rejected and the step succeeds."""
     try:
         yield
-    except RetryableError as error:
-        raise dg.RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=2) from error
+    except RetryableError:
+        raise
     except PicsarisError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from error
 

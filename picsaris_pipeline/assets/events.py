@@ -2,12 +2,13 @@
 
 import dagster as dg
 
+from picsaris_pipeline.assets.boundary import STEP_RETRY_POLICY
 from picsaris_pipeline.partitions import event_partitions
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource
 from picsaris_pipeline.summary import summarize_event, summary_markdown
 
 
-@dg.asset(partitions_def=event_partitions, group_name="events", kinds={"polars"})
+@dg.asset(retry_policy=STEP_RETRY_POLICY, partitions_def=event_partitions, group_name="events", kinds={"polars"})
 def event_summary(
     context: dg.AssetExecutionContext,
     database: DatabaseResource,

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from picsaris_pipeline.assets.boundary import run_step
+from picsaris_pipeline.assets.boundary import STEP_RETRY_POLICY, run_step
 from picsaris_pipeline.partitions import photo_partitions
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
 from picsaris_pipeline.services import photos
@@ -10,7 +10,7 @@ from picsaris_pipeline.services import photos
 GROUP = "photos"
 
 
-@dg.asset(partitions_def=photo_partitions, group_name=GROUP, kinds={"pillow", "s3"})
+@dg.asset(retry_policy=STEP_RETRY_POLICY, partitions_def=photo_partitions, group_name=GROUP, kinds={"pillow", "s3"})
 def verified_upload(
     context: dg.AssetExecutionContext, database: DatabaseResource, object_store: ObjectStoreResource
 ) -> dg.MaterializeResult:
@@ -20,7 +20,13 @@ def verified_upload(
     return run_step(lambda: photos.verify_upload(database.repository(), object_store.store(), context.partition_key))
 
 
-@dg.asset(partitions_def=photo_partitions, group_name=GROUP, deps=[verified_upload], kinds={"dlib"})
+@dg.asset(
+    retry_policy=STEP_RETRY_POLICY,
+    partitions_def=photo_partitions,
+    group_name=GROUP,
+    deps=[verified_upload],
+    kinds={"dlib"},
+)
 def faces_detected(
     context: dg.AssetExecutionContext,
     database: DatabaseResource,
@@ -36,7 +42,13 @@ def faces_detected(
     )
 
 
-@dg.asset(partitions_def=photo_partitions, group_name=GROUP, deps=[faces_detected], kinds={"dlib", "numpy"})
+@dg.asset(
+    retry_policy=STEP_RETRY_POLICY,
+    partitions_def=photo_partitions,
+    group_name=GROUP,
+    deps=[faces_detected],
+    kinds={"dlib", "numpy"},
+)
 def embeddings_stored(
     context: dg.AssetExecutionContext,
     database: DatabaseResource,
@@ -51,7 +63,13 @@ def embeddings_stored(
     )
 
 
-@dg.asset(partitions_def=photo_partitions, group_name=GROUP, deps=[embeddings_stored], kinds={"numpy", "sql"})
+@dg.asset(
+    retry_policy=STEP_RETRY_POLICY,
+    partitions_def=photo_partitions,
+    group_name=GROUP,
+    deps=[embeddings_stored],
+    kinds={"numpy", "sql"},
+)
 def matches_published(
     context: dg.AssetExecutionContext,
     database: DatabaseResource,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.domain import (
@@ -26,7 +26,7 @@ from picsaris_pipeline.domain import (
     PhotoStatus,
     ReferenceStatus,
 )
-from picsaris_pipeline.errors import BadInputError, NotFoundError, RetryableError
+from picsaris_pipeline.errors import BadInputError, ConfigurationError, NotFoundError, RetryableError
 from picsaris_pipeline.faces.engine import FaceBox
 from picsaris_pipeline.ids import is_valid_id, new_id
 from picsaris_pipeline.keys import photo_key, selfie_key
@@ -54,6 +54,10 @@ def _from_blobs(blobs: Sequence[bytes], dimension: int) -> np.ndarray:
     if not blobs:
         return np.zeros((0, dimension), dtype=np.float32)
     return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).astype(np.float32)
+
+
+# Attendees whose selfie will never become a reference: unusable, or no consent to keep face data.
+SETTLED_REFERENCES = (ReferenceStatus.REJECTED, ReferenceStatus.NO_CONSENT)
 
 
 class Repository:
@@ -154,7 +158,11 @@ class Repository:
             sa.select(t.attendees)
             .where(t.attendees.c.selfie_key.is_not(None))
             .where(~has_vector)
-            .where(t.attendees.c.reference_status != ReferenceStatus.REJECTED.value)
+            .where(
+                t.attendees.c.reference_status.not_in(
+                    [ReferenceStatus.REJECTED.value, ReferenceStatus.NO_CONSENT.value]
+                )
+            )
             .order_by(t.attendees.c.id)
         )
         if event_id:
@@ -185,6 +193,10 @@ class Repository:
                 .where(t.attendees.c.id == attendee.id)
                 .values(reference_status=ReferenceStatus.READY.value, reason=None, updated_at=_now())
             )
+
+    def drop_attendee_vectors(self, attendee_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute(t.attendee_vectors.delete().where(t.attendee_vectors.c.attendee_id == attendee_id))
 
     def event_references(self, event_id: str, model_version: str) -> tuple[list[str], np.ndarray]:
         """Reference vectors of the event's consenting attendees under one model version."""
@@ -278,9 +290,9 @@ class Repository:
         with self._read() as conn:
             return [_photo(r) for r in conn.execute(query).all()]
 
-    def photos_to_process(self, event_id: str | None = None) -> list[Photo]:
-        """Uploaded photos not yet at a terminal status, oldest first (ids sort by time)."""
-        pending = [s.value for s in PhotoStatus if s.needs_processing]
+    def photos_to_process(self, event_id: str | None = None, include_failed: bool = False) -> list[Photo]:
+        """Uploaded photos not yet at a terminal status (and failed ones if asked), oldest first."""
+        pending = [s.value for s in PhotoStatus if s.needs_processing or (include_failed and s is PhotoStatus.FAILED)]
         query = sa.select(t.photos).where(t.photos.c.status.in_(pending)).order_by(t.photos.c.id)
         if event_id:
             query = query.where(t.photos.c.event_id == event_id)
@@ -288,18 +300,60 @@ class Repository:
             return [_photo(r) for r in conn.execute(query).all()]
 
     def first_photo_with_sha(self, event_id: str, sha256: str) -> Photo | None:
-        """The earliest photo of the event with these bytes that is not itself a rejected copy."""
+        """The earliest photo of the event whose bytes (verified, or uploaded and declared) are these.
+
+        Photos still waiting for their bytes do not count (a PUT that failed must not turn the retry
+        into a "duplicate" of nothing), nor do rejected, duplicate or failed ones."""
+        not_counted = [PhotoStatus.PENDING_UPLOAD, PhotoStatus.REJECTED, PhotoStatus.DUPLICATE, PhotoStatus.FAILED]
+        bytes_match = (t.photos.c.sha256 == sha256) | (
+            t.photos.c.sha256.is_(None) & (t.photos.c.declared_sha256 == sha256)
+        )
         query = (
             sa.select(t.photos)
             .where(t.photos.c.event_id == event_id)
-            .where((t.photos.c.sha256 == sha256) | (t.photos.c.declared_sha256 == sha256))
-            .where(t.photos.c.status.not_in([PhotoStatus.REJECTED.value, PhotoStatus.DUPLICATE.value]))
+            .where(bytes_match)
+            .where(t.photos.c.status.not_in([s.value for s in not_counted]))
             .order_by(t.photos.c.id)
             .limit(1)
         )
         with self._read() as conn:
             row = conn.execute(query).first()
         return None if row is None else _photo(row)
+
+    def pending_upload_of(self, uploader_id: str, sha256: str) -> Photo | None:
+        """This uploader's photo with these declared bytes whose PUT never completed (a retry)."""
+        query = (
+            sa.select(t.photos)
+            .where(t.photos.c.uploader_id == uploader_id)
+            .where(t.photos.c.declared_sha256 == sha256)
+            .where(t.photos.c.status == PhotoStatus.PENDING_UPLOAD.value)
+            .order_by(t.photos.c.id)
+            .limit(1)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _photo(row)
+
+    def abandoned_uploads(self, before: datetime) -> list[Photo]:
+        query = (
+            sa.select(t.photos)
+            .where(t.photos.c.status == PhotoStatus.PENDING_UPLOAD.value)
+            .where(t.photos.c.created_at < before)
+            .order_by(t.photos.c.id)
+        )
+        with self._read() as conn:
+            return [_photo(r) for r in conn.execute(query).all()]
+
+    def transition(self, photo_id: str, expected: PhotoStatus, new: PhotoStatus, reason: str | None = None) -> bool:
+        """Move a photo from expected to new status, atomically; False if someone else moved it first."""
+        with self._tx() as conn:
+            changed = conn.execute(
+                t.photos.update()
+                .where(t.photos.c.id == photo_id)
+                .where(t.photos.c.status == expected.value)
+                .values(status=new.value, reason=reason, updated_at=_now())
+            ).rowcount
+        return bool(changed)
 
     def update_photo(self, photo_id: str, status: PhotoStatus | None = None, **fields: Any) -> None:
         allowed = {"reason", "sha256", "duplicate_of", "width", "height", "source_format", "face_count"}
@@ -575,8 +629,26 @@ def _photo(row: Any) -> Photo:
     )
 
 
+# Words in driver messages that mean the configuration is wrong, not that the database is busy.
+_CONFIGURATION_WORDS = ("password authentication failed", "does not exist", "no such table", "role ")
+
+
+def translate_db_error(error: DBAPIError) -> Exception:
+    """SQLAlchemy/driver errors -> the project's: retry later, or fix the configuration."""
+    detail = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+    if isinstance(error, IntegrityError):
+        # Two writers raced on the same photo (a re-run beside a run); the retry sees the winner's rows.
+        return RetryableError(f"concurrent write conflict: {detail}")
+    if isinstance(error, OperationalError) and any(word in detail for word in _CONFIGURATION_WORDS):
+        return ConfigurationError(f"database misconfigured: {detail}")
+    if error.connection_invalidated or isinstance(error, OperationalError):
+        return RetryableError(f"database unavailable: {detail}")
+    return error
+
+
 class _translated:
-    """Context manager that maps lost connections to RetryableError at the database boundary."""
+    """Context manager that translates database errors at the boundary, whether they happen when the
+    connection opens, inside the block, or on commit."""
 
     def __init__(self, manager: Any) -> None:
         self._manager = manager
@@ -584,16 +656,19 @@ class _translated:
     def __enter__(self) -> Connection:
         try:
             return self._manager.__enter__()
-        except (OperationalError, DBAPIError) as error:
-            if getattr(error, "connection_invalidated", False) or isinstance(error, OperationalError):
-                raise RetryableError(f"database unavailable: {error.orig}") from error
-            raise
+        except DBAPIError as error:
+            raise translate_db_error(error) from error
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
         try:
-            return self._manager.__exit__(exc_type, exc, tb)
-        except OperationalError as error:
-            raise RetryableError(f"database unavailable: {error.orig}") from error
+            result = self._manager.__exit__(exc_type, exc, tb)  # rolls back or commits, closes
+        except DBAPIError as error:
+            raise translate_db_error(error) from error
+        if isinstance(exc, DBAPIError):
+            translated = translate_db_error(exc)
+            if translated is not exc:
+                raise translated from exc
+        return result
 
 
 _engines: dict[str, Engine] = {}
@@ -621,7 +696,11 @@ def connect(url: str, migrate: bool = True) -> Repository:
             if migrate:
                 from picsaris_pipeline.db.migrate import upgrade
 
-                upgrade(engine)
+                try:
+                    upgrade(engine)
+                except DBAPIError as error:
+                    engine.dispose()
+                    raise translate_db_error(error) from error
             _engines[url] = engine
     return Repository(engine)
 

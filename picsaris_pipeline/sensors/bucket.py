@@ -1,14 +1,18 @@
 """The safety net: registers uploads found in the bucket as partitions and requests their runs."""
 
+import time
+
 import dagster as dg
 
-from picsaris_pipeline.discovery import ScanCursor, scan_bucket
+from picsaris_pipeline.discovery import STALE_AFTER, ScanCursor, scan_bucket
+from picsaris_pipeline.jobs import attendee_job, photo_job
 from picsaris_pipeline.partitions import (
     ATTENDEE_JOB,
     ATTENDEE_PARTITIONS,
     EVENT_TAG,
     PHOTO_JOB,
     PHOTO_PARTITIONS,
+    PHOTO_TAG,
     UPLOADER_TAG,
     attendee_partitions,
     photo_partitions,
@@ -20,7 +24,7 @@ MAX_RUNS_PER_TICK = 200
 
 @dg.sensor(
     name="bucket_sensor",
-    job_name=PHOTO_JOB,
+    jobs=[photo_job, attendee_job],
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Finds photos and selfies in the bucket whose upload nobody announced, adds their "
@@ -39,14 +43,19 @@ def bucket_sensor(
         max_runs=MAX_RUNS_PER_TICK,
     )
     run_requests = []
-    for photo_id in scan.photo_ids:
+    # A relaunch of a stale photo gets a run key per STALE_AFTER window: at most one per window.
+    window = int(time.time() // STALE_AFTER.total_seconds())
+    keyed = [(pid, f"photo:{pid}") for pid in scan.photo_ids]
+    keyed += [(pid, f"photo:{pid}:relaunch:{window}") for pid in scan.stale_photo_ids]
+    for photo_id, run_key in keyed:
         photo = repo.get_photo(photo_id)
+        tags = {EVENT_TAG: photo.event_id, UPLOADER_TAG: photo.uploader_id, PHOTO_TAG: photo.id}
         run_requests.append(
             dg.RunRequest(
-                run_key=f"photo:{photo_id}",
+                run_key=run_key,
                 job_name=PHOTO_JOB,
                 partition_key=photo_id,
-                tags={EVENT_TAG: photo.event_id, UPLOADER_TAG: photo.uploader_id, "picsaris/source": "sensor"},
+                tags={**tags, "picsaris/source": "sensor"},
             )
         )
     for attendee_id in scan.attendee_ids:

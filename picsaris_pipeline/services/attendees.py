@@ -26,6 +26,11 @@ def build_reference(
     Returns (attendee, details, timings); an unusable selfie marks the attendee rejected with a reason."""
     attendee = repo.get_attendee(attendee_id)
     watch = Stopwatch()
+    if not attendee.consent:
+        # No consent, no biometric data: the selfie is never turned into a vector (and any old one goes).
+        repo.drop_attendee_vectors(attendee.id)
+        repo.set_reference_status(attendee.id, ReferenceStatus.NO_CONSENT, "no consent: no face data is kept")
+        return repo.get_attendee(attendee.id), {}, watch.ms
     if attendee.selfie_key is None:
         repo.set_reference_status(attendee.id, ReferenceStatus.REJECTED, "no sign-up selfie")
         return repo.get_attendee(attendee.id), {}, watch.ms
@@ -34,11 +39,12 @@ def build_reference(
             data = store.get(attendee.selfie_key)
         with watch.lap("decode"):
             image = imaging.decode_photo(data).image
-    except (NotFoundError, BadInputError) as error:
-        reason = (
-            "the selfie is missing from the bucket" if isinstance(error, NotFoundError) else f"selfie unusable: {error}"
-        )
-        repo.set_reference_status(attendee.id, ReferenceStatus.REJECTED, reason)
+    except NotFoundError:
+        # Sign-up writes the record before the selfie lands: wait for it rather than reject for good.
+        repo.set_reference_status(attendee.id, ReferenceStatus.PENDING, "the selfie is not in the bucket yet")
+        return repo.get_attendee(attendee.id), {}, watch.ms
+    except BadInputError as error:
+        repo.set_reference_status(attendee.id, ReferenceStatus.REJECTED, f"selfie unusable: {error}")
         return repo.get_attendee(attendee.id), {}, watch.ms
     with watch.lap("detect"):
         boxes = engine.detect(image)
@@ -66,10 +72,12 @@ def match_late_joiner(
     found: list[str] = []
     for photo_id in sorted(candidates(reference, vectors, owners, min_similarity)):
         photo = repo.get_photo(photo_id)
-        if photo.status is not PhotoStatus.PUBLISHED:
-            continue  # its own run will match it against this attendee when it gets there
+        if photo.status not in (PhotoStatus.EMBEDDED, PhotoStatus.PUBLISHED):
+            continue
+        # Embedded photos too: their own matching may already have read the references without this
+        # attendee; re-matching is idempotent, and only published photos are announced here.
         rows = match_photo(repo, photo, model_version, min_similarity)
-        if any(a == attendee.id for _, a, _ in rows):
+        if photo.status is PhotoStatus.PUBLISHED and any(a == attendee.id for _, a, _ in rows):
             found.append(photo_id)
             publisher.publish(
                 [

@@ -7,6 +7,7 @@ import mimetypes
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import PurePath
 
 from picsaris_pipeline import imaging
@@ -73,6 +74,9 @@ def request_upload(
     existing = repo.first_photo_with_sha(event_id, sha256)
     if existing is not None:
         return UploadRequest(existing, None, duplicate=True)
+    retry = repo.pending_upload_of(uploader_id, sha256)
+    if retry is not None:  # the same phone trying again after a failed PUT: same record, new ticket
+        return UploadRequest(retry, store.presign_put(retry.object_key, retry.content_type, UPLOAD_TTL_SECONDS), False)
     photo = repo.create_photo(
         event_id, uploader_id, PurePath(file_name).name or "photo", content_type, sha256, size, ext
     )
@@ -90,15 +94,31 @@ def complete_upload(
     if info is None:
         raise BadInputError(f"photo {photo_id} was not uploaded (no object at its key)")
     if info.size != photo.declared_size:
-        repo.update_photo(
-            photo.id, PhotoStatus.REJECTED, reason=f"uploaded {info.size} bytes, declared {photo.declared_size}"
-        )
+        reason = f"uploaded {info.size} bytes, declared {photo.declared_size}"
+        repo.transition(photo.id, PhotoStatus.PENDING_UPLOAD, PhotoStatus.REJECTED, reason)
         return repo.get_photo(photo.id)
-    repo.update_photo(photo.id, PhotoStatus.UPLOADED)
+    # Conditional: of two "complete" calls racing (a flaky phone, the sensor), one launches the run.
+    won = repo.transition(photo.id, PhotoStatus.PENDING_UPLOAD, PhotoStatus.UPLOADED)
     photo = repo.get_photo(photo.id)
-    if on_uploaded is not None:
+    if won and on_uploaded is not None:
         on_uploaded(photo)
     return photo
+
+
+# Tickets live 15 minutes; an hour later the bytes are not coming.
+ABANDONED_AFTER = timedelta(hours=1)
+
+
+def expire_abandoned_uploads(repo: Repository, store: ObjectStore, now: datetime | None = None) -> list[str]:
+    """Reject photo records whose bytes never arrived, so they do not wait forever; a record whose
+    object did arrive (the phone never said "complete") is left for the sensor to pick up."""
+    expired = []
+    for photo in repo.abandoned_uploads((now or datetime.now(UTC)) - ABANDONED_AFTER):
+        if store.head(photo.object_key) is None and repo.transition(
+            photo.id, PhotoStatus.PENDING_UPLOAD, PhotoStatus.REJECTED, "the upload never arrived (ticket expired)"
+        ):
+            expired.append(photo.id)
+    return expired
 
 
 def register_attendee(

@@ -57,16 +57,22 @@ def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepRe
     """Check the uploaded bytes against what intake recorded, find exact duplicates in the event,
     and write the upright, RGB, <= 2400 px JPEG that every later step reads."""
     photo = repo.get_photo(photo_id)
-    if photo.status in STOPPED_STATUSES:
-        return _skipped(photo)
+    if photo.status in (PhotoStatus.DUPLICATE, PhotoStatus.REJECTED):
+        return _skipped(photo)  # bad input stays bad; a `failed` photo is processed again from here
     watch = Stopwatch()
     with watch.lap("fetch"):
+        # Size first, from the listing: an object far larger than declared is never downloaded.
+        info = store.head(photo.object_key)
+        if info is None:
+            return _reject(repo, photo, "the uploaded file is missing from the bucket", watch)
+        if info.size > photo.declared_size:
+            return _reject(
+                repo, photo, f"file is {info.size} bytes, more than the {photo.declared_size} declared", watch
+            )
         try:
             data = store.get(photo.object_key)
         except NotFoundError:
             return _reject(repo, photo, "the uploaded file is missing from the bucket", watch)
-    if len(data) > photo.declared_size:
-        return _reject(repo, photo, f"file is {len(data)} bytes, more than the {photo.declared_size} declared", watch)
     sha = imaging.sha256_hex(data)
     if sha != photo.declared_sha256:
         return _reject(

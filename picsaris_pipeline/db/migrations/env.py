@@ -8,6 +8,7 @@ import os
 import sqlalchemy as sa
 from alembic import context
 
+from picsaris_pipeline.db.migrate import VERSION_TABLE
 from picsaris_pipeline.db.schema import metadata
 
 config = context.config
@@ -19,6 +20,9 @@ def _run(connection: sa.engine.Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by copying them
         compare_type=True,
+        # Not Alembic's default "alembic_version": Dagster's Postgres storage keeps its own revision
+        # there, and production may put both in the same Supabase database.
+        version_table=VERSION_TABLE,
     )
     with context.begin_transaction():
         context.run_migrations()
