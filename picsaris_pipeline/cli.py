@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from picsaris_pipeline.app import App
+from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.errors import PicsarisError
 from picsaris_pipeline.listings import MATCH_COLUMNS, PHOTO_COLUMNS, match_row, photo_row
 
@@ -79,6 +80,18 @@ def event_create(name: str) -> None:
     """Create an event; prints its id."""
     with _errors():
         click.echo(App.from_env().repo.create_event(name).id)
+
+
+@event.command("archive")
+@click.argument("event_id")
+def event_archive(event_id: str) -> None:
+    """Remove the event's photo and attendee partitions from Dagster; its records stay."""
+    from picsaris_pipeline.erasure import archive_event_partitions
+
+    with _errors():
+        app = App.from_env()
+        removed = archive_event_partitions(app.repo, app.instance, event_id)
+        click.echo(f"removed {removed} partition(s) of event {event_id}; its photos and matches are kept", err=True)
 
 
 @main.group()
@@ -196,16 +209,58 @@ def process(event_id: str | None, retry_failed: bool) -> None:
             sys.exit(1)
 
 
+@main.command()
+@click.option("--photo", "photo_ids", multiple=True, help="A photo to run again (repeatable).")
+@click.option("--uploader", "uploader_id", default=None, help="Every photo this attendee uploaded.")
+@click.option("--event", "event_id", default=None, help="Every photo of this event.")
+@click.option("--include-rejected", is_flag=True, help="Also re-verify photos that were rejected.")
+def rerun(photo_ids: tuple[str, ...], uploader_id: str | None, event_id: str | None, include_rejected: bool) -> None:
+    """Run photos through the whole asset graph again (after a fix, a failure or a changed threshold)."""
+    from picsaris_pipeline.runner import process_pending
+
+    if sum(bool(x) for x in (photo_ids, uploader_id, event_id)) != 1:
+        raise click.UsageError("give --photo (repeatable), --uploader or --event")
+    with _errors():
+        app = App.from_env()
+        if photo_ids:
+            selected = [app.repo.get_photo(photo_id).id for photo_id in photo_ids]
+        elif uploader_id:
+            uploader = app.repo.get_attendee(uploader_id)
+            selected = [p.id for p in app.repo.list_photos(uploader.event_id) if p.uploader_id == uploader.id]
+        else:
+            selected = [p.id for p in app.repo.list_photos(app.repo.get_event(str(event_id)).id)]
+        reset = app.repo.reset_for_rerun(selected, include_rejected)
+        progress = _Progress("re-running", len(reset)) if reset else None
+        try:
+            summary = process_pending(
+                app.instance,
+                app.repo,
+                app.store,
+                app.engine.model_version,
+                progress=progress.advance if progress else None,
+                only_photos=reset,
+            )
+        finally:
+            if progress:
+                progress.close()
+        click.echo(f"re-ran {summary.photos} photo(s); {len(selected) - len(reset)} left as they were", err=True)
+        for kind, key, message in summary.failures:
+            click.echo(f"failed: {kind} {key}: {message}", err=True)
+        if not summary.ok:
+            sys.exit(1)
+
+
 # -- listings ---------------------------------------------------------------------------------
 def match_rows(app: App, event_id: str) -> list[dict[str, Any]]:
     app.repo.get_event(event_id)
     return [match_row(m) for m in app.repo.list_matches(event_id, model_version=app.engine.model_version)]
 
 
-def photo_rows(app: App, event_id: str) -> list[dict[str, Any]]:
+def photo_rows(app: App, event_id: str, statuses: Sequence[str] = ()) -> list[dict[str, Any]]:
     app.repo.get_event(event_id)
     counts = app.repo.match_counts(event_id, app.engine.model_version)
-    return [photo_row(p, counts.get(p.id, 0)) for p in app.repo.list_photos(event_id)]
+    wanted = [PhotoStatus(status) for status in statuses] or None
+    return [photo_row(p, counts.get(p.id, 0)) for p in app.repo.list_photos(event_id, wanted)]
 
 
 @main.command()
@@ -220,10 +275,17 @@ def matches(event_id: str, fmt: str) -> None:
 @main.command()
 @click.argument("event_id")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
-def photos(event_id: str, fmt: str) -> None:
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([s.value for s in PhotoStatus]),
+    help="Only photos with this status (repeatable), e.g. --status failed --status rejected.",
+)
+def photos(event_id: str, fmt: str, statuses: tuple[str, ...]) -> None:
     """One row per photo with its status, reason, faces and matches."""
     with _errors():
-        _emit(photo_rows(App.from_env(), event_id), PHOTO_COLUMNS, fmt)
+        _emit(photo_rows(App.from_env(), event_id, statuses), PHOTO_COLUMNS, fmt)
 
 
 @main.command()

@@ -38,3 +38,21 @@ def delete_attendee(
     if instance is not None and instance.has_dynamic_partition(ATTENDEE_PARTITIONS, attendee.id):
         instance.delete_dynamic_partition(ATTENDEE_PARTITIONS, attendee.id)
     return [p.id for p in uploaded]
+
+
+def archive_event_partitions(repo: Repository, instance: dg.DagsterInstance, event_id: str) -> int:
+    """Remove an archived event's photo and attendee partitions from Dagster (its records, matches
+    and images stay), keeping the instance under Dagster's recommended 100,000 partitions per asset.
+    Returns how many partitions were removed."""
+    repo.get_event(event_id)
+    removed = 0
+    for name, ids in (
+        (PHOTO_PARTITIONS, [p.id for p in repo.list_photos(event_id)]),
+        (ATTENDEE_PARTITIONS, [a.id for a in repo.list_attendees(event_id)]),
+    ):
+        existing = set(instance.get_dynamic_partitions(name))
+        for key in ids:
+            if key in existing:
+                instance.delete_dynamic_partition(name, key)
+                removed += 1
+    return removed

@@ -4,6 +4,7 @@ Writes into `out_dir/<event_id>/`:
 
     photos.csv    one row per photo (the columns of `picsaris photos`)
     matches.csv   one row per match under the current model version (the columns of `picsaris matches`)
+    photos_by_status.csv, guests.csv, costs.csv   the same summary's other tables
     summary.csv   metric,value: the event's totals (`picsaris_pipeline.summary`, the same figures the
                   Dagster UI shows)
     index.html    a static page: the summary, each guest's photos, then unmatched and rejected photos
@@ -112,6 +113,9 @@ def write_report(app: App, event_id: str, out_dir: Path) -> Path:
     _write_csv(target / "photos.csv", photo_rows(data), PHOTO_SCHEMA)
     _write_csv(target / "matches.csv", match_rows(data), MATCH_SCHEMA)
     data.summary.totals.write_csv(target / "summary.csv")
+    data.summary.by_status.write_csv(target / "photos_by_status.csv")
+    data.summary.per_attendee.write_csv(target / "guests.csv")
+    data.summary.costs.write_csv(target / "costs.csv")
     thumbs = write_thumbnails(app, data, target / "images")
     boxes = {photo_id: _boxes(app, data, photo_id, thumb) for photo_id, thumb in thumbs.items()}
     index = target / "index.html"
@@ -131,7 +135,8 @@ def _load(app: App, event_id: str) -> ReportData:
         detector_version=app.engine.detector_version,
         # The report shows no costs, so it uses the default prices rather than failing on a bad
         # PICSARIS_PRICE_* setting it has no use for.
-        summary=summarize_event(app.repo, app.store, event.id, model_version, UnitPrices()),
+        # The configured unit prices (PICSARIS_PRICE_*): the export shows what the event costs.
+        summary=summarize_event(app.repo, app.store, event.id, model_version, UnitPrices.from_env()),
     )
 
 
@@ -259,6 +264,7 @@ def render_html(data: ReportData, thumbs: Mapping[str, Thumbnail], boxes: Mappin
         f'<p class="meta">Event {_e(data.event.id)} · face model {_e(data.model_version)} · '
         f"generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p>",
         _summary_table(summary_rows(data)),
+        _costs_table(data.summary),
         *(_guest_section(data, a, thumbs, boxes) for a in data.attendees),
         _unmatched_section([p for p in data.photos if p.id not in matched_photo_ids], thumbs, boxes),
     ]
@@ -278,6 +284,20 @@ def _page(title: str, body: str) -> str:
 def _summary_value(value: float) -> str:
     # Counts read as counts ("3", not "3.0"); times and ratios keep two decimals.
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
+
+
+def _costs_table(summary: EventSummary) -> str:
+    """What the event cost at the configured unit prices (the face-engine figure is what AWS
+    Rekognition would bill; the embedded dlib engine itself costs nothing per call)."""
+    rows = []
+    for row in summary.costs.iter_rows(named=True):
+        quantity = "" if row["quantity"] is None else _summary_value(row["quantity"])
+        price = "" if row["unit_price_usd"] is None else f"${row['unit_price_usd']:g}"
+        rows.append(
+            f"<tr><th>{_e(row['item'])}</th><td>{quantity}</td><td>{price}</td><td>${row['cost_usd']:.4f}</td></tr>"
+        )
+    header = "<tr><th>item</th><th>quantity</th><th>unit price</th><th>cost</th></tr>"
+    return '<h2>Cost</h2>\n<table class="summary">\n' + header + "\n" + "\n".join(rows) + "\n</table>"
 
 
 def _summary_table(rows: Sequence[Mapping[str, Any]]) -> str:

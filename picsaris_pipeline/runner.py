@@ -7,7 +7,7 @@ Running in this process loads the face models once for all photos instead of onc
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +89,7 @@ def process_pending(
     event_id: str | None = None,
     progress: Progress | None = None,
     retry_failed: bool = False,
+    only_photos: Sequence[str] | None = None,
 ) -> ProcessSummary:
     """Attendees first (so this batch's photos are matched against them), then photos. A photo whose
     run fails after its step retries is marked `failed` with the error, as the daemon's failure
@@ -99,6 +100,10 @@ def process_pending(
     attendees = repo.attendees_needing_reference(model_version, event_id)
     expire_abandoned_uploads(repo, store)
     photos = repo.photos_to_process(event_id, include_failed=retry_failed)
+    if only_photos is not None:
+        wanted = set(only_photos)
+        attendees = []
+        photos = [p for p in photos if p.id in wanted]
     _ensure_partitions(instance, ATTENDEE_PARTITIONS, [a.id for a in attendees])
     _ensure_partitions(instance, PHOTO_PARTITIONS, [p.id for p in photos])
 

@@ -174,3 +174,41 @@ def test_the_console_script_runs_the_demo_without_shared_photos(tmp_path):
     assert any("06_damaged_upload.jpg" in line and "rejected" in line for line in lines)
     assert any("04_coffee_break.png" in line and "nobody" in line for line in lines)
     assert "3 match(es) in 3 photo(s)." in result.stdout
+
+
+def test_photos_can_be_filtered_by_status(event_flow):
+    rows = json.loads(picsaris("photos", event_flow["event_id"], "--format", "json", "--status", "published"))
+    assert rows and {row["status"] for row in rows} == {"published"}
+    assert json.loads(picsaris("photos", event_flow["event_id"], "--format", "json", "--status", "failed")) == []
+
+
+def test_rerun_of_one_uploader_runs_their_photos_again_with_the_same_result(event_flow):
+    event_id, kit = event_flow["event_id"], event_flow["attendees"]["Kit Harington"]
+    before = sorted(
+        (r["photo_id"], r["attendee_id"]) for r in json.loads(picsaris("matches", event_id, "--format", "json"))
+    )
+    result = CliRunner().invoke(main, ["rerun", "--uploader", kit])
+    assert result.exit_code == 0, result.output
+    assert "re-ran" in result.output
+    after = sorted(
+        (r["photo_id"], r["attendee_id"]) for r in json.loads(picsaris("matches", event_id, "--format", "json"))
+    )
+    assert after == before  # idempotent: nothing lost, nothing doubled
+
+
+def test_rerun_needs_exactly_one_selection(event_flow):
+    result = CliRunner().invoke(main, ["rerun"])
+    assert result.exit_code == 2 and "give --photo" in result.output
+
+
+def test_archiving_an_event_removes_its_partitions_and_keeps_its_records(event_flow):
+    event_id = event_flow["event_id"]
+    matches_before = picsaris("matches", event_id)
+    result = CliRunner().invoke(main, ["event", "archive", event_id])
+    assert result.exit_code == 0 and "removed" in result.output
+    from picsaris_pipeline.app import App
+
+    app = App.from_env()
+    photo_ids = {p.id for p in app.repo.list_photos(event_id)}
+    assert not photo_ids & set(app.instance.get_dynamic_partitions("photos"))
+    assert picsaris("matches", event_id) == matches_before

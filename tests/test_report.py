@@ -160,3 +160,12 @@ def test_unknown_event_raises_not_found(app: App, tmp_path: Path) -> None:
     with pytest.raises(NotFoundError):
         write_report(app, new_id(), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_report_exports_the_summary_tables_as_csv(scenario: Scenario, tmp_path: Path) -> None:
+    index = write_report(scenario.app, scenario.event_id, tmp_path / "out")
+    for name in ("photos_by_status.csv", "guests.csv", "costs.csv", "summary.csv"):
+        assert (index.parent / name).stat().st_size > 0, name
+    costs = (index.parent / "costs.csv").read_text().splitlines()
+    assert costs[0] == "item,quantity,unit_price_usd,cost_usd" and costs[-1].startswith("total,")
+    assert "<h2>Cost</h2>" in index.read_text()

@@ -59,3 +59,49 @@ def test_a_photo_partition_page_shows_the_photo_with_its_matched_guest(
     assert shot.stat().st_size > 10_000
     if IN_CI:
         print(f"screenshot kept at {shot}")
+
+
+REPORT_STATE = """
+(() => {
+  const imgs = [...document.querySelectorAll('img')];
+  return {
+    images: imgs.length,
+    loaded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
+    boxes: document.querySelectorAll('svg rect').length,
+    guests: [...document.querySelectorAll('section.guest h2')].map(h => h.innerText),
+  };
+})()
+"""
+
+
+def test_the_event_report_opens_in_a_browser_with_every_photo_and_its_boxes(
+    chromium, picsaris_home, shared_photos, tmp_path
+):
+    event = picsaris("event", "create", "Report check").strip()
+    kit = picsaris(
+        "attendee", "add", event, "--name", "Kit Harington", "--selfie", str(shared_photos["kit_harington_2.jpg"].path)
+    ).strip()
+    picsaris(
+        "attendee", "add", event, "--name", "Rose Leslie", "--selfie", str(shared_photos["rose_leslie_1.jpg"].path)
+    )
+    picsaris(
+        "upload",
+        event,
+        "--uploader",
+        kit,
+        *(
+            str(shared_photos[name].path)
+            for name in ("group_kit_with_rose.jpg", "kit_harington_3.jpg", "noface_giraffe.jpg")
+        ),
+    )
+    picsaris("process")
+    index = Path(picsaris("report", event, "--out", str(tmp_path / "report")).strip())
+
+    with browser_page() as page:
+        page.goto(index.as_uri())
+        page.wait_for("document.readyState === 'complete'")
+        state = page.evaluate(REPORT_STATE)
+        page.screenshot(ARTIFACTS / "event_report.png")
+    assert state["images"] == state["loaded"] >= 3  # every thumbnail shown actually loaded
+    assert state["boxes"] >= 4  # kit+rose group (shown under each guest) and kit alone
+    assert state["guests"] == ["Guest: Kit Harington", "Guest: Rose Leslie"]

@@ -355,6 +355,28 @@ class Repository:
             ).rowcount
         return bool(changed)
 
+    def reset_for_rerun(self, photo_ids: Sequence[str], include_rejected: bool = False) -> list[str]:
+        """Send photos back to `uploaded` so their next run starts from verification. Duplicates and
+        photos whose bytes never arrived are left alone; rejected ones only when asked."""
+        keep = [PhotoStatus.PENDING_UPLOAD, PhotoStatus.DUPLICATE] + (
+            [] if include_rejected else [PhotoStatus.REJECTED]
+        )
+        reset: list[str] = []
+        with self._tx() as conn:
+            for chunk_start in range(0, len(photo_ids), 500):
+                chunk = list(photo_ids[chunk_start : chunk_start + 500])
+                selected = sa.select(t.photos.c.id).where(t.photos.c.id.in_(chunk))
+                selected = selected.where(t.photos.c.status.not_in([s.value for s in keep]))
+                ids = [row.id for row in conn.execute(selected)]
+                if ids:
+                    conn.execute(
+                        t.photos.update()
+                        .where(t.photos.c.id.in_(ids))
+                        .values(status=PhotoStatus.UPLOADED.value, reason=None, updated_at=_now())
+                    )
+                reset += ids
+        return reset
+
     def update_photo(self, photo_id: str, status: PhotoStatus | None = None, **fields: Any) -> None:
         allowed = {"reason", "sha256", "duplicate_of", "width", "height", "source_format", "face_count"}
         unknown = set(fields) - allowed
@@ -630,7 +652,7 @@ def _photo(row: Any) -> Photo:
 
 
 # Words in driver messages that mean the configuration is wrong, not that the database is busy.
-_CONFIGURATION_WORDS = ("password authentication failed", "does not exist", "no such table", "role ")
+_CONFIGURATION_WORDS = ("password authentication failed", "does not exist", "no such table", "already exists", "role ")
 
 
 def translate_db_error(error: DBAPIError) -> Exception:
