@@ -174,13 +174,35 @@ def upload(event_id: str, uploader: str, paths: tuple[Path, ...]) -> None:
         sys.exit(1)
 
 
+def _run_pending(app: App, label: str, total: int, **options: Any) -> None:
+    """Run pending work with a progress bar, report what happened, exit 1 if a run failed."""
+    from picsaris_pipeline.runner import process_pending
+
+    progress = _Progress(label, total) if total else None
+    try:
+        summary = process_pending(
+            app.instance,
+            app.repo,
+            app.store,
+            app.engine.model_version,
+            progress=progress.advance if progress else None,
+            **options,
+        )
+    finally:
+        if progress:
+            progress.close()
+    click.echo(f"processed {summary.attendees} attendee(s) and {summary.photos} photo(s)", err=True)
+    for kind, key, message in summary.failures:
+        click.echo(f"failed: {kind} {key}: {message}", err=True)
+    if not summary.ok:
+        sys.exit(1)
+
+
 @main.command()
 @click.option("--event", "event_id", default=None, help="Only this event's pending work.")
 @click.option("--retry-failed", is_flag=True, help="Also run photos whose earlier run failed.")
 def process(event_id: str | None, retry_failed: bool) -> None:
     """Run all pending attendees and photos through the asset graph in this process."""
-    from picsaris_pipeline.runner import process_pending
-
     with _errors():
         app = App.from_env()
         if event_id:
@@ -188,25 +210,7 @@ def process(event_id: str | None, retry_failed: bool) -> None:
         total = len(app.repo.attendees_needing_reference(app.engine.model_version, event_id)) + len(
             app.repo.photos_to_process(event_id, include_failed=retry_failed)
         )
-        progress = _Progress("processing", total) if total else None
-        try:
-            summary = process_pending(
-                app.instance,
-                app.repo,
-                app.store,
-                app.engine.model_version,
-                event_id,
-                progress.advance if progress else None,
-                retry_failed=retry_failed,
-            )
-        finally:
-            if progress:
-                progress.close()
-        click.echo(f"processed {summary.attendees} attendee(s) and {summary.photos} photo(s)", err=True)
-        for kind, key, message in summary.failures:
-            click.echo(f"failed: {kind} {key}: {message}", err=True)
-        if not summary.ok:
-            sys.exit(1)
+        _run_pending(app, "processing", total, event_id=event_id, retry_failed=retry_failed)
 
 
 @main.command()
@@ -216,8 +220,6 @@ def process(event_id: str | None, retry_failed: bool) -> None:
 @click.option("--include-rejected", is_flag=True, help="Also re-verify photos that were rejected.")
 def rerun(photo_ids: tuple[str, ...], uploader_id: str | None, event_id: str | None, include_rejected: bool) -> None:
     """Run photos through the whole asset graph again (after a fix, a failure or a changed threshold)."""
-    from picsaris_pipeline.runner import process_pending
-
     if sum(bool(x) for x in (photo_ids, uploader_id, event_id)) != 1:
         raise click.UsageError("give --photo (repeatable), --uploader or --event")
     with _errors():
@@ -230,24 +232,8 @@ def rerun(photo_ids: tuple[str, ...], uploader_id: str | None, event_id: str | N
         else:
             selected = [p.id for p in app.repo.list_photos(app.repo.get_event(str(event_id)).id)]
         reset = app.repo.reset_for_rerun(selected, include_rejected)
-        progress = _Progress("re-running", len(reset)) if reset else None
-        try:
-            summary = process_pending(
-                app.instance,
-                app.repo,
-                app.store,
-                app.engine.model_version,
-                progress=progress.advance if progress else None,
-                only_photos=reset,
-            )
-        finally:
-            if progress:
-                progress.close()
-        click.echo(f"re-ran {summary.photos} photo(s); {len(selected) - len(reset)} left as they were", err=True)
-        for kind, key, message in summary.failures:
-            click.echo(f"failed: {kind} {key}: {message}", err=True)
-        if not summary.ok:
-            sys.exit(1)
+        click.echo(f"re-running {len(reset)} photo(s); {len(selected) - len(reset)} left as they were", err=True)
+        _run_pending(app, "re-running", len(reset), only_photos=reset)
 
 
 # -- listings ---------------------------------------------------------------------------------

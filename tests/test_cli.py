@@ -189,7 +189,7 @@ def test_rerun_of_one_uploader_runs_their_photos_again_with_the_same_result(even
     )
     result = CliRunner().invoke(main, ["rerun", "--uploader", kit])
     assert result.exit_code == 0, result.output
-    assert "re-ran" in result.output
+    assert "re-running" in result.output
     after = sorted(
         (r["photo_id"], r["attendee_id"]) for r in json.loads(picsaris("matches", event_id, "--format", "json"))
     )
