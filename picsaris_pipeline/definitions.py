@@ -13,14 +13,14 @@ from picsaris_pipeline.jobs import (
     photo_job,
 )
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
-from picsaris_pipeline.sensors import bucket_sensor, photo_failure_sensor
+from picsaris_pipeline.sensors import bucket_sensor, photo_failure_sensor, realtime_outbox_sensor
 
 defs = dg.Definitions(
     assets=[*PHOTO_ASSETS, *ATTENDEE_ASSETS, *EVENT_ASSETS],
     asset_checks=HEALTH_CHECKS,
     jobs=[photo_job, attendee_job, event_summary_job, health_checks_job],
     schedules=[health_checks_schedule],
-    sensors=[bucket_sensor, photo_failure_sensor],
+    sensors=[bucket_sensor, photo_failure_sensor, realtime_outbox_sensor],
     resources={
         "database": DatabaseResource(),
         "object_store": ObjectStoreResource(),

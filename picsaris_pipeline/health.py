@@ -59,6 +59,23 @@ def stuck_photos(repo: Repository, older_than: timedelta, now: datetime | None =
     )
 
 
+# Delivery is retried every 30 s; five minutes of backlog means the publisher is down.
+OUTBOX_BACKLOG_AFTER = timedelta(minutes=5)
+
+
+def outbox_backlog(
+    repo: Repository, older_than: timedelta = OUTBOX_BACKLOG_AFTER, now: datetime | None = None
+) -> Finding:
+    count = repo.outbox_backlog((now or datetime.now(UTC)) - older_than)
+    return Finding(
+        count == 0,
+        count,
+        "every realtime message was delivered"
+        if count == 0
+        else f"{count} realtime message(s) undelivered for more than {older_than}",
+    )
+
+
 def missing_references(repo: Repository, model_version: str) -> Finding:
     """Consenting attendees whose selfie has no reference vector under the current model yet."""
     waiting = [a for a in repo.attendees_needing_reference(model_version) if a.consent]

@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 logger = logging.getLogger("picsaris.realtime")
@@ -22,6 +23,17 @@ class RealtimeMessage:
     event: str  # "photo_matched"
     payload: dict[str, Any] = field(default_factory=dict)
     private: bool = True
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A message waiting in (or delivered from) the outbox."""
+
+    id: str
+    photo_id: str
+    message: RealtimeMessage
+    attempts: int
+    created_at: datetime
 
 
 def photo_messages(

@@ -84,7 +84,12 @@ def test_the_health_checks_job_evaluates_every_check(pipeline):
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
     }
-    assert evaluations == {"no_matches_without_consent": True, "no_stuck_photos": True, "references_complete": True}
+    assert evaluations == {
+        "no_matches_without_consent": True,
+        "no_stuck_photos": True,
+        "references_complete": True,
+        "realtime_outbox_backlog": True,
+    }
 
 
 def test_photo_runs_do_not_carry_the_checks():

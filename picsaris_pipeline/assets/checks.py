@@ -39,4 +39,12 @@ def references_complete(database: DatabaseResource, face_engine: FaceEngineResou
     return _result(finding, dg.AssetCheckSeverity.WARN)
 
 
-HEALTH_CHECKS = [no_matches_without_consent, no_stuck_photos, references_complete]
+@dg.asset_check(
+    asset=matches_published,
+    description="Realtime messages of published photos still undelivered after 5 minutes (publisher down?).",
+)
+def realtime_outbox_backlog(database: DatabaseResource) -> dg.AssetCheckResult:
+    return _result(health.outbox_backlog(database.repository()), dg.AssetCheckSeverity.WARN)
+
+
+HEALTH_CHECKS = [no_matches_without_consent, no_stuck_photos, references_complete, realtime_outbox_backlog]

@@ -6,6 +6,7 @@ model version instead of adding to them, so a retried or repeated run never dupl
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from picsaris_pipeline.errors import BadInputError, ConfigurationError, NotFound
 from picsaris_pipeline.faces.engine import FaceBox
 from picsaris_pipeline.ids import is_valid_id, new_id
 from picsaris_pipeline.keys import photo_key, selfie_key
+from picsaris_pipeline.realtime import OutboxMessage, RealtimeMessage
 
 
 def _now() -> datetime:
@@ -497,11 +499,19 @@ class Repository:
         return [r.photo_id for r in rows], _from_blobs([r.vector for r in rows], dimension)
 
     # -- matches ----------------------------------------------------------------------------
-    def replace_matches(self, photo: Photo, model_version: str, rows: Sequence[tuple[str, str, float]]) -> None:
+    def replace_matches(
+        self,
+        photo: Photo,
+        model_version: str,
+        rows: Sequence[tuple[str, str, float]],
+        messages: Sequence[RealtimeMessage] = (),
+    ) -> None:
         """Set a photo's matches under one model version to exactly rows of (face_id, attendee_id,
-        similarity), in one transaction, so a re-run never duplicates or leaves stale matches."""
+        similarity), in one transaction, so a re-run never duplicates or leaves stale matches; and
+        enqueue the messages announcing them in the same transaction (see _enqueue)."""
         now = _now()
         with self._tx() as conn:
+            _enqueue(conn, photo, model_version, messages, now)
             conn.execute(
                 t.matches.delete()
                 .where(t.matches.c.photo_id == photo.id)
@@ -554,6 +564,58 @@ class Repository:
                 for r in conn.execute(query).all()
             ]
 
+    # -- realtime outbox --------------------------------------------------------------------
+    def unsent_messages(self, photo_id: str | None = None, limit: int = 500) -> list[OutboxMessage]:
+        # Only published photos are announced: a late joiner may enqueue for a photo still on its way.
+        query = (
+            sa.select(t.realtime_outbox)
+            .join(t.photos, t.photos.c.id == t.realtime_outbox.c.photo_id)
+            .where(t.photos.c.status == PhotoStatus.PUBLISHED.value)
+            .where(t.realtime_outbox.c.sent_at.is_(None))
+            .order_by(t.realtime_outbox.c.created_at, t.realtime_outbox.c.id)
+            .limit(limit)
+        )
+        if photo_id:
+            query = query.where(t.realtime_outbox.c.photo_id == photo_id)
+        with self._read() as conn:
+            return [
+                OutboxMessage(
+                    r.id,
+                    r.photo_id,
+                    RealtimeMessage(r.topic, r.event, json.loads(r.payload), bool(r.private)),
+                    int(r.attempts),
+                    _utc(r.created_at),
+                )
+                for r in conn.execute(query).all()
+            ]
+
+    def mark_messages_sent(self, message_ids: Sequence[str]) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                t.realtime_outbox.update()
+                .where(t.realtime_outbox.c.id.in_(list(message_ids)))
+                .values(sent_at=_now(), last_error=None, updated_at=_now())
+            )
+
+    def note_delivery_failure(self, message_ids: Sequence[str], error: str) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                t.realtime_outbox.update()
+                .where(t.realtime_outbox.c.id.in_(list(message_ids)))
+                .values(attempts=t.realtime_outbox.c.attempts + 1, last_error=error[:2000], updated_at=_now())
+            )
+
+    def outbox_backlog(self, before: datetime) -> int:
+        """Messages of published photos still unsent that were enqueued before `before`."""
+        joined = t.realtime_outbox.join(t.photos, t.photos.c.id == t.realtime_outbox.c.photo_id)
+        condition = (
+            t.realtime_outbox.c.sent_at.is_(None)
+            & (t.realtime_outbox.c.created_at < before)
+            & (t.photos.c.status == PhotoStatus.PUBLISHED.value)
+        )
+        with self._read() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(joined).where(condition)).scalar_one())
+
     # -- health ---------------------------------------------------------------------------
     def matches_without_consent(self, limit: int = 20) -> tuple[int, list[tuple[str, str]]]:
         """(count, examples of (photo_id, attendee_id)) of matches to attendees who did not consent."""
@@ -603,12 +665,49 @@ class Repository:
             return {photo_id: int(count) for photo_id, count in conn.execute(query).all()}
 
 
+def _enqueue(
+    conn: Connection, photo: Photo, model_version: str, messages: Sequence[RealtimeMessage], now: datetime
+) -> None:
+    """One outbox row per (photo, topic, model version). A message identical to the stored one is
+    left alone (sent or not), so a re-run sends nothing twice; a changed one (the photo's list of
+    guests grew) replaces it and is sent again."""
+    for message in messages:
+        payload = json.dumps(message.payload, sort_keys=True)
+        key = (
+            (t.realtime_outbox.c.photo_id == photo.id)
+            & (t.realtime_outbox.c.topic == message.topic)
+            & (t.realtime_outbox.c.model_version == model_version)
+        )
+        stored = conn.execute(sa.select(t.realtime_outbox.c.payload).where(key)).first()
+        if stored is None:
+            conn.execute(
+                t.realtime_outbox.insert().values(
+                    id=new_id(),
+                    event_id=photo.event_id,
+                    photo_id=photo.id,
+                    model_version=model_version,
+                    topic=message.topic,
+                    event=message.event,
+                    payload=payload,
+                    private=message.private,
+                    attempts=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        elif stored.payload != payload:
+            conn.execute(
+                t.realtime_outbox.update().where(key).values(payload=payload, sent_at=None, attempts=0, updated_at=now)
+            )
+
+
 def _delete_photo_rows(conn: Connection, photo_ids: Sequence[str]) -> None:
     if not photo_ids:
         return
     # Explicit deletes rather than relying on ON DELETE CASCADE, which SQLite only honours when the
     # connection enabled foreign keys; erasure of biometric data must not depend on that.
     conn.execute(t.matches.delete().where(t.matches.c.photo_id.in_(photo_ids)))
+    conn.execute(t.realtime_outbox.delete().where(t.realtime_outbox.c.photo_id.in_(photo_ids)))
     conn.execute(t.face_vectors.delete().where(t.face_vectors.c.photo_id.in_(photo_ids)))
     conn.execute(t.faces.delete().where(t.faces.c.photo_id.in_(photo_ids)))
     conn.execute(t.photos.delete().where(t.photos.c.id.in_(photo_ids)))

@@ -132,6 +132,27 @@ attendee_vectors = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+# Messages for guests' galleries, written in the same transaction as the matches they announce and
+# marked sent once delivered: a failed delivery is retried later, a re-run enqueues nothing new.
+realtime_outbox = Table(
+    "realtime_outbox",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("event_id", ID, nullable=False),
+    Column("photo_id", ID, ForeignKey("photos.id", ondelete="CASCADE"), nullable=False),
+    Column("model_version", VERSION, nullable=False),
+    Column("topic", String(200), nullable=False),
+    Column("event", String(50), nullable=False),
+    Column("payload", Text, nullable=False),  # JSON
+    Column("private", Boolean, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("sent_at", DateTime(timezone=True)),
+    *_timestamps(),
+    UniqueConstraint("photo_id", "topic", "model_version"),
+    Index("ix_realtime_outbox_sent_at_created_at", "sent_at", "created_at"),
+)
+
 matches = Table(
     "matches",
     metadata,

@@ -1,4 +1,5 @@
 from picsaris_pipeline.sensors.bucket import bucket_sensor
 from picsaris_pipeline.sensors.failures import photo_failure_sensor
+from picsaris_pipeline.sensors.outbox import realtime_outbox_sensor
 
-__all__ = ["bucket_sensor", "photo_failure_sensor"]
+__all__ = ["bucket_sensor", "photo_failure_sensor", "realtime_outbox_sensor"]

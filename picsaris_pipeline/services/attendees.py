@@ -11,7 +11,8 @@ from picsaris_pipeline.domain import Attendee, PhotoStatus, ReferenceStatus
 from picsaris_pipeline.errors import BadInputError, NotFoundError
 from picsaris_pipeline.faces.engine import FaceEngine
 from picsaris_pipeline.matching import candidates
-from picsaris_pipeline.realtime import RealtimePublisher, photo_messages
+from picsaris_pipeline.realtime import RealtimePublisher
+from picsaris_pipeline.services.delivery import deliver
 from picsaris_pipeline.services.photos import match_photo
 from picsaris_pipeline.services.timing import Stopwatch
 from picsaris_pipeline.storage import ObjectStore
@@ -76,14 +77,8 @@ def match_late_joiner(
             continue
         # Embedded photos too: their own matching may already have read the references without this
         # attendee; re-matching is idempotent, and only published photos are announced here.
-        rows = match_photo(repo, photo, model_version, min_similarity)
+        rows = match_photo(repo, photo, model_version, min_similarity)  # enqueues what changed
         if photo.status is PhotoStatus.PUBLISHED and any(a == attendee.id for _, a, _ in rows):
             found.append(photo_id)
-            publisher.publish(
-                [
-                    m
-                    for m in photo_messages(photo.event_id, photo.id, [attendee.id], model_version)
-                    if m.topic.startswith("attendee:")
-                ]
-            )
+            deliver(repo, publisher, photo.id)
     return found

@@ -14,6 +14,7 @@ from picsaris_pipeline.faces.engine import FaceEngine
 from picsaris_pipeline.keys import thumbnail_key, verified_image_key
 from picsaris_pipeline.matching import assign
 from picsaris_pipeline.realtime import RealtimePublisher, photo_messages
+from picsaris_pipeline.services.delivery import deliver
 from picsaris_pipeline.services.timing import Stopwatch
 from picsaris_pipeline.storage import ObjectStore
 from picsaris_pipeline.thumbnails import (
@@ -213,7 +214,8 @@ def match_photo(
         (face_ids[a.face_index], attendee_ids[a.attendee_index], a.similarity)
         for a in assign(vectors, references, min_similarity)
     ]
-    repo.replace_matches(photo, model_version, rows)
+    messages = photo_messages(photo.event_id, photo.id, [attendee for _, attendee, _ in rows], model_version)
+    repo.replace_matches(photo, model_version, rows, messages)
     return rows
 
 
@@ -231,9 +233,9 @@ def publish_matches(
     watch = Stopwatch()
     with watch.lap("match"):
         rows = match_photo(repo, photo, model_version, min_similarity)
-    with watch.lap("publish"):
-        sent = publisher.publish(photo_messages(photo.event_id, photo.id, [a for _, a, _ in rows], model_version))
     repo.update_photo(photo.id, PhotoStatus.PUBLISHED)
+    with watch.lap("publish"):
+        delivery = deliver(repo, publisher, photo.id)
     matched = repo.list_matches(photo.event_id, photo_id=photo.id, model_version=model_version)
     names = {m.attendee_id: m.attendee_name for m in matched}
     with watch.lap("thumbnail"):
@@ -246,7 +248,8 @@ def publish_matches(
             "matched": ", ".join(sorted(names.values())) or "nobody",
             "model_version": model_version,
             "min_similarity": min_similarity,
-            "realtime_messages": sent,
+            "realtime_messages": delivery.sent,
+            "realtime_pending": delivery.pending,
             "publisher": publisher.name,
         },
         timings_ms=watch.ms,
