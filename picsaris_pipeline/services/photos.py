@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
+
+from PIL import Image
 
 from picsaris_pipeline import imaging
 from picsaris_pipeline.db.repository import Repository
@@ -102,7 +106,10 @@ def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepRe
             return _reject(repo, photo, str(error), watch, sha256=sha)
     width, height = decoded.image.size
     with watch.lap("store_verified"):
-        store.put(verified_image_key(photo.event_id, photo.id), imaging.encode_jpeg(decoded.image), "image/jpeg")
+        key = verified_image_key(photo.event_id, photo.id)
+        verified_jpeg = imaging.encode_jpeg(decoded.image)
+        store.put(key, verified_jpeg, "image/jpeg")
+        _VERIFIED.put(key, imaging.load_rgb(verified_jpeg))
         thumbnail_url = _store_thumbnail(store, photo, draw(decoded.image, [], THUMB_SIDE, (width, height)))
     repo.update_photo(
         photo.id,
@@ -137,8 +144,40 @@ def _store_thumbnail(store: ObjectStore, photo: Photo, picture: Any) -> str:
     return store.link(key)
 
 
-def _load_verified(store: ObjectStore, photo: Photo) -> Any:
-    return imaging.load_rgb(store.get(verified_image_key(photo.event_id, photo.id)))
+class _RecentImages:
+    """The last few verified images decoded in this process. A photo's steps run one after another
+    in one process, so detection and embedding reuse the pixels verification just wrote instead of
+    downloading and decoding the 2400 px JPEG twice more. Filled only by whoever writes the image,
+    so it never holds pixels other than the stored JPEG's."""
+
+    def __init__(self, size: int = 2) -> None:
+        self._size = size
+        self._images: OrderedDict[str, Image.Image] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, key: str, image: Image.Image) -> None:
+        with self._lock:
+            self._images[key] = image
+            self._images.move_to_end(key)
+            while len(self._images) > self._size:
+                self._images.popitem(last=False)
+
+    def get(self, key: str) -> Image.Image | None:
+        with self._lock:
+            return self._images.get(key)
+
+
+_VERIFIED = _RecentImages()
+
+
+def _load_verified(store: ObjectStore, photo: Photo) -> Image.Image:
+    key = verified_image_key(photo.event_id, photo.id)
+    cached = _VERIFIED.get(key)
+    if cached is not None:
+        return cached
+    image = imaging.load_rgb(store.get(key))
+    _VERIFIED.put(key, image)
+    return image
 
 
 def detect_faces(repo: Repository, store: ObjectStore, engine: FaceEngine, photo_id: str) -> StepResult:
