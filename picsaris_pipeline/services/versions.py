@@ -1,0 +1,99 @@
+"""Embedding-model versions per event: which one guests see, when a re-embedding may take over,
+and removing an old version once nobody needs it.
+
+Vectors, engine ids and matches of several versions coexist while a re-embedding runs; only the
+event's active version is shown to guests and announced. An event cuts over to a new version by
+itself as soon as every published photo has been embedded and matched under it and every
+consenting attendee has a reference under it and was searched for in the photos under it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from picsaris_pipeline.db.repository import Repository
+from picsaris_pipeline.domain import Event
+from picsaris_pipeline.faces.engine import FaceEngine, collection_engine_for
+
+logger = logging.getLogger("picsaris.versions")
+
+
+def active_version(event: Event, configured: str) -> str:
+    """The version whose matches guests see: the event's, or the configured one for an event that
+    has not been processed yet."""
+    return event.active_model_version or configured
+
+
+@dataclass(frozen=True)
+class CutOverStatus:
+    event_id: str
+    active: str | None
+    target: str
+    photos_left: int  # published photos not yet embedded and matched under target
+    attendees_left: int  # consenting attendees not yet referenced and searched for under target
+
+    @property
+    def complete(self) -> bool:
+        return self.photos_left == 0 and self.attendees_left == 0
+
+    @property
+    def current(self) -> bool:
+        return self.active == self.target
+
+
+def cut_over_status(repo: Repository, event_id: str, target: str) -> CutOverStatus:
+    event = repo.get_event(event_id)
+    return CutOverStatus(
+        event_id,
+        event.active_model_version,
+        target,
+        len(repo.photos_missing_version(target, event_id)),
+        len(repo.attendees_missing_version(target, event_id)),
+    )
+
+
+def maybe_cut_over(repo: Repository, event_id: str, target: str) -> bool:
+    """Make target the event's active version if the event is complete under it. True if it switched."""
+    event = repo.get_event(event_id)
+    if event.active_model_version in (None, target):
+        if event.active_model_version is None:
+            repo.set_active_model_version(event_id, target)
+        return False
+    status = cut_over_status(repo, event_id, target)
+    if not status.complete:
+        return False
+    switched = repo.set_active_model_version(event_id, target, expected=event.active_model_version)
+    if switched:
+        logger.info("event %s cut over from %s to %s", event_id, event.active_model_version, target)
+    return switched
+
+
+def announce(event: Event, model_version: str) -> bool:
+    """Guests hear about matches of the active version only (none of a re-embedding in progress)."""
+    return event.active_model_version in (None, model_version)
+
+
+def prune_old_versions(repo: Repository, event_id: str, engine: FaceEngine) -> dict[str, int]:
+    """Delete what an event holds under versions other than its active one: vectors, engine ids,
+    matches, messages, markers, and for a collection engine the old versions' collections.
+    Refuses while the configured version is not the active one (a re-embedding is under way)."""
+    event = repo.get_event(event_id)
+    keep = event.active_model_version
+    if keep is None:
+        return {}
+    if keep != engine.model_version:
+        from picsaris_pipeline.errors import BadInputError
+
+        raise BadInputError(
+            f"event {event_id} still shows {keep} while {engine.model_version} is configured: finish the "
+            f"re-embedding (picsaris reembed --event {event_id}) and let it cut over before pruning"
+        )
+    old = [version for version in repo.model_versions_in_use(event_id) if version != keep]
+    for version in old:
+        collection_engine = collection_engine_for(engine, version)
+        if collection_engine is not None:
+            collection_engine.drop_collection(event_id)
+    deleted = repo.prune_versions(event_id, keep, keep_detector=engine.detector_version)
+    deleted["versions"] = len(old)
+    return deleted
