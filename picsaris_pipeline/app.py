@@ -36,6 +36,12 @@ class App:
     def engine(self) -> FaceEngine:
         return self.face_engine.get()
 
+    def shown_version(self, event_id: str) -> str:
+        """The model version whose matches guests of this event see (its active version)."""
+        from picsaris_pipeline.services.versions import active_version
+
+        return active_version(self.repo.get_event(event_id), self.engine.model_version)
+
     @functools.cached_property
     def instance(self) -> dg.DagsterInstance:
         return dagster_instance(self.settings)

@@ -17,7 +17,7 @@ import click
 
 from picsaris_pipeline.app import App
 from picsaris_pipeline.domain import PhotoStatus
-from picsaris_pipeline.errors import PicsarisError
+from picsaris_pipeline.errors import BadInputError, PicsarisError
 from picsaris_pipeline.listings import MATCH_COLUMNS, PHOTO_COLUMNS, match_row, photo_row
 
 
@@ -71,7 +71,7 @@ def main(verbose: bool) -> None:
 # -- events and attendees ---------------------------------------------------------------------
 @main.group()
 def event() -> None:
-    """Create events."""
+    """Create, archive and switch the model version of events."""
 
 
 @event.command("create")
@@ -79,7 +79,8 @@ def event() -> None:
 def event_create(name: str) -> None:
     """Create an event; prints its id."""
     with _errors():
-        click.echo(App.from_env().repo.create_event(name).id)
+        app = App.from_env()
+        click.echo(app.repo.create_event(name, app.engine.model_version).id)
 
 
 @event.command("archive")
@@ -92,6 +93,148 @@ def event_archive(event_id: str) -> None:
         app = App.from_env()
         removed = archive_event_partitions(app.repo, app.instance, event_id)
         click.echo(f"removed {removed} partition(s) of event {event_id}; its photos and matches are kept", err=True)
+
+
+@event.command("versions")
+@click.argument("event_id")
+def event_versions(event_id: str) -> None:
+    """The event's active model version, what each version holds, and how far a re-embedding is."""
+    from picsaris_pipeline.services.versions import cut_over_status
+
+    with _errors():
+        app = App.from_env()
+        configured = app.engine.model_version
+        status = cut_over_status(app.repo, event_id, configured)
+        click.echo(f"active: {status.active or '(none yet)'}")
+        click.echo(f"configured: {configured}")
+        for version, rows in sorted(app.repo.model_versions_in_use(event_id).items()):
+            click.echo(f"stored: {version} ({rows} rows of vectors, engine ids and matches)")
+        if not status.current:
+            click.echo(
+                f"re-embedding to {configured}: {status.photos_left} photo(s) and "
+                f"{status.attendees_left} attendee(s) left"
+            )
+
+
+@event.command("cutover")
+@click.argument("event_id")
+@click.option("--force", is_flag=True, help="Switch even though photos or selfies lack the new version.")
+def event_cutover(event_id: str, force: bool) -> None:
+    """Make the configured model version the one guests see (done by itself once the event is complete)."""
+    from picsaris_pipeline.services.versions import cut_over_status
+
+    with _errors():
+        app = App.from_env()
+        status = cut_over_status(app.repo, event_id, app.engine.model_version)
+        if status.current:
+            click.echo(f"event {event_id} already shows {status.target}", err=True)
+            return
+        if not status.complete and not force:
+            raise BadInputError(
+                f"{status.photos_left} photo(s) and {status.attendees_left} attendee(s) have no {status.target} "
+                f"yet: run `picsaris reembed --event {event_id}` first (or --force, and guests lose those matches)"
+            )
+        app.repo.set_active_model_version(event_id, status.target)
+        click.echo(f"event {event_id} now shows {status.target} (was {status.active})", err=True)
+
+
+@event.command("prune")
+@click.argument("event_id")
+def event_prune(event_id: str) -> None:
+    """Delete the event's vectors, engine faces and matches of model versions other than its active one."""
+    from picsaris_pipeline.services.versions import prune_old_versions
+
+    with _errors():
+        app = App.from_env()
+        deleted = prune_old_versions(app.repo, event_id, app.engine)
+        rows = sum(count for table, count in deleted.items() if table != "versions")
+        click.echo(f"pruned {deleted.get('versions', 0)} old version(s) of event {event_id}: {rows} row(s)", err=True)
+
+
+@main.command()
+@click.option("--event", "event_id", default=None, help="Only this event (default: every event).")
+@click.option("--limit", type=int, default=None, help="Stop after this many runs (re-run to go on).")
+@click.option(
+    "--pending",
+    type=click.Choice(["photos", "attendees"]),
+    default=None,
+    help="Only print the partition keys still to do, comma-separated (for `dagster job backfill`).",
+)
+def reembed(event_id: str | None, limit: int | None, pending: str | None) -> None:
+    """Re-embed photos and selfies under the configured model version. Guests keep the old matches
+    until each event is complete under the new version, then it cuts over by itself. With
+    PICSARIS_DAGSTER_URL set this launches backfills on that webserver; otherwise it runs here."""
+    from picsaris_pipeline.services.versions import cut_over_status
+
+    with _errors():
+        app = App.from_env()
+        target = app.engine.model_version
+        if event_id:
+            app.repo.get_event(event_id)
+        attendees = app.repo.attendees_missing_version(target, event_id)
+        photos = app.repo.photos_missing_version(target, event_id)
+        if pending:
+            click.echo(",".join(a.id for a in attendees) if pending == "attendees" else ",".join(p.id for p in photos))
+            return
+        if app.settings.dagster_url:
+            _reembed_through_webserver(app, target, [a.id for a in attendees], [p.id for p in photos])
+            return
+        total = len(attendees) + len(photos)
+        if limit is not None:
+            total = min(total, limit)
+        _run_reembed(app, target, event_id, total, limit)
+        events = [app.repo.get_event(event_id)] if event_id else app.repo.list_events()
+        for item in events:
+            status = cut_over_status(app.repo, item.id, target)
+            if status.current:
+                click.echo(f"event {item.id}: shows {target}", err=True)
+            else:
+                click.echo(
+                    f"event {item.id}: still shows {status.active}; {status.photos_left} photo(s) and "
+                    f"{status.attendees_left} attendee(s) left for {target}",
+                    err=True,
+                )
+
+
+def _run_reembed(app: App, target: str, event_id: str | None, total: int, limit: int | None) -> None:
+    from picsaris_pipeline.runner import reembed_pending
+
+    progress = _Progress(f"re-embedding ({target})", total) if total else None
+    try:
+        summary = reembed_pending(
+            app.instance, app.repo, target, event_id, progress.advance if progress else None, limit=limit
+        )
+    finally:
+        if progress:
+            progress.close()
+    click.echo(f"re-embedded {summary.attendees} attendee(s) and {summary.photos} photo(s)", err=True)
+    for kind, key, message in summary.failures:
+        click.echo(f"failed: {kind} {key}: {message}", err=True)
+    if not summary.ok:
+        sys.exit(1)
+
+
+def _reembed_through_webserver(app: App, target: str, attendee_ids: list[str], photo_ids: list[str]) -> None:
+    from picsaris_pipeline.jobs import reembed_assets
+    from picsaris_pipeline.launcher import DagsterLauncher
+    from picsaris_pipeline.partitions import ATTENDEE_PARTITIONS, PHOTO_PARTITIONS, REEMBED_TAG
+
+    launcher = DagsterLauncher(str(app.settings.dagster_url))
+    tags = {REEMBED_TAG: target, "picsaris/source": "reembed"}
+    if attendee_ids:
+        launcher.add_partitions(ATTENDEE_PARTITIONS, attendee_ids)
+        backfill = launcher.launch_backfill(
+            ["attendee_reference", "attendee_matches"], attendee_ids, f"re-embed selfies ({target})", tags
+        )
+        click.echo(f"backfill {backfill}: {len(attendee_ids)} selfie(s)")
+    if photo_ids:
+        launcher.add_partitions(PHOTO_PARTITIONS, photo_ids)
+        backfill = launcher.launch_backfill(
+            reembed_assets(app.settings.face_engine), photo_ids, f"re-embed photos ({target})", tags
+        )
+        click.echo(f"backfill {backfill}: {len(photo_ids)} photo(s)")
+    if not attendee_ids and not photo_ids:
+        click.echo(f"nothing to re-embed: everything has {target}", err=True)
 
 
 @main.group()
@@ -112,6 +255,37 @@ def attendee_add(event_id: str, name: str, selfie: Path, no_consent: bool) -> No
         app = App.from_env()
         added = register_attendee(app.repo, app.store, event_id, name, not no_consent, selfie.read_bytes(), selfie.name)
         click.echo(added.id)
+        if app.settings.dagster_url:
+            # As the API does at sign-up; the bucket sensor would find the selfie otherwise.
+            from picsaris_pipeline.launcher import DagsterLauncher
+
+            try:
+                DagsterLauncher(app.settings.dagster_url).launch_attendee(added)
+            except PicsarisError as error:
+                click.echo(f"warning: {added.id}: signed up, but its run was not launched: {error}", err=True)
+
+
+@attendee.command("consent")
+@click.argument("attendee_id")
+@click.option("--withdraw", "action", flag_value="withdraw", help="Stop matching them and delete their face data.")
+@click.option("--give", "action", flag_value="give", help="Match them again (their selfie is processed anew).")
+def attendee_consent(attendee_id: str, action: str | None) -> None:
+    """Withdraw or give an attendee's consent to be matched in photos."""
+    from picsaris_pipeline.resources import RealtimeResource
+    from picsaris_pipeline.services.consent import give_consent, withdraw_consent
+
+    if action is None:
+        raise click.UsageError("give --withdraw or --give")
+    with _errors():
+        app = App.from_env()
+        if action == "withdraw":
+            photos = withdraw_consent(
+                app.repo, app.engine, RealtimeResource().publisher(), attendee_id, app.face_engine.threshold()
+            )
+            click.echo(f"consent withdrawn; removed from {len(photos)} photo(s), face data deleted", err=True)
+        else:
+            give_consent(app.repo, attendee_id)
+            click.echo("consent given; `picsaris process` (or the sensor) builds their reference", err=True)
 
 
 @attendee.command("delete")
@@ -122,7 +296,7 @@ def attendee_delete(attendee_id: str) -> None:
 
     with _errors():
         app = App.from_env()
-        photos = erasure.delete_attendee(app.repo, app.store, app.instance, attendee_id)
+        photos = erasure.delete_attendee(app.repo, app.store, app.instance, attendee_id, app.engine)
         click.echo(f"deleted attendee {attendee_id} and {len(photos)} photo(s) they uploaded", err=True)
 
 
@@ -139,7 +313,7 @@ def photo_delete(photo_id: str) -> None:
 
     with _errors():
         app = App.from_env()
-        erasure.delete_photo(app.repo, app.store, app.instance, photo_id)
+        erasure.delete_photo(app.repo, app.store, app.instance, photo_id, app.engine)
         click.echo(f"deleted photo {photo_id}", err=True)
 
 
@@ -176,7 +350,9 @@ def upload(event_id: str, uploader: str, paths: tuple[Path, ...]) -> None:
 
 def _run_pending(app: App, label: str, total: int, **options: Any) -> None:
     """Run pending work with a progress bar, report what happened, exit 1 if a run failed."""
+    from picsaris_pipeline.resources import RealtimeResource
     from picsaris_pipeline.runner import process_pending
+    from picsaris_pipeline.services.delivery import drain
 
     progress = _Progress(label, total) if total else None
     try:
@@ -192,6 +368,12 @@ def _run_pending(app: App, label: str, total: int, **options: Any) -> None:
         if progress:
             progress.close()
     click.echo(f"processed {summary.attendees} attendee(s) and {summary.photos} photo(s)", err=True)
+    # No daemon runs the outbox sensor here: send what earlier (failed or killed) runs left queued.
+    delivery = drain(app.repo, RealtimeResource().publisher())
+    if delivery.sent:
+        click.echo(f"delivered {delivery.sent} queued realtime message(s)", err=True)
+    if delivery.error:
+        click.echo(f"{delivery.pending} realtime message(s) still queued: {delivery.error}", err=True)
     for kind, key, message in summary.failures:
         click.echo(f"failed: {kind} {key}: {message}", err=True)
     if not summary.ok:
@@ -238,13 +420,11 @@ def rerun(photo_ids: tuple[str, ...], uploader_id: str | None, event_id: str | N
 
 # -- listings ---------------------------------------------------------------------------------
 def match_rows(app: App, event_id: str) -> list[dict[str, Any]]:
-    app.repo.get_event(event_id)
-    return [match_row(m) for m in app.repo.list_matches(event_id, model_version=app.engine.model_version)]
+    return [match_row(m) for m in app.repo.list_matches(event_id, model_version=app.shown_version(event_id))]
 
 
 def photo_rows(app: App, event_id: str, statuses: Sequence[str] = ()) -> list[dict[str, Any]]:
-    app.repo.get_event(event_id)
-    counts = app.repo.match_counts(event_id, app.engine.model_version)
+    counts = app.repo.match_counts(event_id, app.shown_version(event_id))
     wanted = [PhotoStatus(status) for status in statuses] or None
     return [photo_row(p, counts.get(p.id, 0)) for p in app.repo.list_photos(event_id, wanted)]
 
@@ -253,7 +433,7 @@ def photo_rows(app: App, event_id: str, statuses: Sequence[str] = ()) -> list[di
 @click.argument("event_id")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 def matches(event_id: str, fmt: str) -> None:
-    """One row per match under the current model version."""
+    """One row per match under the event's active model version (what guests see)."""
     with _errors():
         _emit(match_rows(App.from_env(), event_id), MATCH_COLUMNS, fmt)
 

@@ -67,10 +67,13 @@ def build_sample_inputs(folder: Path) -> tuple[Path, Path]:
 
     astronaut_png = (data / "astronaut.png").read_bytes()
     (photos / "01_launch_day.png").write_bytes(astronaut_png)
-    # Phones store portraits sideways and say so in EXIF; orientation 6 = rotate 90° clockwise to view.
+    # A closer shot from another phone (a different frame, not a re-encoding, or it would be caught
+    # as a near-duplicate). Phones store portraits sideways and say so in EXIF; orientation 6 =
+    # rotate 90° clockwise to view.
     exif = Image.Exif()
     exif[0x0112] = 6
-    _save(astronaut.transpose(Image.Transpose.ROTATE_90), photos / "02_portrait_from_phone.jpg", quality=90, exif=exif)
+    portrait = astronaut.crop((60, 0, 420, 360)).resize((900, 900), Image.Resampling.LANCZOS)
+    _save(portrait.transpose(Image.Transpose.ROTATE_90), photos / "02_portrait_from_phone.jpg", quality=90, exif=exif)
     crew = Image.new("RGB", (1800, 1000), (22, 28, 40))
     crew.paste(astronaut.resize((420, 420), Image.Resampling.LANCZOS), (160, 380))
     rocket = Image.open(data / "rocket.jpg").convert("RGB")
@@ -99,7 +102,7 @@ def run_demo(app: App, selfies_dir: Path | None, photos_dir: Path | None, echo: 
         raise ConfigurationError(f"need at least one selfie in {selfies_dir} and one photo in {photos_dir}")
 
     repo = app.repo
-    event = repo.create_event(f"Picsaris demo {datetime.now(UTC):%Y-%m-%d %H:%M:%S}")
+    event = repo.create_event(f"Picsaris demo {datetime.now(UTC):%Y-%m-%d %H:%M:%S}", app.engine.model_version)
     echo(f"Event {event.name!r}: {event.id}")
     attendees = [
         register_attendee(repo, app.store, event.id, path.stem.replace("_", " "), True, path.read_bytes(), path.name)
@@ -128,7 +131,7 @@ def run_demo(app: App, selfies_dir: Path | None, photos_dir: Path | None, echo: 
         echo(f"  {attendee.name:<24} {state}")
     echo("\nWho was found in which photo:")
     by_photo: dict[str, list[str]] = {}
-    for match in repo.list_matches(event.id, model_version=app.engine.model_version):
+    for match in repo.list_matches(event.id, model_version=app.shown_version(event.id)):
         by_photo.setdefault(match.photo_id, []).append(f"{match.attendee_name} ({match.similarity:.2f})")
     for photo in repo.list_photos(event.id):
         if photo.status is PhotoStatus.PUBLISHED:

@@ -15,10 +15,10 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.domain import PhotoStatus, ReferenceStatus
-from picsaris_pipeline.errors import BadInputError, NotFoundError
+from picsaris_pipeline.domain import Attendee, Photo, PhotoStatus, ReferenceStatus
 from picsaris_pipeline.keys import parse_key
 from picsaris_pipeline.storage import ObjectStore
 
@@ -58,6 +58,7 @@ class ScanResult:
     photo_ids: list[str] = field(default_factory=list)  # new: no partition yet
     stale_photo_ids: list[str] = field(default_factory=list)  # partition exists, no progress for STALE_AFTER
     attendee_ids: list[str] = field(default_factory=list)
+    stale_attendee_ids: list[str] = field(default_factory=list)  # pending, partition exists, no progress
     ignored: list[tuple[str, str]] = field(default_factory=list)  # (key, why)
     keys_seen: int = 0
     cursor: ScanCursor = field(default_factory=ScanCursor)
@@ -93,59 +94,90 @@ def scan_bucket(
     """One tick: continue the rolling scan from the cursor; return photos and attendees to run.
 
     At most max_runs are returned (a burst larger than that continues next tick from where this
-    one stopped) and at most max_keys are listed, so a tick stays bounded on a huge bucket."""
+    one stopped) and at most max_keys are listed, so a tick stays bounded on a huge bucket. Records
+    are read one query per page of keys, not one per key."""
     result = ScanResult()
     stale_before = (now or datetime.now(UTC)) - STALE_AFTER
     last = cursor.after
-    for key in _listing(store, cursor.after, page_size):
-        result.keys_seen += 1
-        last = key
-        decision = _classify(repo, key, photo_partitions, attendee_partitions, stale_before)
-        if decision is not None:
-            kind, value = decision
-            if kind == "photo":
-                result.photo_ids.append(value)
-            elif kind == "stale":
-                result.stale_photo_ids.append(value)
-            elif kind == "attendee":
-                result.attendee_ids.append(value)
-            else:
-                result.ignored.append((key, value))
-        requested = len(result.photo_ids) + len(result.stale_photo_ids) + len(result.attendee_ids)
-        if requested >= max_runs or result.keys_seen >= max_keys:
+    listing = iter(_listing(store, cursor.after, page_size))
+    while True:
+        page = list(islice(listing, page_size))
+        if not page:
+            result.cursor = ScanCursor("", cursor.passes + 1)  # reached the end: next tick starts a new pass
+            break
+        records = _Records.load(repo, page)
+        stopped = False
+        for key in page:
+            result.keys_seen += 1
+            last = key
+            decision = _classify(records, key, photo_partitions, attendee_partitions, stale_before)
+            if decision is not None:
+                kind, value = decision
+                if kind == "photo":
+                    result.photo_ids.append(value)
+                elif kind == "stale":
+                    result.stale_photo_ids.append(value)
+                elif kind == "attendee":
+                    result.attendee_ids.append(value)
+                elif kind == "stale_attendee":
+                    result.stale_attendee_ids.append(value)
+                else:
+                    result.ignored.append((key, value))
+            requested = len(result.photo_ids) + len(result.stale_photo_ids)
+            requested += len(result.attendee_ids) + len(result.stale_attendee_ids)
+            if requested >= max_runs or result.keys_seen >= max_keys:
+                stopped = True
+                break
+        if stopped:
             result.cursor = ScanCursor(last, cursor.passes)
             break
-    else:
-        result.cursor = ScanCursor("", cursor.passes + 1)  # reached the end: next tick starts a new pass
     for key, why in result.ignored:
         logger.warning("ignoring bucket object %s: %s", key, why)
     return result
 
 
+@dataclass(frozen=True)
+class _Records:
+    """The intake records of one page of keys, read in two queries."""
+
+    photos: dict[str, Photo]
+    attendees: dict[str, Attendee]
+
+    @classmethod
+    def load(cls, repo: Repository, keys: list[str]) -> _Records:
+        parsed = [p for p in (parse_key(key) for key in keys) if p is not None]
+        photo_ids = [p.object_id for p in parsed if p.kind == "photo"]
+        attendee_ids = [p.object_id for p in parsed if p.kind != "photo"]
+        return cls(repo.photos_by_ids(photo_ids), repo.attendees_by_ids(attendee_ids))
+
+
 def _classify(
-    repo: Repository, key: str, photo_partitions: set[str], attendee_partitions: set[str], stale_before: datetime
+    records: _Records, key: str, photo_partitions: set[str], attendee_partitions: set[str], stale_before: datetime
 ) -> tuple[str, str] | None:
     """('photo' | 'stale' | 'attendee', id) to run, ('ignored', why) to report, None to pass over."""
     parsed = parse_key(key)
     if parsed is None:
         return ("ignored", "key does not follow the upload contract")
-    try:
-        if parsed.kind == "photo":
-            photo = repo.get_photo(parsed.object_id)
-            if photo.object_key != key or photo.event_id != parsed.event_id or photo.uploader_id != parsed.uploader_id:
-                return ("ignored", "key does not match the photo record made by intake")
-            if not (photo.status is PhotoStatus.PENDING_UPLOAD or photo.status.needs_processing):
-                return None
-            if photo.id not in photo_partitions:
-                return ("photo", photo.id)
-            return ("stale", photo.id) if photo.updated_at < stale_before else None
-        if parsed.object_id in attendee_partitions:
+    if parsed.kind == "photo":
+        photo = records.photos.get(parsed.object_id)
+        if photo is None:
+            return ("ignored", "no record made by intake for this object")
+        if photo.object_key != key or photo.event_id != parsed.event_id or photo.uploader_id != parsed.uploader_id:
+            return ("ignored", "key does not match the photo record made by intake")
+        if not (photo.status is PhotoStatus.PENDING_UPLOAD or photo.status.needs_processing):
             return None
-        attendee = repo.get_attendee(parsed.object_id)
-        if attendee.selfie_key != key:
-            return ("ignored", "key does not match the attendee's selfie record")
-        if attendee.reference_status is ReferenceStatus.PENDING:
-            return ("attendee", attendee.id)
-        return None
-    except (NotFoundError, BadInputError):
+        if photo.id not in photo_partitions:
+            return ("photo", photo.id)
+        return ("stale", photo.id) if photo.updated_at < stale_before else None
+    attendee = records.attendees.get(parsed.object_id)
+    if attendee is None:
         return ("ignored", "no record made by intake for this object")
+    if attendee.selfie_key != key:
+        return ("ignored", "key does not match the attendee's selfie record")
+    if attendee.reference_status is not ReferenceStatus.PENDING or not attendee.consent:
+        return None
+    if attendee.id not in attendee_partitions:
+        return ("attendee", attendee.id)
+    # Pending with a partition: its run is on its way, or it lost it (or consent was given back).
+    moved = attendee.updated_at or attendee.created_at
+    return ("stale_attendee", attendee.id) if moved < stale_before else None

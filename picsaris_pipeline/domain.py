@@ -47,6 +47,9 @@ class Event:
     id: str
     name: str
     created_at: datetime
+    # The model version whose matches guests see. A re-embedding under another version runs beside
+    # it and takes over (cut-over) once every photo and selfie of the event has the new version.
+    active_model_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Attendee:
     reference_status: ReferenceStatus
     reason: str | None
     created_at: datetime
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)

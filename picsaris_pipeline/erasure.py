@@ -5,17 +5,35 @@ from __future__ import annotations
 import dagster as dg
 
 from picsaris_pipeline.db.repository import Repository
+from picsaris_pipeline.faces.engine import CollectionFaceEngine, FaceEngine, collection_engine_for
 from picsaris_pipeline.keys import derived_prefix
 from picsaris_pipeline.partitions import ATTENDEE_PARTITIONS, PHOTO_PARTITIONS
+from picsaris_pipeline.services.attendees import forget_enrollments
 from picsaris_pipeline.storage import ObjectStore
 
 
-def delete_photo(repo: Repository, store: ObjectStore, instance: dg.DagsterInstance | None, photo_id: str) -> None:
-    """The upload, its derived images, faces, vectors, matches, record and partition.
+def delete_photo(
+    repo: Repository,
+    store: ObjectStore,
+    instance: dg.DagsterInstance | None,
+    photo_id: str,
+    engine: FaceEngine | None = None,
+) -> None:
+    """The upload, its derived images, faces, vectors, engine-side faces (Rekognition), matches,
+    record and partition.
 
-    Objects go first: if the bucket fails half way the record is still there and a repeated delete
-    finishes the job (object deletes are idempotent)."""
+    Remote copies go first: if the bucket or the engine fails half way the record is still there
+    and a repeated delete finishes the job (object and face deletes are idempotent)."""
     photo = repo.get_photo(photo_id)
+    by_version: dict[str, list[str]] = {}
+    for _, version, external in repo.photo_engine_faces(photo.id):
+        by_version.setdefault(version, []).append(external)
+    if isinstance(engine, CollectionFaceEngine):
+        by_version.setdefault(engine.model_version, [])
+    for version, external_ids in by_version.items():
+        collection_engine = collection_engine_for(engine, version)
+        if collection_engine is not None:
+            collection_engine.forget_photo(photo.event_id, photo.id, external_ids)
     store.delete(photo.object_key)
     store.delete_prefix(derived_prefix(photo.event_id, photo.id))
     repo.delete_photo(photo.id)
@@ -24,14 +42,20 @@ def delete_photo(repo: Repository, store: ObjectStore, instance: dg.DagsterInsta
 
 
 def delete_attendee(
-    repo: Repository, store: ObjectStore, instance: dg.DagsterInstance | None, attendee_id: str
+    repo: Repository,
+    store: ObjectStore,
+    instance: dg.DagsterInstance | None,
+    attendee_id: str,
+    engine: FaceEngine | None = None,
 ) -> list[str]:
-    """The attendee's selfie, reference vectors and matches, and the photos they uploaded (with all
-    of those photos' data). Returns the ids of the deleted photos."""
+    """The attendee's selfie, reference vectors, engine-side user and selfie face (Rekognition) and
+    matches, and the photos they uploaded (with all of those photos' data). Returns the ids of the
+    deleted photos."""
     attendee = repo.get_attendee(attendee_id)
     uploaded = [p for p in repo.list_photos(attendee.event_id) if p.uploader_id == attendee.id]
     for photo in uploaded:
-        delete_photo(repo, store, instance, photo.id)
+        delete_photo(repo, store, instance, photo.id, engine)
+    forget_enrollments(repo, engine, attendee)
     if attendee.selfie_key:
         store.delete(attendee.selfie_key)
     repo.delete_attendee(attendee.id)

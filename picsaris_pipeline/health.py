@@ -87,3 +87,60 @@ def missing_references(repo: Repository, model_version: str) -> Finding:
         else f"{len(waiting)} consenting attendee(s) have no {model_version} reference yet",
         [f"{a.id} ({a.name}, event {a.event_id})" for a in waiting[:20]],
     )
+
+
+def version_mixing(repo: Repository) -> Finding:
+    """Matches whose face or attendee has no representation under the match's own model version."""
+    count, examples = repo.version_mixing()
+    return Finding(
+        count == 0,
+        count,
+        "every match compares a face and a reference of its own model version"
+        if count == 0
+        else f"{count} match(es) pair representations of different model versions (or lost them)",
+        examples,
+    )
+
+
+def active_version_gaps(repo: Repository, configured: str) -> Finding:
+    """Published photos never matched under their event's active version: guests see nothing there.
+    Expected for photos published after a model change and before the event cut over."""
+    count, examples = repo.published_without_active_version(configured)
+    return Finding(
+        count == 0,
+        count,
+        "every published photo is matched under its event's active model version"
+        if count == 0
+        else f"{count} published photo(s) are not matched under their event's active model version",
+        examples,
+    )
+
+
+def malformed_vectors(repo: Repository, dimensions: dict[str, int]) -> Finding:
+    """Vectors with NaN or infinite values, zero length, or a dimension other than their model's
+    (dimensions: model version -> expected dimension; versions not listed must agree among themselves)."""
+    import numpy as np
+
+    bad: list[str] = []
+    count = 0
+    seen_dimension: dict[str, int] = dict(dimensions)
+    for kind, version, dimension, blob in repo.vectors_by_version():
+        vector = np.frombuffer(blob, dtype="<f4")
+        expected = seen_dimension.setdefault(version, dimension)
+        problem = None
+        if dimension != expected or vector.size != expected:
+            problem = f"dimension {vector.size}, expected {expected}"
+        elif not np.isfinite(vector).all():
+            problem = "NaN or infinite values"
+        elif not np.any(vector):
+            problem = "all zeros"
+        if problem:
+            count += 1
+            if len(bad) < 20:
+                bad.append(f"{kind} vector under {version}: {problem}")
+    return Finding(
+        count == 0,
+        count,
+        "every stored vector is finite and of its model's dimension" if count == 0 else f"{count} malformed vector(s)",
+        bad,
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import threading
 import warnings
 from dataclasses import dataclass
@@ -17,8 +18,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from picsaris_pipeline.errors import BadInputError
 
 MAX_SIDE = 2400
-# A 48 MP phone sensor is ~8000x6000; 100 MP leaves headroom while refusing decompression bombs
-# (a few-KB PNG that would expand to gigabytes) before any pixel is decoded.
+# The pixel limit, checked from the header before any pixel is decoded. Phones' full-resolution modes
+# stay under it (a 48 MP iPhone HEIC is 8064x6048, a 50 MP Android JPEG 8160x6120), with headroom for
+# stitched panoramas; a decompression bomb (a PNG of a few hundred KB declaring hundreds of megapixels)
+# and the rare 200 MP "hi-res" mode are refused with a reason. Decoding a PNG, WebP or HEIC at the
+# limit takes ~300-400 MB (RGBA); a JPEG is decoded at a reduced scale and takes far less.
 MAX_PIXELS = 100_000_000
 ACCEPTED_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "HEIF": "heic", "WEBP": "webp"}
 
@@ -103,9 +107,12 @@ def decode_photo(data: bytes, max_side: int = MAX_SIDE, max_pixels: int = MAX_PI
     except BadInputError:
         raise
     except Image.DecompressionBombError as error:
-        raise BadInputError(f"image is over the {max_pixels / 1e6:.0f} MP limit ({error})") from error
+        # Pillow refuses to even open images over twice its own threshold (~179 MP); say how big.
+        declared = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"{int(declared.group(1)) / 1e6:.0f} MP, " if declared else ""
+        raise BadInputError(f"image is {size}over the {max_pixels / 1e6:.0f} MP limit") from error
     except UnidentifiedImageError as error:
-        raise BadInputError("not an image Pillow can read (unknown or corrupt format)") from error
+        raise BadInputError("not an image: unknown format or corrupt data") from error
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise BadInputError(f"image data is corrupt or truncated ({error})") from error
     if max(image.size) > max_side:

@@ -1,10 +1,19 @@
 """Jobs the sensor, the CLI and the upload API launch (their names are part of the API contract)."""
 
+from typing import Any
+
 import dagster as dg
 
 from picsaris_pipeline.assets import ATTENDEE_ASSETS, EVENT_ASSETS, PHOTO_ASSETS
 from picsaris_pipeline.assets.checks import HEALTH_CHECKS
-from picsaris_pipeline.partitions import ATTENDEE_JOB, EVENT_SUMMARY_JOB, HEALTH_CHECKS_JOB, PHOTO_JOB
+from picsaris_pipeline.assets.photos import embeddings_stored, faces_detected, matches_published
+from picsaris_pipeline.partitions import (
+    ATTENDEE_JOB,
+    EVENT_SUMMARY_JOB,
+    HEALTH_CHECKS_JOB,
+    PHOTO_JOB,
+    REEMBED_PHOTO_JOB,
+)
 
 # In-process executor: a photo's four steps are short and sequential; one process per step would
 # cost more than the face work itself.
@@ -21,6 +30,30 @@ attendee_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
     description="Reference vector from one attendee's selfie, then match them in existing photos.",
 )
+
+
+def reembed_assets(engine: str) -> list[str]:
+    """What a re-embedding runs per photo for an engine."""
+    if engine == "rekognition":
+        return ["faces_detected", "embeddings_stored", "matches_published"]
+    return ["embeddings_stored", "matches_published"]
+
+
+def reembed_photo_job(engine: str) -> Any:
+    """Re-embedding a published photo under the configured model: embeddings and matches only with
+    dlib (its faces stay valid); with Rekognition the faces too, since a new face model means a new
+    collection to index into. The photo stays `published` with its current matches meanwhile."""
+    steps = [
+        a for a in (faces_detected, embeddings_stored, matches_published) if a.key.path[-1] in reembed_assets(engine)
+    ]
+    return dg.define_asset_job(
+        REEMBED_PHOTO_JOB,
+        selection=dg.AssetSelection.assets(*steps).without_checks(),
+        executor_def=dg.in_process_executor,
+        description="Re-embed and re-match one photo under the configured model version (backfills).",
+    )
+
+
 event_summary_job = dg.define_asset_job(
     EVENT_SUMMARY_JOB,
     selection=EVENT_ASSETS,

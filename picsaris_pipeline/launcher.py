@@ -12,12 +12,22 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from picsaris_pipeline.domain import Photo
+from picsaris_pipeline.domain import Attendee, Photo
 from picsaris_pipeline.errors import ConfigurationError, PicsarisError, RetryableError
-from picsaris_pipeline.partitions import EVENT_TAG, PHOTO_JOB, PHOTO_PARTITIONS, PHOTO_TAG, UPLOADER_TAG
+from picsaris_pipeline.partitions import (
+    ATTENDEE_JOB,
+    ATTENDEE_PARTITIONS,
+    ATTENDEE_TAG,
+    EVENT_TAG,
+    PHOTO_JOB,
+    PHOTO_PARTITIONS,
+    PHOTO_TAG,
+    UPLOADER_TAG,
+)
 
 LOCATION_NAME = "picsaris_pipeline"  # workspace.yaml location_name
 REPOSITORY_NAME = "__repository__"  # what Dagster names the repository of a Definitions object
@@ -57,6 +67,20 @@ mutation LaunchRun($executionParams: ExecutionParams!) {
 }
 """
 
+LAUNCH_BACKFILL = """
+mutation LaunchBackfill($backfillParams: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $backfillParams) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on PartitionSetNotFoundError { message }
+    ... on PartitionKeysNotFoundError { message }
+    ... on UnauthorizedError { message }
+    ... on InvalidSubsetError { message }
+  }
+}
+"""
+
 # Runs in these states mean the photo is handled already; a FAILURE or CANCELED run may be retried.
 ACTIVE_OR_DONE = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "SUCCESS"]
 
@@ -89,32 +113,59 @@ class DagsterLauncher:
         return payload["data"]
 
     def launch_photo(self, photo: Photo) -> LaunchResult:
+        """The photo's run of `process_photo`, tagged for fairness (uploader) and de-duplication."""
+        tags = {EVENT_TAG: photo.event_id, UPLOADER_TAG: photo.uploader_id, "picsaris/source": "intake"}
+        return self._launch(PHOTO_PARTITIONS, PHOTO_JOB, PHOTO_TAG, photo.id, tags)
+
+    def launch_attendee(self, attendee: Attendee) -> LaunchResult:
+        """The attendee's run of `process_attendee` (reference from the selfie, then late-joiner matches)."""
+        tags = {EVENT_TAG: attendee.event_id, "picsaris/source": "intake"}
+        return self._launch(ATTENDEE_PARTITIONS, ATTENDEE_JOB, ATTENDEE_TAG, attendee.id, tags)
+
+    def _launch(self, partitions: str, job: str, key_tag: str, key: str, tags: dict[str, str]) -> LaunchResult:
         selector = {"repositoryLocationName": LOCATION_NAME, "repositoryName": REPOSITORY_NAME}
-        added = self._call(
-            ADD_PARTITION,
-            {"repositorySelector": selector, "partitionsDefName": PHOTO_PARTITIONS, "partitionKey": photo.id},
-        )["addDynamicPartition"]
-        if added["__typename"] not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
-            raise PicsarisError(f"could not add partition {photo.id}: {added.get('message', added['__typename'])}")
+        self.add_partitions(partitions, [key])
         existing = self._call(
-            EXISTING_RUNS, {"filter": {"tags": [{"key": PHOTO_TAG, "value": photo.id}], "statuses": ACTIVE_OR_DONE}}
+            EXISTING_RUNS, {"filter": {"tags": [{"key": key_tag, "value": key}], "statuses": ACTIVE_OR_DONE}}
         )["runsOrError"]
         if existing["__typename"] == "Runs" and existing["results"]:
             return LaunchResult(existing["results"][0]["runId"], launched=False)
-        tags = {
-            "dagster/partition": photo.id,
-            PHOTO_TAG: photo.id,
-            EVENT_TAG: photo.event_id,
-            UPLOADER_TAG: photo.uploader_id,
-            "picsaris/source": "intake",
-        }
+        all_tags = {"dagster/partition": key, key_tag: key, **tags}
         params = {
-            "selector": {**selector, "jobName": PHOTO_JOB},
+            "selector": {**selector, "jobName": job},
             "runConfigData": {},
-            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in all_tags.items()]},
         }
         launched = self._call(LAUNCH_RUN, {"executionParams": params})["launchRun"]
         if launched["__typename"] != "LaunchRunSuccess":
             detail = launched.get("message") or json.dumps(launched.get("errors", launched["__typename"]))
-            raise PicsarisError(f"could not launch the run of photo {photo.id}: {detail}")
+            raise PicsarisError(f"could not launch the {job} run of {key}: {detail}")
         return LaunchResult(launched["run"]["runId"], launched=True)
+
+    def launch_backfill(
+        self, asset_names: Sequence[str], partition_keys: Sequence[str], title: str, tags: dict[str, str]
+    ) -> str:
+        """An asset backfill of these assets over these partitions (run by the daemon, listed under
+        Backfills in the UI); returns its id. Partitions must exist already."""
+        params = {
+            "assetSelection": [{"path": [name]} for name in asset_names],
+            "partitionNames": list(partition_keys),
+            "title": title,
+            "tags": [{"key": k, "value": v} for k, v in tags.items()],
+        }
+        launched = self._call(LAUNCH_BACKFILL, {"backfillParams": params})["launchPartitionBackfill"]
+        if launched["__typename"] != "LaunchBackfillSuccess":
+            raise PicsarisError(
+                f"could not launch backfill {title!r}: {launched.get('message', launched['__typename'])}"
+            )
+        return str(launched["backfillId"])
+
+    def add_partitions(self, partitions: str, keys: Sequence[str]) -> None:
+        """Make sure dynamic partitions exist (existing ones are fine)."""
+        selector = {"repositoryLocationName": LOCATION_NAME, "repositoryName": REPOSITORY_NAME}
+        for key in keys:
+            added = self._call(
+                ADD_PARTITION, {"repositorySelector": selector, "partitionsDefName": partitions, "partitionKey": key}
+            )["addDynamicPartition"]
+            if added["__typename"] not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
+                raise PicsarisError(f"could not add partition {key}: {added.get('message', added['__typename'])}")

@@ -125,7 +125,7 @@ def write_report(app: App, event_id: str, out_dir: Path) -> Path:
 
 def _load(app: App, event_id: str) -> ReportData:
     event = app.repo.get_event(event_id)
-    model_version = app.engine.model_version
+    model_version = app.shown_version(event.id)
     return ReportData(
         event=event,
         photos=app.repo.list_photos(event.id),

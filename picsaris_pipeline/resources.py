@@ -11,8 +11,7 @@ import dagster as dg
 
 from picsaris_pipeline.db.repository import Repository, connect
 from picsaris_pipeline.faces.engine import FaceEngine, get_engine
-from picsaris_pipeline.matching import DEFAULT_MIN_SIMILARITY
-from picsaris_pipeline.realtime import LogPublisher, RealtimePublisher
+from picsaris_pipeline.realtime import RealtimePublisher, build_publisher
 from picsaris_pipeline.settings import Settings
 from picsaris_pipeline.storage import LocalObjectStore, ObjectStore, S3ObjectStore
 
@@ -63,11 +62,14 @@ class FaceEngineResource(dg.ConfigurableResource):
         return get_engine(self.engine or settings.face_engine, self.model_version or settings.face_model)
 
     def threshold(self) -> float:
-        return self.min_similarity or Settings.from_env().match_threshold or DEFAULT_MIN_SIMILARITY
+        """The minimum similarity (0..1) for a match: configured, else the engine's own default
+        (0.45 for dlib's 1 - distance, 0.80 for Rekognition's similarity of 80)."""
+        return self.min_similarity or Settings.from_env().match_threshold or self.get().default_min_similarity
 
 
 class RealtimeResource(dg.ConfigurableResource):
-    """Pushes "you are in this photo" to guests' galleries; logs only on the embedded default."""
+    """Pushes "you are in this photo" to guests' galleries: Supabase Realtime broadcast, pg_notify,
+    or the log on the embedded default (PICSARIS_REALTIME; Supabase when SUPABASE_URL is set)."""
 
     def publisher(self) -> RealtimePublisher:
-        return LogPublisher()
+        return build_publisher(Settings.from_env())

@@ -7,13 +7,17 @@ Running in this process loads the face models once for all photos instead of onc
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import queue
+import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from picsaris_pipeline.db.repository import Repository
+from picsaris_pipeline.errors import ConfigurationError
 from picsaris_pipeline.partitions import (
     ATTENDEE_JOB,
     ATTENDEE_PARTITIONS,
@@ -24,6 +28,8 @@ from picsaris_pipeline.partitions import (
     PHOTO_JOB,
     PHOTO_PARTITIONS,
     PHOTO_TAG,
+    REEMBED_PHOTO_JOB,
+    REEMBED_TAG,
     UPLOADER_TAG,
 )
 from picsaris_pipeline.services.intake import expire_abandoned_uploads
@@ -38,6 +44,12 @@ Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 _INSTANCE_YAML = """\
 # Embedded default instance, written by picsaris on first use: SQLite storage under this folder.
+# Runs queued by the daemon (./dev ui, backfills) start two at a time: one per core of a laptop.
+concurrency:
+  runs:
+    max_concurrent_runs: 2
+run_queue:
+  dequeue_interval_seconds: 1
 telemetry:
   enabled: false
 """
@@ -75,9 +87,11 @@ def _ensure_partitions(instance: dg.DagsterInstance, name: str, keys: list[str])
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """The first failed step's error as one readable line (without Dagster's exception class path)."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            return event.step_failure_data.error.message.strip().splitlines()[0]
+            line = event.step_failure_data.error.message.strip().splitlines()[0]
+            return re.sub(r"^(?:[a-z_][\w]*\.)+[A-Z]\w*: ", "", line)
     return "run failed"
 
 
@@ -94,8 +108,6 @@ def process_pending(
     """Attendees first (so this batch's photos are matched against them), then photos. A photo whose
     run fails after its step retries is marked `failed` with the error, as the daemon's failure
     sensor does; `retry_failed` runs such photos again."""
-    from picsaris_pipeline.definitions import defs
-
     summary = ProcessSummary()
     attendees = repo.attendees_needing_reference(model_version, event_id)
     expire_abandoned_uploads(repo, store)
@@ -106,33 +118,164 @@ def process_pending(
         photos = [p for p in photos if p.id in wanted]
     _ensure_partitions(instance, ATTENDEE_PARTITIONS, [a.id for a in attendees])
     _ensure_partitions(instance, PHOTO_PARTITIONS, [p.id for p in photos])
-
     work = [(ATTENDEE_JOB, a.id, {EVENT_TAG: a.event_id}) for a in attendees]
     work += [(PHOTO_JOB, p.id, {EVENT_TAG: p.event_id, UPLOADER_TAG: p.uploader_id, PHOTO_TAG: p.id}) for p in photos]
-    jobs = {name: defs.resolve_job_def(name) for name in (ATTENDEE_JOB, PHOTO_JOB)}
-    for done, (job_name, key, tags) in enumerate(work, start=1):
+    _execute(instance, repo, work, {"picsaris/source": "cli"}, summary, progress)
+    if work:
+        events = sorted({a.event_id for a in attendees} | {p.event_id for p in photos})
+        _refresh_event_views(instance, events, summary)
+    return summary
+
+
+def reembed_pending(
+    instance: dg.DagsterInstance,
+    repo: Repository,
+    model_version: str,
+    event_id: str | None = None,
+    progress: Progress | None = None,
+    limit: int | None = None,
+) -> ProcessSummary:
+    """Re-embed under model_version, in this process: every consenting attendee's selfie without a
+    reference under it, then every published photo not yet embedded and matched under it (job
+    reembed_photo: the photo stays published with its current matches). Only what is missing is
+    done, so an interrupted re-embedding resumes where it stopped; limit stops after that many runs
+    (a batch). Each event cuts over to model_version by itself once it is complete."""
+    summary = ProcessSummary()
+    attendees = repo.attendees_missing_version(model_version, event_id)
+    photos = repo.photos_missing_version(model_version, event_id)
+    _ensure_partitions(instance, ATTENDEE_PARTITIONS, [a.id for a in attendees])
+    _ensure_partitions(instance, PHOTO_PARTITIONS, [p.id for p in photos])
+    work = [(ATTENDEE_JOB, a.id, {EVENT_TAG: a.event_id}) for a in attendees]
+    work += [
+        (REEMBED_PHOTO_JOB, p.id, {EVENT_TAG: p.event_id, UPLOADER_TAG: p.uploader_id, PHOTO_TAG: p.id}) for p in photos
+    ]
+    if limit is not None:
+        work = work[:limit]
+    _execute(instance, repo, work, {"picsaris/source": "cli", REEMBED_TAG: model_version}, summary, progress)
+    if work:
+        events = sorted({a.event_id for a in attendees} | {p.event_id for p in photos})
+        _refresh_event_views(instance, events, summary)
+    return summary
+
+
+Work = list[tuple[str, str, dict[str, str]]]  # (job name, partition key, tags)
+
+# Below this many runs, starting worker processes (imports and model loads, ~3 s each) costs more
+# than the second core gives back.
+MIN_RUNS_PER_WORKER = 8
+
+
+def default_workers() -> int:
+    """PICSARIS_WORKERS, else one worker per core."""
+    raw = os.environ.get("PICSARIS_WORKERS")
+    if raw:
+        try:
+            return max(1, int(raw))
+        except ValueError as error:
+            raise ConfigurationError(f"PICSARIS_WORKERS must be a whole number, got {raw!r}") from error
+    return max(1, os.cpu_count() or 1)
+
+
+def _execute(
+    instance: dg.DagsterInstance,
+    repo: Repository,
+    work: Work,
+    common_tags: dict[str, str],
+    summary: ProcessSummary,
+    progress: Progress | None,
+    workers: int | None = None,
+) -> None:
+    """Run the work, attendees before photos (photos are matched against their references). Photo
+    runs are spread over worker processes, one per core, each keeping its models loaded; every run
+    is still one Dagster run on the configured instance."""
+    attendees = [item for item in work if item[0] == ATTENDEE_JOB]
+    photos = [item for item in work if item[0] != ATTENDEE_JOB]
+    done = 0
+
+    def record(job_name: str, key: str, ok: bool, message: str, run_id: str) -> None:
+        nonlocal done
+        done += 1
+        kind = "attendee" if job_name == ATTENDEE_JOB else "photo"
+        if ok:
+            summary.attendees += kind == "attendee"
+            summary.photos += kind == "photo"
+        else:
+            summary.failures.append((kind, key, message))
+            if job_name == PHOTO_JOB:  # a failed re-embedding leaves the published photo as it is
+                mark_failed(repo, key, f"run {run_id[:8]} failed: {message}")
+        if progress:
+            progress(kind, done, len(work))
+
+    for outcome in _run_inline(instance, attendees, common_tags):
+        record(*outcome)
+    count = min(workers or default_workers(), len(photos) // MIN_RUNS_PER_WORKER)
+    outcomes = _run_in_workers(photos, common_tags, count) if count > 1 else _run_inline(instance, photos, common_tags)
+    for outcome in outcomes:
+        record(*outcome)
+
+
+Outcome = tuple[str, str, bool, str, str]  # (job name, key, succeeded, failure message, run id)
+
+
+def _run_inline(instance: dg.DagsterInstance, work: Work, common_tags: dict[str, str]) -> Iterator[Outcome]:
+    from picsaris_pipeline.definitions import defs
+
+    jobs = {name: defs.resolve_job_def(name) for name in {job_name for job_name, _, _ in work}}
+    for job_name, key, tags in work:
         result = jobs[job_name].execute_in_process(
             partition_key=key,
             instance=instance,
             raise_on_error=False,
             run_config=QUIET_CONSOLE,
-            tags={**tags, "picsaris/source": "cli"},
+            tags={**tags, **common_tags},
         )
-        kind = "attendee" if job_name == ATTENDEE_JOB else "photo"
-        if result.success:
-            summary.attendees += kind == "attendee"
-            summary.photos += kind == "photo"
-        else:
-            message = _failure_message(result)
-            summary.failures.append((kind, key, message))
-            if kind == "photo":
-                mark_failed(repo, key, f"run {result.run_id[:8]} failed: {message}")
-        if progress:
-            progress(kind, done, len(work))
-    if work:
-        events = sorted({a.event_id for a in attendees} | {p.event_id for p in photos})
-        _refresh_event_views(instance, events, summary)
-    return summary
+        yield job_name, key, result.success, "" if result.success else _failure_message(result), result.run_id
+
+
+def _run_in_workers(work: Work, common_tags: dict[str, str], count: int) -> Iterator[Outcome]:
+    """The work dealt round-robin to `count` spawned processes; outcomes as they finish."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding DB and thread state
+    outcomes = context.Queue()
+    processes = [
+        context.Process(target=_worker, args=(work[index::count], common_tags, outcomes), daemon=True)
+        for index in range(count)
+    ]
+    for process in processes:
+        process.start()
+    pending = {key for _, key, _ in work}
+    try:
+        while pending:
+            workers_gone = all(not process.is_alive() for process in processes)
+            try:
+                item = outcomes.get(timeout=0.5 if workers_gone else 5)
+            except queue.Empty:
+                if workers_gone:  # and nothing left in the queue: the rest will never come
+                    break
+                continue
+            if item[0] == "crashed":
+                raise RuntimeError(f"a worker process failed: {item[1]}")
+            pending.discard(item[1])
+            yield item
+    finally:
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+    for job_name, key, _ in work:  # a worker that died (killed, out of memory) leaves its rest undone
+        if key in pending:
+            yield job_name, key, False, "its worker process exited before running it", ""
+
+
+def _worker(work: Work, common_tags: dict[str, str], outcomes: Any) -> None:
+    try:
+        instance = dagster_instance(Settings.from_env())
+        for outcome in _run_inline(instance, work, common_tags):
+            outcomes.put(outcome)
+    except BaseException as error:  # reported to the parent, which stops with it
+        outcomes.put(("crashed", f"{type(error).__name__}: {error}", False, "", ""))
+        raise
 
 
 def _refresh_event_views(instance: dg.DagsterInstance, event_ids: list[str], summary: ProcessSummary) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from picsaris_pipeline.errors import ConfigurationError
 
+REALTIME_PUBLISHERS = ("log", "supabase", "pg_notify")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -22,6 +24,14 @@ class Settings:
     dagster_url: str | None
     supabase_url: str | None
     supabase_service_role_key: str | None
+    realtime: str  # "log" | "supabase" | "pg_notify"
+    aws_region: str | None  # Rekognition's region (AWS_REGION / AWS_DEFAULT_REGION)
+    rekognition_endpoint_url: str | None  # None: AWS's public endpoint for the region
+    rekognition_collection_prefix: str
+    # Rekognition's own keys: on R2, AWS_ACCESS_KEY_ID holds the bucket's R2 token, which AWS refuses.
+    # Unset: boto3's default chain (environment, profile, ECS task role / instance profile).
+    rekognition_access_key_id: str | None
+    rekognition_secret_access_key: str | None
 
     @property
     def local_bucket_dir(self) -> Path:
@@ -45,6 +55,12 @@ class Settings:
         engine = env.get("PICSARIS_FACE_ENGINE") or "dlib"
         if engine not in ("dlib", "rekognition"):
             raise ConfigurationError(f"PICSARIS_FACE_ENGINE must be dlib or rekognition, got {engine!r}")
+        supabase_url = env.get("SUPABASE_URL") or None
+        realtime = env.get("PICSARIS_REALTIME") or ("supabase" if supabase_url else "log")
+        if realtime not in REALTIME_PUBLISHERS:
+            raise ConfigurationError(
+                f"PICSARIS_REALTIME must be one of {', '.join(REALTIME_PUBLISHERS)}, got {realtime!r}"
+            )
         return cls(
             home=home,
             database_url=env.get("PICSARIS_DATABASE_URL") or f"sqlite:///{home / 'picsaris.db'}",
@@ -54,6 +70,12 @@ class Settings:
             face_model=env.get("PICSARIS_FACE_MODEL") or None,
             match_threshold=match_threshold,
             dagster_url=env.get("PICSARIS_DAGSTER_URL") or None,
-            supabase_url=env.get("SUPABASE_URL") or None,
+            supabase_url=supabase_url,
             supabase_service_role_key=env.get("SUPABASE_SERVICE_ROLE_KEY") or None,
+            realtime=realtime,
+            aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+            rekognition_endpoint_url=env.get("PICSARIS_REKOGNITION_ENDPOINT_URL") or None,
+            rekognition_collection_prefix=env.get("PICSARIS_REKOGNITION_COLLECTION_PREFIX") or "picsaris",
+            rekognition_access_key_id=env.get("PICSARIS_REKOGNITION_ACCESS_KEY_ID") or None,
+            rekognition_secret_access_key=env.get("PICSARIS_REKOGNITION_SECRET_ACCESS_KEY") or None,
         )

@@ -8,14 +8,17 @@ event with no photos still gives frames with the right columns and dtypes, and z
 
 Definitions:
 
-- faces: rows in `faces` of the event's published photos (whatever detector stored them).
+- faces: rows in `faces` of the event's published photos, except those represented (vector or
+  engine face id) only under other model versions: a re-embedding under a new Rekognition face
+  model detects every face again, and they are not counted twice.
 - matches: matches under the given model version only; a model version is never compared with
   another. unmatched_faces: faces of published photos that no match under that version points at
   (one face matches at most one guest, so this is faces minus their matches).
 - in_progress: photos that are not terminal yet (pending_upload up to embedded), so published +
   rejected + duplicates + failed + in_progress = photos.
-- processing time of a published photo: updated_at - created_at in seconds (created at intake,
-  updated when published); p50/p95 are 0 while nothing is published.
+- processing time of a published photo: its first publication (the earliest model-version marker,
+  else updated_at) - created_at in seconds, so a later re-embedding does not stretch it; p50/p95
+  are 0 while nothing is published.
 - stored_bytes: the size of every object under `events/{event_id}/` (uploads, selfies, derived).
 
 Costs are what the production stack would bill for this event, at `UnitPrices`:
@@ -168,7 +171,7 @@ def summarize_event(
     prices = UnitPrices.from_env() if prices is None else prices
     with repo.engine.connect() as conn:
         photos = _photos(conn, event.id)
-        faces = _faces(conn, event.id)
+        faces = _faces(conn, event.id, model_version)
         matches = _matches(conn, event.id, model_version)
         attendees = _attendees(conn, event.id)
     stored_bytes = sum(info.size for info in store.list(f"events/{event.id}/"))
@@ -245,18 +248,45 @@ def _conform(frame: pl.DataFrame, schema: dict[str, Any]) -> pl.DataFrame:
 
 
 def _photos(conn: Connection, event_id: str) -> pl.DataFrame:
+    first_published = (
+        sa.select(sa.func.min(t.photo_model_versions.c.matched_at))
+        .where(t.photo_model_versions.c.photo_id == t.photos.c.id)
+        .scalar_subquery()
+    )
     query = sa.select(
         t.photos.c.id.label("photo_id"),
         t.photos.c.status,
         t.photos.c.reason,
         t.photos.c.created_at,
-        t.photos.c.updated_at,
+        sa.func.coalesce(first_published, t.photos.c.updated_at).label("updated_at"),
     ).where(t.photos.c.event_id == event_id)
     return _read(conn, query, _PHOTO_SCHEMA)
 
 
-def _faces(conn: Connection, event_id: str) -> pl.DataFrame:
-    query = sa.select(t.faces.c.id.label("face_id"), t.faces.c.photo_id).where(t.faces.c.event_id == event_id)
+def _faces(conn: Connection, event_id: str, model_version: str) -> pl.DataFrame:
+    """The event's faces, without those that belong to another model version only (a re-embedding
+    under a new Rekognition face model detects every face again, as new rows)."""
+
+    def represented(version_matches: Any) -> Any:
+        return sa.or_(
+            sa.select(t.face_vectors.c.face_id)
+            .where(t.face_vectors.c.face_id == t.faces.c.id)
+            .where(version_matches(t.face_vectors.c.model_version))
+            .exists(),
+            sa.select(t.engine_faces.c.face_id)
+            .where(t.engine_faces.c.face_id == t.faces.c.id)
+            .where(version_matches(t.engine_faces.c.model_version))
+            .exists(),
+        )
+
+    other_only = sa.and_(
+        represented(lambda column: column != model_version), ~represented(lambda column: column == model_version)
+    )
+    query = (
+        sa.select(t.faces.c.id.label("face_id"), t.faces.c.photo_id)
+        .where(t.faces.c.event_id == event_id)
+        .where(~other_only)
+    )
     return _read(conn, query, _FACE_SCHEMA)
 
 

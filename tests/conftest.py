@@ -65,7 +65,8 @@ def fresh_database(admin_url: str, prefix: str) -> Iterator[str]:
     from picsaris_pipeline.db.repository import dispose_all
 
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    # pre_ping: the server may have been restarted since (the fault tests do that)
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     try:
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +17,26 @@ from typing import Any
 from .conftest import REPO_ROOT
 
 BIN = Path(sys.executable).parent
+
+
+def production_dagster_home(directory: Path) -> Path:
+    """A DAGSTER_HOME holding a copy of the repository's production dagster.yaml."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO_ROOT / "dagster.yaml", directory / "dagster.yaml")
+    return directory
+
+
+def dagster_postgres_url(sqlalchemy_url: str) -> str:
+    """dagster-postgres hands the URL to psycopg2 too, which wants plain `postgresql://`."""
+    return sqlalchemy_url.replace("postgresql+psycopg2://", "postgresql://", 1)
+
+
+def log_tails(logs: Path, chars: int = 6000) -> str:
+    """The end of each process log under logs, for a failure message."""
+    return "\n".join(
+        f"----- {log.name} (last {chars} characters) -----\n{log.read_text(errors='replace')[-chars:]}"
+        for log in sorted(logs.glob("*.log"))
+    )
 
 
 def free_port() -> int:

@@ -11,7 +11,7 @@ from picsaris_pipeline.assets import ATTENDEE_ASSETS, PHOTO_ASSETS
 from picsaris_pipeline.db import Repository
 from picsaris_pipeline.db.repository import connect
 from picsaris_pipeline.domain import Attendee, Event, Photo
-from picsaris_pipeline.partitions import attendee_partitions, photo_partitions
+from picsaris_pipeline.partitions import ATTENDEE_PARTITIONS, PHOTO_PARTITIONS
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
 from picsaris_pipeline.services.intake import (
     complete_upload,
@@ -68,8 +68,8 @@ class Pipeline:
 
     def run_photo(self, photo_id: str, assets: list | None = None, **resources: object) -> dg.ExecuteInProcessResult:
         """Materialize the photo's assets (all four unless given), with resources overridden if given."""
-        if not self.instance.has_dynamic_partition(photo_partitions.name, photo_id):
-            self.instance.add_dynamic_partitions(photo_partitions.name, [photo_id])
+        if not self.instance.has_dynamic_partition(PHOTO_PARTITIONS, photo_id):
+            self.instance.add_dynamic_partitions(PHOTO_PARTITIONS, [photo_id])
         return dg.materialize(
             assets or PHOTO_ASSETS,
             partition_key=photo_id,
@@ -79,8 +79,8 @@ class Pipeline:
         )
 
     def run_attendee(self, attendee_id: str) -> dg.ExecuteInProcessResult:
-        if not self.instance.has_dynamic_partition(attendee_partitions.name, attendee_id):
-            self.instance.add_dynamic_partitions(attendee_partitions.name, [attendee_id])
+        if not self.instance.has_dynamic_partition(ATTENDEE_PARTITIONS, attendee_id):
+            self.instance.add_dynamic_partitions(ATTENDEE_PARTITIONS, [attendee_id])
         return dg.materialize(
             ATTENDEE_ASSETS, partition_key=attendee_id, instance=self.instance, resources=self.resources
         )

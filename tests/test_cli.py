@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from picsaris_pipeline.cli import main
 from picsaris_pipeline.faces.dlib_engine import LOCAL_MODELS
 
-from .cli_runner import picsaris
+from .cli_runner import found_by_name, picsaris, sign_up
 
 BIN = Path(sys.executable).parent
 SELFIES = {  # attendee name -> (selfie, consent)
@@ -41,12 +41,7 @@ def event_flow(shared_photos, tmp_path_factory):
                 patch.delenv(name)
         patch.setenv("PICSARIS_HOME", str(tmp_path_factory.mktemp("cli-home")))
         event_id = picsaris("event", "create", "Shared faces").strip()
-        attendees = {}
-        for name, (selfie, consent) in SELFIES.items():
-            flags = [] if consent else ["--no-consent"]
-            attendees[name] = picsaris(
-                "attendee", "add", event_id, "--name", name, "--selfie", str(shared_photos[selfie].path), *flags
-            ).strip()
+        attendees = sign_up(event_id, SELFIES, shared_photos)
         held = {selfie for selfie, _ in SELFIES.values()} | {LATE_JOINER[1]}
         uploads = [p.path for name, p in sorted(shared_photos.items()) if name not in held]
         photo_ids = picsaris("upload", event_id, "--uploader", attendees["Kit Harington"], *map(str, uploads)).split()
@@ -66,20 +61,13 @@ def event_flow(shared_photos, tmp_path_factory):
         }
 
 
-def _found(rows):
-    found: dict[str, set[str]] = {}
-    for row in rows:
-        found.setdefault(row["attendee_name"], set()).add(row["file_name"])
-    return found
-
-
 def test_upload_prints_one_photo_id_per_path(event_flow):
     assert len(event_flow["photo_ids"]) == len(event_flow["uploads"]) == 28
 
 
 def test_every_named_person_is_found_in_their_other_photos_and_nowhere_else(event_flow):
     rows = json.loads(picsaris("matches", event_flow["event_id"], "--format", "json"))
-    assert _found(rows) == EXPECTED
+    assert found_by_name(rows) == EXPECTED
 
 
 def test_matches_carry_similarity_and_model_version(event_flow):
@@ -94,9 +82,9 @@ def test_an_attendee_without_consent_is_never_matched(event_flow):
 
 
 def test_a_late_joiner_finds_photos_processed_before_they_signed_up(event_flow):
-    assert "Joe Biden" not in _found(event_flow["before_late_joiner"])
+    assert "Joe Biden" not in found_by_name(event_flow["before_late_joiner"])
     assert (
-        _found(json.loads(picsaris("matches", event_flow["event_id"], "--format", "json")))["Joe Biden"]
+        found_by_name(json.loads(picsaris("matches", event_flow["event_id"], "--format", "json")))["Joe Biden"]
         == EXPECTED["Joe Biden"]
     )
 

@@ -39,6 +39,11 @@ def test_uploads_launch_runs_through_the_webserver_and_the_sensor_finds_the_rest
     with dagster_services(env, tmp_path, daemon=True) as port:
         monkeypatch.setenv("PICSARIS_DAGSTER_URL", f"http://127.0.0.1:{port}")
         announced = picsaris("upload", event, "--uploader", obama, str(shared_photos["obama_3.jpg"].path)).split()
+        # Sign-up with the webserver configured launches the attendee's run too (tagged picsaris/attendee).
+        biden = picsaris(
+            "attendee", "add", event, "--name", "Joe Biden", "--selfie", str(shared_photos["biden_2.jpg"].path)
+        )
+        biden = biden.strip()
 
         app = App.from_env()
         # A phone whose "upload complete" never arrived: record made, bytes in the bucket, no launch.
@@ -51,8 +56,18 @@ def test_uploads_launch_runs_through_the_webserver_and_the_sensor_finds_the_rest
             return all(status is PhotoStatus.PUBLISHED for status in statuses.values())
 
         wait_for(published, what="both photos to be published (see daemon.log / webserver.log)")
-        again = DagsterLauncher(f"http://127.0.0.1:{port}").launch_photo(app.repo.get_photo(announced[0]))
+        launcher = DagsterLauncher(f"http://127.0.0.1:{port}")
+        again = launcher.launch_photo(app.repo.get_photo(announced[0]))
         assert again.launched is False and again.run_id
+        wait_for(
+            lambda: App.from_env().repo.get_attendee(biden).reference_status.value == "ready",
+            what="the late joiner's reference (launched at sign-up)",
+        )
+        assert launcher.launch_attendee(app.repo.get_attendee(biden)).launched is False
 
     rows = json.loads(picsaris("matches", event, "--format", "json"))
-    assert sorted(row["file_name"] for row in rows) == ["obama_3.jpg", "silent.jpg"]
+    assert sorted((row["attendee_name"], row["file_name"]) for row in rows) == [
+        ("Barack Obama", "obama_3.jpg"),
+        ("Barack Obama", "silent.jpg"),
+        ("Joe Biden", "silent.jpg"),
+    ]

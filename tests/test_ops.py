@@ -89,6 +89,9 @@ def test_the_health_checks_job_evaluates_every_check(pipeline):
         "no_stuck_photos": True,
         "references_complete": True,
         "realtime_outbox_backlog": True,
+        "no_version_mixing": True,
+        "active_version_complete": True,
+        "vectors_well_formed": True,
     }
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -91,6 +92,11 @@ def scenario(database_url: str, store: LocalObjectStore) -> Scenario:
     f1 = repo.replace_faces(p1, DETECTOR, _boxes(3))
     f2 = repo.replace_faces(p2, DETECTOR, _boxes(1))
     repo.replace_faces(p7, DETECTOR, _boxes(1))
+    # Published photos have every face embedded, under both versions for the one re-embedded.
+    repo.store_face_vectors(p1, f1, MODEL, np.ones((3, 128), dtype=np.float32))
+    repo.store_face_vectors(p2, f2, MODEL, np.ones((1, 128), dtype=np.float32))
+    repo.store_face_vectors(p1, f1, OLD_MODEL, np.ones((3, 128), dtype=np.float32))
+    repo.store_face_vectors(p2, f2, OLD_MODEL, np.ones((1, 128), dtype=np.float32))
     repo.replace_matches(p1, MODEL, [(f1[0].id, ada.id, 0.8), (f1[1].id, grace.id, 0.7)])
     repo.replace_matches(p2, MODEL, [(f2[0].id, ada.id, 0.9)])
     repo.replace_matches(p2, OLD_MODEL, [(f2[0].id, grace.id, 0.6)])

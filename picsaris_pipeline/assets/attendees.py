@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from picsaris_pipeline.assets.boundary import STEP_RETRY_POLICY, dagster_errors
+from picsaris_pipeline.assets.boundary import FACE_ENGINE_POOL, STEP_RETRY_POLICY, dagster_errors
 from picsaris_pipeline.partitions import attendee_partitions
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
 from picsaris_pipeline.services import attendees
@@ -10,15 +10,22 @@ from picsaris_pipeline.services import attendees
 GROUP = "attendees"
 
 
-@dg.asset(retry_policy=STEP_RETRY_POLICY, partitions_def=attendee_partitions, group_name=GROUP, kinds={"dlib", "numpy"})
+@dg.asset(
+    retry_policy=STEP_RETRY_POLICY,
+    partitions_def=attendee_partitions,
+    group_name=GROUP,
+    kinds={"dlib", "numpy", "rekognition"},
+    pool=FACE_ENGINE_POOL,
+)
 def attendee_reference(
     context: dg.AssetExecutionContext,
     database: DatabaseResource,
     object_store: ObjectStoreResource,
     face_engine: FaceEngineResource,
 ) -> dg.MaterializeResult:
-    """The attendee's reference vector from their sign-up selfie (largest face), under the current
-    model version. A selfie without a usable face marks the attendee `rejected` with a reason."""
+    """The attendee's reference from their sign-up selfie (largest face), under the current model
+    version: a vector (dlib), or a Rekognition user with the selfie's face associated. A selfie
+    without a usable face marks the attendee `rejected` with a reason; no consent, no face data."""
     with dagster_errors():
         attendee, details, timings = attendees.build_reference(
             database.repository(), object_store.store(), face_engine.get(), context.partition_key
@@ -41,7 +48,8 @@ def attendee_reference(
     partitions_def=attendee_partitions,
     group_name=GROUP,
     deps=[attendee_reference],
-    kinds={"numpy", "sql"},
+    kinds={"numpy", "sql", "rekognition"},
+    pool=FACE_ENGINE_POOL,
 )
 def attendee_matches(
     context: dg.AssetExecutionContext,
@@ -51,12 +59,14 @@ def attendee_matches(
 ) -> dg.MaterializeResult:
     """Photos already published in the event that this attendee appears in: late joiners see the
     photos taken before they signed up."""
+    engine = face_engine.get()
     with dagster_errors():
         found = attendees.match_late_joiner(
             database.repository(),
             realtime.publisher(),
             context.partition_key,
-            face_engine.get().model_version,
+            engine.model_version,
             face_engine.threshold(),
+            engine,
         )
     return dg.MaterializeResult(metadata={"photos_matched": len(found), "photo_ids": dg.MetadataValue.json(found)})

@@ -5,7 +5,8 @@ import dagster as dg
 
 from picsaris_pipeline import health
 from picsaris_pipeline.assets.attendees import attendee_reference
-from picsaris_pipeline.assets.photos import matches_published, verified_upload
+from picsaris_pipeline.assets.photos import embeddings_stored, matches_published, verified_upload
+from picsaris_pipeline.faces.engine import VectorFaceEngine
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource
 
 
@@ -32,7 +33,8 @@ def no_stuck_photos(database: DatabaseResource) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(
-    asset=attendee_reference, description="Consenting attendees without a reference vector under the current model."
+    asset=attendee_reference,
+    description="Consenting attendees without a reference (vector or Rekognition user) under the configured model.",
 )
 def references_complete(database: DatabaseResource, face_engine: FaceEngineResource) -> dg.AssetCheckResult:
     finding = health.missing_references(database.repository(), face_engine.get().model_version)
@@ -47,4 +49,39 @@ def realtime_outbox_backlog(database: DatabaseResource) -> dg.AssetCheckResult:
     return _result(health.outbox_backlog(database.repository()), dg.AssetCheckSeverity.WARN)
 
 
-HEALTH_CHECKS = [no_matches_without_consent, no_stuck_photos, references_complete, realtime_outbox_backlog]
+@dg.asset_check(
+    asset=matches_published,
+    description="Must be zero: matches pairing a face and a reference of different model versions.",
+)
+def no_version_mixing(database: DatabaseResource) -> dg.AssetCheckResult:
+    return _result(health.version_mixing(database.repository()), dg.AssetCheckSeverity.ERROR)
+
+
+@dg.asset_check(
+    asset=matches_published,
+    description="Published photos not matched under their event's active model version (guests see nothing "
+    "for them): expected between a model change and the event's cut-over, a bug otherwise.",
+)
+def active_version_complete(database: DatabaseResource, face_engine: FaceEngineResource) -> dg.AssetCheckResult:
+    finding = health.active_version_gaps(database.repository(), face_engine.get().model_version)
+    return _result(finding, dg.AssetCheckSeverity.WARN)
+
+
+@dg.asset_check(
+    asset=embeddings_stored, description="Must be zero: stored vectors with NaN/inf values or a wrong dimension."
+)
+def vectors_well_formed(database: DatabaseResource, face_engine: FaceEngineResource) -> dg.AssetCheckResult:
+    engine = face_engine.get()
+    dimensions = {engine.model_version: engine.dimension} if isinstance(engine, VectorFaceEngine) else {}
+    return _result(health.malformed_vectors(database.repository(), dimensions), dg.AssetCheckSeverity.ERROR)
+
+
+HEALTH_CHECKS = [
+    no_matches_without_consent,
+    no_stuck_photos,
+    references_complete,
+    realtime_outbox_backlog,
+    no_version_mixing,
+    active_version_complete,
+    vectors_well_formed,
+]

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from picsaris_pipeline.assets.boundary import STEP_RETRY_POLICY, run_step
+from picsaris_pipeline.assets.boundary import FACE_ENGINE_POOL, STEP_RETRY_POLICY, run_step
 from picsaris_pipeline.partitions import photo_partitions
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
 from picsaris_pipeline.services import photos
@@ -25,7 +25,8 @@ def verified_upload(
     partitions_def=photo_partitions,
     group_name=GROUP,
     deps=[verified_upload],
-    kinds={"dlib"},
+    kinds={"dlib", "rekognition"},
+    pool=FACE_ENGINE_POOL,
 )
 def faces_detected(
     context: dg.AssetExecutionContext,
@@ -33,8 +34,9 @@ def faces_detected(
     object_store: ObjectStoreResource,
     face_engine: FaceEngineResource,
 ) -> dg.MaterializeResult:
-    """Face boxes found in the verified photo (detected on a reduced copy, mapped back), stored with
-    the detector version."""
+    """Face boxes found in the verified photo, stored with the detector version. dlib detects on a
+    reduced copy and maps the boxes back; Rekognition's IndexFaces detects and stores the faces in
+    the event's collection in one call, and their engine face ids are recorded with the boxes."""
     return run_step(
         lambda: photos.detect_faces(
             database.repository(), object_store.store(), face_engine.get(), context.partition_key
@@ -47,7 +49,8 @@ def faces_detected(
     partitions_def=photo_partitions,
     group_name=GROUP,
     deps=[faces_detected],
-    kinds={"dlib", "numpy"},
+    kinds={"dlib", "numpy", "rekognition"},
+    pool=FACE_ENGINE_POOL,
 )
 def embeddings_stored(
     context: dg.AssetExecutionContext,
@@ -55,7 +58,9 @@ def embeddings_stored(
     object_store: ObjectStoreResource,
     face_engine: FaceEngineResource,
 ) -> dg.MaterializeResult:
-    """One vector per detected face, stored under the embedding model version that made it."""
+    """Every detected face's representation under the embedding model version that made it: a
+    128-d vector in our database (dlib), or the face's id in the Rekognition collection of that
+    face-model version (Rekognition never hands out vectors)."""
     return run_step(
         lambda: photos.store_embeddings(
             database.repository(), object_store.store(), face_engine.get(), context.partition_key
@@ -68,7 +73,8 @@ def embeddings_stored(
     partitions_def=photo_partitions,
     group_name=GROUP,
     deps=[embeddings_stored],
-    kinds={"numpy", "sql"},
+    kinds={"numpy", "sql", "rekognition"},
+    pool=FACE_ENGINE_POOL,
 )
 def matches_published(
     context: dg.AssetExecutionContext,
@@ -77,8 +83,9 @@ def matches_published(
     face_engine: FaceEngineResource,
     realtime: RealtimeResource,
 ) -> dg.MaterializeResult:
-    """The photo's faces matched against the event's consenting attendees (same model version only),
-    written to the database and announced to the matched guests' galleries."""
+    """The photo's faces matched against the event's consenting attendees (same model version only):
+    by vector distance (dlib) or one SearchUsers per face (Rekognition), each face to at most one
+    guest; written to the database and announced to the matched guests' galleries."""
     engine = face_engine.get()
     return run_step(
         lambda: photos.publish_matches(
@@ -88,5 +95,6 @@ def matches_published(
             context.partition_key,
             engine.model_version,
             face_engine.threshold(),
+            engine,
         )
     )

@@ -6,9 +6,10 @@ model version instead of adding to them, so a retried or repeated run never dupl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from picsaris_pipeline import near_duplicates
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.domain import (
     Attendee,
@@ -74,14 +76,18 @@ class Repository:
         return _translated(self.engine.connect())
 
     # -- events -----------------------------------------------------------------------------
-    def create_event(self, name: str) -> Event:
+    def create_event(self, name: str, active_model_version: str | None = None) -> Event:
         name = name.strip()
         if not name or len(name) > 200:
             raise BadInputError("an event needs a name of 1 to 200 characters")
         now = _now()
-        event = Event(new_id(), name, now)
+        event = Event(new_id(), name, now, active_model_version)
         with self._tx() as conn:
-            conn.execute(t.events.insert().values(id=event.id, name=name, created_at=now, updated_at=now))
+            conn.execute(
+                t.events.insert().values(
+                    id=event.id, name=name, active_model_version=active_model_version, created_at=now, updated_at=now
+                )
+            )
         return event
 
     def get_event(self, event_id: str) -> Event:
@@ -90,12 +96,229 @@ class Repository:
             row = conn.execute(sa.select(t.events).where(t.events.c.id == event_id)).first()
         if row is None:
             raise NotFoundError(f"no event {event_id}")
-        return Event(row.id, row.name, _utc(row.created_at))
+        return _event(row)
 
     def list_events(self) -> list[Event]:
         with self._read() as conn:
             rows = conn.execute(sa.select(t.events).order_by(t.events.c.id)).all()
-        return [Event(r.id, r.name, _utc(r.created_at)) for r in rows]
+        return [_event(r) for r in rows]
+
+    def set_active_model_version(self, event_id: str, model_version: str, expected: str | None = None) -> bool:
+        """Switch the version guests see; conditional on the version expected to be active (None: any),
+        so two runs finishing an event's re-embedding at once switch it once. True if it changed."""
+        query = t.events.update().where(t.events.c.id == event_id)
+        if expected is not None:
+            query = query.where(
+                (t.events.c.active_model_version == expected) | t.events.c.active_model_version.is_(None)
+            )
+        with self._tx() as conn:
+            result = conn.execute(query.values(active_model_version=model_version, updated_at=_now()))
+        return result.rowcount == 1
+
+    # -- model versions ---------------------------------------------------------------------
+    def mark_photo_version(self, photo: Photo, model_version: str, faces: int) -> None:
+        """Record that a photo is embedded and matched under a model version (idempotent)."""
+        with self._tx() as conn:
+            conn.execute(
+                t.photo_model_versions.delete()
+                .where(t.photo_model_versions.c.photo_id == photo.id)
+                .where(t.photo_model_versions.c.model_version == model_version)
+            )
+            conn.execute(
+                t.photo_model_versions.insert().values(
+                    photo_id=photo.id,
+                    model_version=model_version,
+                    event_id=photo.event_id,
+                    faces=faces,
+                    matched_at=_now(),
+                )
+            )
+
+    def mark_attendee_version(self, attendee: Attendee, model_version: str) -> None:
+        """Record that an attendee has a reference under a version and was searched for in the
+        event's photos under it (idempotent)."""
+        with self._tx() as conn:
+            conn.execute(
+                t.attendee_model_versions.delete()
+                .where(t.attendee_model_versions.c.attendee_id == attendee.id)
+                .where(t.attendee_model_versions.c.model_version == model_version)
+            )
+            conn.execute(
+                t.attendee_model_versions.insert().values(
+                    attendee_id=attendee.id, model_version=model_version, event_id=attendee.event_id, matched_at=_now()
+                )
+            )
+
+    def attendees_missing_version(self, model_version: str, event_id: str | None = None) -> list[Attendee]:
+        """Consenting attendees with a usable selfie not yet done under model_version (reference and
+        late-joiner matching): a re-embedding's to-do for attendees."""
+        done = (
+            sa.select(t.attendee_model_versions.c.attendee_id)
+            .where(t.attendee_model_versions.c.attendee_id == t.attendees.c.id)
+            .where(t.attendee_model_versions.c.model_version == model_version)
+            .exists()
+        )
+        query = (
+            sa.select(t.attendees)
+            .where(t.attendees.c.consent.is_(True))
+            .where(t.attendees.c.selfie_key.is_not(None))
+            .where(
+                t.attendees.c.reference_status.not_in(
+                    [ReferenceStatus.REJECTED.value, ReferenceStatus.NO_CONSENT.value]
+                )
+            )
+            .where(~done)
+            .order_by(t.attendees.c.id)
+        )
+        if event_id:
+            query = query.where(t.attendees.c.event_id == event_id)
+        with self._read() as conn:
+            return [_attendee(r) for r in conn.execute(query).all()]
+
+    def photo_versions(self, photo_id: str) -> list[str]:
+        query = sa.select(t.photo_model_versions.c.model_version).where(t.photo_model_versions.c.photo_id == photo_id)
+        with self._read() as conn:
+            return sorted(r.model_version for r in conn.execute(query).all())
+
+    def photos_missing_version(self, model_version: str, event_id: str | None = None) -> list[Photo]:
+        """Published photos not yet embedded and matched under model_version (a re-embedding's to-do)."""
+        done = (
+            sa.select(t.photo_model_versions.c.photo_id)
+            .where(t.photo_model_versions.c.photo_id == t.photos.c.id)
+            .where(t.photo_model_versions.c.model_version == model_version)
+            .exists()
+        )
+        query = (
+            sa.select(t.photos)
+            .where(t.photos.c.status == PhotoStatus.PUBLISHED.value)
+            .where(~done)
+            .order_by(t.photos.c.id)
+        )
+        if event_id:
+            query = query.where(t.photos.c.event_id == event_id)
+        with self._read() as conn:
+            return [_photo(r) for r in conn.execute(query).all()]
+
+    def model_versions_in_use(self, event_id: str) -> dict[str, int]:
+        """Model version -> rows holding it (vectors, engine ids, matches) in an event."""
+        counts: dict[str, int] = {}
+        tables = (t.face_vectors, t.attendee_vectors, t.engine_faces, t.engine_users, t.matches)
+        with self._read() as conn:
+            for table in tables:
+                query = (
+                    sa.select(table.c.model_version, sa.func.count())
+                    .where(table.c.event_id == event_id)
+                    .group_by(table.c.model_version)
+                )
+                for version, count in conn.execute(query).all():
+                    counts[version] = counts.get(version, 0) + int(count)
+        return counts
+
+    def prune_versions(self, event_id: str, keep: str, keep_detector: str | None = None) -> dict[str, int]:
+        """Delete every vector, engine id, match, message and marker of an event under versions other
+        than keep, in one transaction. Returns rows deleted per table."""
+        deleted: dict[str, int] = {}
+        tables = (
+            t.matches,
+            t.realtime_outbox,
+            t.face_vectors,
+            t.attendee_vectors,
+            t.engine_faces,
+            t.engine_users,
+            t.photo_model_versions,
+            t.attendee_model_versions,
+        )
+        with self._tx() as conn:
+            for table in tables:
+                result = conn.execute(
+                    table.delete().where(table.c.event_id == event_id).where(table.c.model_version != keep)
+                )
+                deleted[table.name] = result.rowcount
+            if keep_detector is not None:
+                # Faces an older detector found (Rekognition indexes again under a new face model);
+                # nothing refers to them any more.
+                result = conn.execute(
+                    t.faces.delete()
+                    .where(t.faces.c.event_id == event_id)
+                    .where(t.faces.c.detector_version != keep_detector)
+                )
+                deleted["faces"] = result.rowcount
+        return deleted
+
+    def version_mixing(self, limit: int = 20) -> tuple[int, list[str]]:
+        """Matches whose face or attendee has no representation under the match's own model version:
+        a match that paired two versions (or lost its vectors). Returns (count, examples)."""
+        face_has = sa.or_(
+            sa.select(t.face_vectors.c.face_id)
+            .where(t.face_vectors.c.face_id == t.matches.c.face_id)
+            .where(t.face_vectors.c.model_version == t.matches.c.model_version)
+            .exists(),
+            sa.select(t.engine_faces.c.face_id)
+            .where(t.engine_faces.c.face_id == t.matches.c.face_id)
+            .where(t.engine_faces.c.model_version == t.matches.c.model_version)
+            .exists(),
+        )
+        attendee_has = sa.or_(
+            sa.select(t.attendee_vectors.c.attendee_id)
+            .where(t.attendee_vectors.c.attendee_id == t.matches.c.attendee_id)
+            .where(t.attendee_vectors.c.model_version == t.matches.c.model_version)
+            .exists(),
+            sa.select(t.engine_users.c.attendee_id)
+            .where(t.engine_users.c.attendee_id == t.matches.c.attendee_id)
+            .where(t.engine_users.c.model_version == t.matches.c.model_version)
+            .exists(),
+        )
+        bad = sa.not_(sa.and_(face_has, attendee_has))
+        with self._read() as conn:
+            count = conn.execute(sa.select(sa.func.count()).select_from(t.matches).where(bad)).scalar_one()
+            rows = conn.execute(
+                sa.select(t.matches.c.photo_id, t.matches.c.attendee_id, t.matches.c.model_version)
+                .where(bad)
+                .limit(limit)
+            ).all()
+        return int(count), [f"photo {r.photo_id} / attendee {r.attendee_id} ({r.model_version})" for r in rows]
+
+    def published_without_active_version(self, fallback: str, limit: int = 20) -> tuple[int, list[str]]:
+        """Published photos that were never matched under their event's active version (fallback
+        where an event has none): guests see nothing for them."""
+        active = sa.func.coalesce(t.events.c.active_model_version, fallback)
+        done = (
+            sa.select(t.photo_model_versions.c.photo_id)
+            .where(t.photo_model_versions.c.photo_id == t.photos.c.id)
+            .where(t.photo_model_versions.c.model_version == active)
+            .exists()
+        )
+        query = (
+            sa.select(t.photos.c.id, active.label("active"))
+            .join(t.events, t.events.c.id == t.photos.c.event_id)
+            .where(t.photos.c.status == PhotoStatus.PUBLISHED.value)
+            .where(~done)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return len(rows), [f"photo {r.id} (active {r.active})" for r in rows[:limit]]
+
+    def vectors_by_version(self, batch: int = 5000) -> Iterator[tuple[str, str, int, bytes]]:
+        """(kind, model version, dimension, blob) of every stored vector, streamed in batches."""
+        for kind, table, key in (
+            ("face", t.face_vectors, t.face_vectors.c.face_id),
+            ("attendee", t.attendee_vectors, t.attendee_vectors.c.attendee_id),
+        ):
+            last = ""
+            while True:
+                query = (
+                    sa.select(key.label("key"), table.c.model_version, table.c.dimension, table.c.vector)
+                    .where(key > last)
+                    .order_by(key)
+                    .limit(batch)
+                )
+                with self._read() as conn:
+                    rows = conn.execute(query).all()
+                if not rows:
+                    break
+                for r in rows:
+                    yield kind, r.model_version, int(r.dimension), bytes(r.vector)
+                last = rows[-1].key
 
     # -- attendees --------------------------------------------------------------------------
     def add_attendee(
@@ -125,6 +348,56 @@ class Repository:
             )
         return self.get_attendee(attendee_id)
 
+    def attendees_by_ids(self, attendee_ids: Sequence[str]) -> dict[str, Attendee]:
+        """The attendees among these ids (malformed or unknown ids are simply absent)."""
+        wanted = [i for i in dict.fromkeys(attendee_ids) if is_valid_id(i)]
+        if not wanted:
+            return {}
+        with self._read() as conn:
+            rows = conn.execute(sa.select(t.attendees).where(t.attendees.c.id.in_(wanted))).all()
+        return {r.id: _attendee(r) for r in rows}
+
+    def photos_by_ids(self, photo_ids: Sequence[str]) -> dict[str, Photo]:
+        """The photos among these ids (malformed or unknown ids are simply absent)."""
+        wanted = [i for i in dict.fromkeys(photo_ids) if is_valid_id(i)]
+        if not wanted:
+            return {}
+        with self._read() as conn:
+            rows = conn.execute(sa.select(t.photos).where(t.photos.c.id.in_(wanted))).all()
+        return {r.id: _photo(r) for r in rows}
+
+    def set_consent(self, attendee_id: str, consent: bool) -> list[str]:
+        """Give or withdraw consent. Withdrawing deletes the attendee's reference vectors, engine
+        users and matches under every model version, in one transaction, and returns the ids of the
+        photos they were matched in (to be re-matched and re-announced without them). Giving it
+        back leaves the selfie pending, for a new reference to be built."""
+        attendee = self.get_attendee(attendee_id)
+        with self._tx() as conn:
+            photo_ids = sorted(
+                {
+                    r.photo_id
+                    for r in conn.execute(
+                        sa.select(t.matches.c.photo_id).where(t.matches.c.attendee_id == attendee.id)
+                    ).all()
+                }
+            )
+            if consent:
+                status, reason = ReferenceStatus.PENDING, None
+            else:
+                conn.execute(t.matches.delete().where(t.matches.c.attendee_id == attendee.id))
+                conn.execute(t.attendee_vectors.delete().where(t.attendee_vectors.c.attendee_id == attendee.id))
+                conn.execute(t.engine_users.delete().where(t.engine_users.c.attendee_id == attendee.id))
+                conn.execute(
+                    t.attendee_model_versions.delete().where(t.attendee_model_versions.c.attendee_id == attendee.id)
+                )
+                status, reason = ReferenceStatus.NO_CONSENT, "consent withdrawn: no face data is kept"
+            conn.execute(
+                t.attendees.update()
+                .where(t.attendees.c.id == attendee.id)
+                .values(consent=consent, reference_status=status.value, reason=reason, updated_at=_now())
+            )
+        return [] if consent else photo_ids
+
     def get_attendee(self, attendee_id: str) -> Attendee:
         _check_id(attendee_id, "attendee")
         with self._read() as conn:
@@ -149,11 +422,17 @@ class Repository:
             )
 
     def attendees_needing_reference(self, model_version: str, event_id: str | None = None) -> list[Attendee]:
-        """Attendees with a selfie but no reference vector under this model version, not yet rejected."""
+        """Attendees with a selfie but no reference (vector or engine user) under this model version,
+        not yet rejected."""
         has_vector = (
             sa.select(t.attendee_vectors.c.attendee_id)
             .where(t.attendee_vectors.c.attendee_id == t.attendees.c.id)
             .where(t.attendee_vectors.c.model_version == model_version)
+            .exists()
+        ) | (
+            sa.select(t.engine_users.c.attendee_id)
+            .where(t.engine_users.c.attendee_id == t.attendees.c.id)
+            .where(t.engine_users.c.model_version == model_version)
             .exists()
         )
         query = (
@@ -230,6 +509,10 @@ class Repository:
         with self._tx() as conn:
             conn.execute(t.matches.delete().where(t.matches.c.attendee_id == attendee_id))
             conn.execute(t.attendee_vectors.delete().where(t.attendee_vectors.c.attendee_id == attendee_id))
+            conn.execute(t.engine_users.delete().where(t.engine_users.c.attendee_id == attendee_id))
+            conn.execute(
+                t.attendee_model_versions.delete().where(t.attendee_model_versions.c.attendee_id == attendee_id)
+            )
             photo_ids = [
                 r.id for r in conn.execute(sa.select(t.photos.c.id).where(t.photos.c.uploader_id == attendee_id))
             ]
@@ -321,6 +604,79 @@ class Repository:
         with self._read() as conn:
             row = conn.execute(query).first()
         return None if row is None else _photo(row)
+
+    def claim_perceptual_hash(
+        self,
+        photo_id: str,
+        perceptual_hash: int,
+        sha256: str,
+        max_distance: int = near_duplicates.MAX_DISTANCE,
+    ) -> near_duplicates.NearDuplicate | None:
+        """Record a decoded photo's perceptual hash and, in the same transaction, look for the photo
+        of its event it nearly duplicates; if there is one, mark this photo `duplicate` pointing at it.
+
+        Who counts: photos of the event whose hash is recorded (they were decoded first), except
+        duplicates, rejected and failed ones. On its first check a photo is compared with all of them,
+        earlier or later by id: of two copies, the one checked first stays, so a copy whose upload
+        was slow never turns a photo already published into a duplicate. On a re-run (its hash was
+        recorded before) it is compared with earlier photos only, so re-running an event keeps the
+        same photos. The check is serialised per event (an advisory lock on Postgres; on SQLite this
+        transaction writes first, which takes the database's single write lock), so two copies
+        checked at the same moment cannot both pass.
+
+        Cost: one indexed read of the event's hashes, compared with numpy (XOR and popcount)."""
+        photo = self.get_photo(photo_id)
+        with self._read() as conn:
+            checked_before = (
+                conn.execute(sa.select(t.photos.c.perceptual_hash).where(t.photos.c.id == photo_id)).scalar_one()
+                is not None
+            )
+        not_counted = [PhotoStatus.DUPLICATE, PhotoStatus.REJECTED, PhotoStatus.FAILED]
+        query = (
+            sa.select(t.photos.c.id, t.photos.c.perceptual_hash)
+            .where(t.photos.c.event_id == photo.event_id)
+            .where(t.photos.c.perceptual_hash.is_not(None))
+            .where(t.photos.c.id != photo_id)
+            .where(t.photos.c.status.not_in([s.value for s in not_counted]))
+            .order_by(t.photos.c.id)
+        )
+        if checked_before:
+            query = query.where(t.photos.c.id < photo_id)
+        with self._tx() as conn:
+            if conn.dialect.name == "postgresql":
+                lock = _near_duplicate_lock(photo.event_id)
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock})
+            conn.execute(
+                t.photos.update()
+                .where(t.photos.c.id == photo_id)
+                .values(perceptual_hash=near_duplicates.to_signed(perceptual_hash), updated_at=_now())
+            )
+            rows = conn.execute(query).all()
+            hashes = np.fromiter((row.perceptual_hash for row in rows), dtype=np.int64, count=len(rows))
+            found = near_duplicates.closest(perceptual_hash, hashes, max_distance)
+            if found is None:
+                return None
+            original_id = rows[found[0]].id
+            file_name = conn.execute(sa.select(t.photos.c.file_name).where(t.photos.c.id == original_id)).scalar_one()
+            near = near_duplicates.NearDuplicate(original_id, file_name, found[1])
+            conn.execute(
+                t.photos.update()
+                .where(t.photos.c.id == photo_id)
+                .values(
+                    status=PhotoStatus.DUPLICATE.value,
+                    duplicate_of=original_id,
+                    reason=near.reason,
+                    sha256=sha256,
+                    updated_at=_now(),
+                )
+            )
+        return near
+
+    def perceptual_hash_of(self, photo_id: str) -> int | None:
+        """The photo's recorded perceptual hash (unsigned), None before it was decoded."""
+        with self._read() as conn:
+            value = conn.execute(sa.select(t.photos.c.perceptual_hash).where(t.photos.c.id == photo_id)).scalar()
+        return None if value is None else near_duplicates.from_signed(int(value))
 
     def pending_upload_of(self, uploader_id: str, sha256: str) -> Photo | None:
         """This uploader's photo with these declared bytes whose PUT never completed (a retry)."""
@@ -487,16 +843,120 @@ class Repository:
         return [r.face_id for r in rows], _from_blobs([r.vector for r in rows], dimension)
 
     def event_face_vectors(self, event_id: str, model_version: str) -> tuple[list[str], np.ndarray]:
-        """(photo id per face, vectors) for every face of an event under one model version."""
+        """(photo id per face, vectors) for every face of an event under one model version.
+        Read as plain tuples and joined into one buffer: a late joiner reads all 36,000 faces of a
+        large event, and row objects cost more than the matching itself (bench/matching.py)."""
         query = (
-            sa.select(t.face_vectors.c.photo_id, t.face_vectors.c.vector, t.face_vectors.c.dimension)
+            sa.select(t.face_vectors.c.photo_id, t.face_vectors.c.vector)
             .where(t.face_vectors.c.event_id == event_id)
             .where(t.face_vectors.c.model_version == model_version)
         )
+        owners: list[str] = []
+        blobs: list[bytes] = []
         with self._read() as conn:
-            rows = conn.execute(query).all()
-        dimension = rows[0].dimension if rows else 0
-        return [r.photo_id for r in rows], _from_blobs([r.vector for r in rows], dimension)
+            for photo_id, vector in conn.execute(query).tuples():
+                owners.append(photo_id)
+                blobs.append(vector)
+        dimension = len(blobs[0]) // 4 if blobs else 0
+        return owners, _from_blobs(blobs, dimension)
+
+    # -- engine-side ids (collection engines such as Rekognition) ----------------------------
+    def store_engine_faces(
+        self, photo: Photo, faces: Sequence[Face], model_version: str, collection_id: str, external_ids: Sequence[str]
+    ) -> None:
+        """Record which engine face id each of a photo's faces has under one model version (replacing
+        what an earlier run recorded)."""
+        if len(faces) != len(external_ids):
+            raise ValueError("one engine face id per face")
+        now = _now()
+        with self._tx() as conn:
+            conn.execute(
+                t.engine_faces.delete()
+                .where(t.engine_faces.c.photo_id == photo.id)
+                .where(t.engine_faces.c.model_version == model_version)
+            )
+            if faces:
+                conn.execute(
+                    t.engine_faces.insert(),
+                    [
+                        dict(
+                            face_id=f.id,
+                            model_version=model_version,
+                            event_id=photo.event_id,
+                            photo_id=photo.id,
+                            collection_id=collection_id,
+                            external_face_id=external,
+                            created_at=now,
+                        )
+                        for f, external in zip(faces, external_ids, strict=True)
+                    ],
+                )
+
+    def photo_engine_faces(self, photo_id: str, model_version: str | None = None) -> list[tuple[str, str, str]]:
+        """(face id, model version, engine face id) of a photo's faces, in face order."""
+        query = (
+            sa.select(t.engine_faces.c.face_id, t.engine_faces.c.model_version, t.engine_faces.c.external_face_id)
+            .join(t.faces, t.faces.c.id == t.engine_faces.c.face_id)
+            .where(t.engine_faces.c.photo_id == photo_id)
+            .order_by(t.engine_faces.c.model_version, t.faces.c.face_index)
+        )
+        if model_version is not None:
+            query = query.where(t.engine_faces.c.model_version == model_version)
+        with self._read() as conn:
+            return [(r.face_id, r.model_version, r.external_face_id) for r in conn.execute(query).all()]
+
+    def store_engine_user(
+        self, attendee: Attendee, model_version: str, collection_id: str, user_id: str, face_id: str
+    ) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                t.engine_users.delete()
+                .where(t.engine_users.c.attendee_id == attendee.id)
+                .where(t.engine_users.c.model_version == model_version)
+            )
+            conn.execute(
+                t.engine_users.insert().values(
+                    attendee_id=attendee.id,
+                    model_version=model_version,
+                    event_id=attendee.event_id,
+                    collection_id=collection_id,
+                    external_user_id=user_id,
+                    external_face_id=face_id,
+                    created_at=_now(),
+                )
+            )
+            conn.execute(
+                t.attendees.update()
+                .where(t.attendees.c.id == attendee.id)
+                .values(reference_status=ReferenceStatus.READY.value, reason=None, updated_at=_now())
+            )
+
+    def engine_users_of(self, attendee_id: str, model_version: str | None = None) -> list[tuple[str, str, str]]:
+        """(model version, engine user id, engine face id of the selfie) for an attendee."""
+        query = sa.select(t.engine_users).where(t.engine_users.c.attendee_id == attendee_id)
+        if model_version is not None:
+            query = query.where(t.engine_users.c.model_version == model_version)
+        with self._read() as conn:
+            return [
+                (r.model_version, r.external_user_id, r.external_face_id)
+                for r in conn.execute(query.order_by(t.engine_users.c.model_version)).all()
+            ]
+
+    def drop_engine_users(self, attendee_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute(t.engine_users.delete().where(t.engine_users.c.attendee_id == attendee_id))
+
+    def enrolled_attendees(self, event_id: str, model_version: str) -> dict[str, str]:
+        """Engine user id -> attendee id for the event's consenting attendees under one model version."""
+        query = (
+            sa.select(t.engine_users.c.attendee_id, t.engine_users.c.external_user_id)
+            .join(t.attendees, t.attendees.c.id == t.engine_users.c.attendee_id)
+            .where(t.engine_users.c.event_id == event_id)
+            .where(t.engine_users.c.model_version == model_version)
+            .where(t.attendees.c.consent.is_(True))
+        )
+        with self._read() as conn:
+            return {r.external_user_id: r.attendee_id for r in conn.execute(query).all()}
 
     # -- matches ----------------------------------------------------------------------------
     def replace_matches(
@@ -673,6 +1133,8 @@ def _enqueue(
     guests grew) replaces it and is sent again."""
     for message in messages:
         payload = json.dumps(message.payload, sort_keys=True)
+        if _heard_under_another_version(conn, photo, model_version, message):
+            continue
         key = (
             (t.realtime_outbox.c.photo_id == photo.id)
             & (t.realtime_outbox.c.topic == message.topic)
@@ -701,6 +1163,23 @@ def _enqueue(
             )
 
 
+def _heard_under_another_version(conn: Connection, photo: Photo, model_version: str, message: RealtimeMessage) -> bool:
+    """After a model cut-over the new version re-matches every photo: a guest who was told about a
+    photo under the old version, or an event gallery told the same guest list, is not told again."""
+    sent = conn.execute(
+        sa.select(t.realtime_outbox.c.payload)
+        .where(t.realtime_outbox.c.photo_id == photo.id)
+        .where(t.realtime_outbox.c.topic == message.topic)
+        .where(t.realtime_outbox.c.model_version != model_version)
+        .where(t.realtime_outbox.c.sent_at.is_not(None))
+    ).all()
+
+    def comparable(payload: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in payload.items() if k != "model_version"}
+
+    return any(comparable(json.loads(row.payload)) == comparable(message.payload) for row in sent)
+
+
 def _delete_photo_rows(conn: Connection, photo_ids: Sequence[str]) -> None:
     if not photo_ids:
         return
@@ -709,8 +1188,14 @@ def _delete_photo_rows(conn: Connection, photo_ids: Sequence[str]) -> None:
     conn.execute(t.matches.delete().where(t.matches.c.photo_id.in_(photo_ids)))
     conn.execute(t.realtime_outbox.delete().where(t.realtime_outbox.c.photo_id.in_(photo_ids)))
     conn.execute(t.face_vectors.delete().where(t.face_vectors.c.photo_id.in_(photo_ids)))
+    conn.execute(t.engine_faces.delete().where(t.engine_faces.c.photo_id.in_(photo_ids)))
+    conn.execute(t.photo_model_versions.delete().where(t.photo_model_versions.c.photo_id.in_(photo_ids)))
     conn.execute(t.faces.delete().where(t.faces.c.photo_id.in_(photo_ids)))
     conn.execute(t.photos.delete().where(t.photos.c.id.in_(photo_ids)))
+
+
+def _event(row: Any) -> Event:
+    return Event(row.id, row.name, _utc(row.created_at), row.active_model_version)
 
 
 def _attendee(row: Any) -> Attendee:
@@ -724,6 +1209,7 @@ def _attendee(row: Any) -> Attendee:
         ReferenceStatus(row.reference_status),
         row.reason,
         _utc(row.created_at),
+        _utc(row.updated_at),
     )
 
 
@@ -748,6 +1234,12 @@ def _photo(row: Any) -> Photo:
         _utc(row.created_at),
         _utc(row.updated_at),
     )
+
+
+def _near_duplicate_lock(event_id: str) -> int:
+    """A Postgres advisory lock key per event (a collision only makes two events wait for each other)."""
+    digest = hashlib.blake2b(f"picsaris near-duplicates {event_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 # Words in driver messages that mean the configuration is wrong, not that the database is busy.

@@ -48,6 +48,7 @@ events = Table(
     metadata,
     Column("id", ID, primary_key=True),
     Column("name", String(200), nullable=False),
+    Column("active_model_version", VERSION),  # None: whatever version is configured
     *_timestamps(),
 )
 
@@ -84,9 +85,14 @@ photos = Table(
     Column("height", Integer),
     Column("source_format", String(10)),
     Column("face_count", Integer),
+    # 64-bit DCT perceptual hash of the verified image (near_duplicates.py), stored signed as BIGINT;
+    # None until the photo is verified.
+    Column("perceptual_hash", BigInteger),
     *_timestamps(),
     Index("ix_photos_event_id_status", "event_id", "status"),
     Index("ix_photos_event_id_sha256", "event_id", "sha256"),
+    # Near-duplicate check: one read of an event's hashes per verified photo.
+    Index("ix_photos_event_id_perceptual_hash", "event_id", "perceptual_hash"),
 )
 
 faces = Table(
@@ -129,6 +135,59 @@ attendee_vectors = Table(
     Column("event_id", ID, nullable=False, index=True),
     Column("dimension", Integer, nullable=False),
     Column("vector", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per photo and model version once the photo's faces have a representation under that
+# version and it has been matched under it: what a re-embedding still has to do, and when an event
+# can cut over to the new version.
+photo_model_versions = Table(
+    "photo_model_versions",
+    metadata,
+    Column("photo_id", ID, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
+    Column("model_version", VERSION, primary_key=True),
+    Column("event_id", ID, nullable=False),
+    Column("faces", Integer, nullable=False),
+    Column("matched_at", DateTime(timezone=True), nullable=False),
+    Index("ix_photo_model_versions_event_id_model_version", "event_id", "model_version"),
+)
+
+# The same for attendees: their reference exists under the version AND the photos already taken
+# were searched for them (late-joiner matching). An event cuts over only when both are done.
+attendee_model_versions = Table(
+    "attendee_model_versions",
+    metadata,
+    Column("attendee_id", ID, ForeignKey("attendees.id", ondelete="CASCADE"), primary_key=True),
+    Column("model_version", VERSION, primary_key=True),
+    Column("event_id", ID, nullable=False),
+    Column("matched_at", DateTime(timezone=True), nullable=False),
+    Index("ix_attendee_model_versions_event_id_model_version", "event_id", "model_version"),
+)
+
+# Engines that keep faces on their side (AWS Rekognition) hand back ids instead of vectors: the
+# face's id in the engine's collection for (event, model version), and the attendee's user id there.
+engine_faces = Table(
+    "engine_faces",
+    metadata,
+    Column("face_id", ID, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    Column("model_version", VERSION, primary_key=True),
+    Column("event_id", ID, nullable=False),
+    Column("photo_id", ID, nullable=False),
+    Column("collection_id", String(255), nullable=False),
+    Column("external_face_id", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_engine_faces_photo_id_model_version", "photo_id", "model_version"),
+)
+
+engine_users = Table(
+    "engine_users",
+    metadata,
+    Column("attendee_id", ID, ForeignKey("attendees.id", ondelete="CASCADE"), primary_key=True),
+    Column("model_version", VERSION, primary_key=True),
+    Column("event_id", ID, nullable=False, index=True),
+    Column("collection_id", String(255), nullable=False),
+    Column("external_user_id", String(128), nullable=False),
+    Column("external_face_id", String(64), nullable=False),  # the selfie's face, associated to the user
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 

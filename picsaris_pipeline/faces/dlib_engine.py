@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image
 
 from picsaris_pipeline.errors import ConfigurationError
-from picsaris_pipeline.faces.engine import FaceBox, FaceEngine
+from picsaris_pipeline.faces.engine import FaceBox, VectorFaceEngine
+from picsaris_pipeline.matching import DEFAULT_MIN_SIMILARITY
 
 # Detecting at full 2400 px costs ~2 s a photo; at <= 1200 px with one upsampling pass it costs
 # ~0.3 s and still finds faces down to ~40 px in the full image. Boxes are mapped back to full size.
@@ -85,9 +86,10 @@ class _DlibModels:
         return cls._loaded
 
 
-class DlibEngine(FaceEngine):
+class DlibEngine(VectorFaceEngine):
     name = "dlib"
     detector_version = DETECTOR_VERSION
+    default_min_similarity = DEFAULT_MIN_SIMILARITY
     dimension = 128
     _instances: ClassVar[dict[str, DlibEngine]] = {}
 

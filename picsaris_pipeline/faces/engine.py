@@ -1,15 +1,27 @@
-"""The face-engine interface and the registry that picks one from configuration."""
+"""The face-engine interfaces and the registry that picks one from configuration.
+
+Two kinds of engine fit the same asset graph (DESIGN §4):
+- a vector engine (dlib) detects faces and returns one vector per face; vectors live in our
+  database and matching is numpy here;
+- a collection engine (AWS Rekognition) never returns vectors: `IndexFaces` detects faces and
+  stores them in a collection per (event, model version) on the engine's side, and matching asks
+  the engine (`SearchUsers`). For it, "embeddings stored" means the engine's face ids, recorded
+  with the model version of the collection that holds them.
+"""
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image
 
 from picsaris_pipeline.errors import ConfigurationError
+
+ENGINES = ("dlib", "rekognition")
 
 
 @dataclass(frozen=True)
@@ -35,12 +47,37 @@ class FaceBox:
         return self.width * self.height
 
 
+@dataclass(frozen=True)
+class IndexedFace:
+    """A face a collection engine found and stored: its box in our image and its id on the engine's side."""
+
+    box: FaceBox
+    external_face_id: str
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """An attendee registered with a collection engine from their selfie's largest face."""
+
+    external_user_id: str
+    external_face_id: str
+    faces_in_image: int
+
+
 class FaceEngine(abc.ABC):
-    """Detects faces and turns each into a vector; vectors of different model versions never meet."""
+    """What every engine names: the versions stored beside its results, and its match threshold."""
 
     name: str
     detector_version: str  # names the detector and its settings; stored on every face
-    model_version: str  # names the embedding model and its settings; stored on every vector
+    model_version: str  # names the embedding model; stored on every vector, engine face id and match
+    default_min_similarity: float  # on a 0..1 scale, higher is more alike
+    keeps_vectors: ClassVar[bool]
+
+
+class VectorFaceEngine(FaceEngine):
+    """Detects faces and turns each into a vector; vectors of different model versions never meet."""
+
+    keeps_vectors = True
     dimension: int
 
     @abc.abstractmethod
@@ -52,23 +89,109 @@ class FaceEngine(abc.ABC):
         """One L2-comparable float32 vector per box, shape (len(boxes), dimension)."""
 
 
+class CollectionFaceEngine(FaceEngine):
+    """Keeps faces in a collection per (event, model version) on its side and matches there."""
+
+    keeps_vectors = False
+
+    @abc.abstractmethod
+    def collection_id(self, event_id: str) -> str:
+        """The collection holding this event's faces under this engine's model version."""
+
+    @abc.abstractmethod
+    def index_photo(self, event_id: str, photo_id: str, jpeg: bytes, size: tuple[int, int]) -> list[IndexedFace]:
+        """Detect and store the faces of a photo (JPEG bytes of the given size), largest first."""
+
+    @abc.abstractmethod
+    def enroll(self, event_id: str, attendee_id: str, jpeg: bytes) -> Enrollment:
+        """Register an attendee from their selfie's largest face; BadInputError if there is none."""
+
+    @abc.abstractmethod
+    def search_users(self, event_id: str, external_face_id: str, min_similarity: float) -> list[tuple[str, float]]:
+        """(user id, similarity 0..1) of the enrolled attendees this stored face may be."""
+
+    @abc.abstractmethod
+    def search_photos(self, event_id: str, external_face_id: str, min_similarity: float) -> set[str]:
+        """Ids of the photos holding a stored face close to this one (a late joiner's candidates)."""
+
+    @abc.abstractmethod
+    def forget_faces(self, event_id: str, external_face_ids: Sequence[str]) -> None:
+        """Delete stored faces (already gone is fine)."""
+
+    @abc.abstractmethod
+    def forget_photo(self, event_id: str, photo_id: str, known_face_ids: Sequence[str]) -> None:
+        """Delete every stored face of a photo, including any a crashed run indexed but never recorded."""
+
+    @abc.abstractmethod
+    def drop_collection(self, event_id: str) -> None:
+        """Delete the event's whole collection under this engine's model version (pruning an old version)."""
+
+    @abc.abstractmethod
+    def forget_user(self, event_id: str, external_user_id: str) -> None:
+        """Delete an attendee's user (already gone is fine); their selfie faces go with forget_faces."""
+
+
 def model_versions(engine: str = "dlib") -> list[str]:
     """The model versions an engine offers, the default first."""
     if engine == "dlib":
         from picsaris_pipeline.faces.dlib_engine import LOCAL_MODELS
 
         return list(LOCAL_MODELS)
-    raise ConfigurationError(
-        f"unknown face engine {engine!r}; this build offers: dlib (rekognition arrives with the production path)"
-    )
+    if engine == "rekognition":
+        from picsaris_pipeline.faces.rekognition import KNOWN_MODELS
+
+        return list(KNOWN_MODELS)
+    raise ConfigurationError(f"unknown face engine {engine!r}; this build offers: {', '.join(ENGINES)}")
+
+
+@dataclass(frozen=True)
+class EngineVersions:
+    """What an engine configuration stamps on its results, known without loading a model or a client."""
+
+    engine: str
+    detector_version: str
+    model_version: str
+
+
+def configured_versions(engine: str = "dlib", model_version: str | None = None) -> EngineVersions:
+    if engine == "dlib":
+        from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL, DETECTOR_VERSION, LOCAL_MODELS
+
+        version = model_version or DEFAULT_MODEL
+        if version not in LOCAL_MODELS:
+            raise ConfigurationError(
+                f"unknown face model {version!r} for engine dlib; offered: {', '.join(LOCAL_MODELS)}"
+            )
+        return EngineVersions(engine, DETECTOR_VERSION, version)
+    if engine == "rekognition":
+        from picsaris_pipeline.faces.rekognition import KNOWN_MODELS, detector_version_for
+
+        version = model_version or KNOWN_MODELS[0]
+        return EngineVersions(engine, detector_version_for(version), version)
+    raise ConfigurationError(f"unknown face engine {engine!r}; this build offers: {', '.join(ENGINES)}")
 
 
 def get_engine(engine: str = "dlib", model_version: str | None = None) -> FaceEngine:
-    """The process-wide engine for a configuration (models load once, on first use)."""
+    """The process-wide engine for a configuration (models and clients are built once, on first use)."""
     if engine == "dlib":
         from picsaris_pipeline.faces.dlib_engine import DlibEngine
 
         return DlibEngine.shared(model_version)
-    raise ConfigurationError(
-        f"unknown face engine {engine!r}; this build offers: dlib (rekognition arrives with the production path)"
-    )
+    if engine == "rekognition":
+        from picsaris_pipeline.faces.rekognition import RekognitionEngine
+        from picsaris_pipeline.settings import Settings
+
+        return RekognitionEngine.shared(Settings.from_env(), model_version)
+    raise ConfigurationError(f"unknown face engine {engine!r}; this build offers: {', '.join(ENGINES)}")
+
+
+def collection_engine_for(engine: FaceEngine | None, version: str) -> CollectionFaceEngine | None:
+    """The collection engine serving a model version recorded in our tables: the configured engine,
+    or the same engine under an older version whose collection still holds faces. None for vector
+    engines, which keep nothing on their side."""
+    if not isinstance(engine, CollectionFaceEngine):
+        return None
+    if version == engine.model_version:
+        return engine
+    other = get_engine(engine.name, version)
+    return other if isinstance(other, CollectionFaceEngine) else None

@@ -47,8 +47,9 @@ def bucket_sensor(
     window = int(time.time() // STALE_AFTER.total_seconds())
     keyed = [(pid, f"photo:{pid}") for pid in scan.photo_ids]
     keyed += [(pid, f"photo:{pid}:relaunch:{window}") for pid in scan.stale_photo_ids]
+    photos = repo.photos_by_ids([photo_id for photo_id, _ in keyed])
     for photo_id, run_key in keyed:
-        photo = repo.get_photo(photo_id)
+        photo = photos[photo_id]
         tags = {EVENT_TAG: photo.event_id, UPLOADER_TAG: photo.uploader_id, PHOTO_TAG: photo.id}
         run_requests.append(
             dg.RunRequest(
@@ -58,11 +59,14 @@ def bucket_sensor(
                 tags={**tags, "picsaris/source": "sensor"},
             )
         )
-    for attendee_id in scan.attendee_ids:
-        attendee = repo.get_attendee(attendee_id)
+    attendees = repo.attendees_by_ids(scan.attendee_ids + scan.stale_attendee_ids)
+    keyed_attendees = [(aid, f"attendee:{aid}") for aid in scan.attendee_ids]
+    keyed_attendees += [(aid, f"attendee:{aid}:relaunch:{window}") for aid in scan.stale_attendee_ids]
+    for attendee_id, run_key in keyed_attendees:
+        attendee = attendees[attendee_id]
         run_requests.append(
             dg.RunRequest(
-                run_key=f"attendee:{attendee_id}",
+                run_key=run_key,
                 job_name=ATTENDEE_JOB,
                 partition_key=attendee_id,
                 tags={EVENT_TAG: attendee.event_id, "picsaris/source": "sensor"},

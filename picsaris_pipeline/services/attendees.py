@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import logging
 
+from PIL import Image
+
 from picsaris_pipeline import imaging
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.domain import Attendee, PhotoStatus, ReferenceStatus
 from picsaris_pipeline.errors import BadInputError, NotFoundError
-from picsaris_pipeline.faces.engine import FaceEngine
+from picsaris_pipeline.faces.engine import CollectionFaceEngine, FaceEngine, VectorFaceEngine, collection_engine_for
 from picsaris_pipeline.matching import candidates
 from picsaris_pipeline.realtime import RealtimePublisher
+from picsaris_pipeline.services import versions
 from picsaris_pipeline.services.delivery import deliver
 from picsaris_pipeline.services.photos import match_photo
 from picsaris_pipeline.services.timing import Stopwatch
@@ -30,6 +33,7 @@ def build_reference(
     if not attendee.consent:
         # No consent, no biometric data: the selfie is never turned into a vector (and any old one goes).
         repo.drop_attendee_vectors(attendee.id)
+        forget_enrollments(repo, engine, attendee)
         repo.set_reference_status(attendee.id, ReferenceStatus.NO_CONSENT, "no consent: no face data is kept")
         return repo.get_attendee(attendee.id), {}, watch.ms
     if attendee.selfie_key is None:
@@ -47,6 +51,10 @@ def build_reference(
     except BadInputError as error:
         repo.set_reference_status(attendee.id, ReferenceStatus.REJECTED, f"selfie unusable: {error}")
         return repo.get_attendee(attendee.id), {}, watch.ms
+    if isinstance(engine, CollectionFaceEngine):
+        return _enroll(repo, engine, attendee, image, watch)
+    if not isinstance(engine, VectorFaceEngine):
+        raise TypeError(f"unsupported face engine {engine!r}")
     with watch.lap("detect"):
         boxes = engine.detect(image)
     if not boxes:
@@ -60,24 +68,99 @@ def build_reference(
     return repo.get_attendee(attendee.id), details, watch.ms
 
 
+def _enroll(
+    repo: Repository, engine: CollectionFaceEngine, attendee: Attendee, image: Image.Image, watch: Stopwatch
+) -> tuple[Attendee, dict, dict]:
+    """Register the attendee as a user of the event's collection from their selfie; a re-run replaces
+    the earlier selfie face (a user holds at most 100 faces, and only the newest selfie counts)."""
+    earlier = repo.engine_users_of(attendee.id, engine.model_version)
+    try:
+        with watch.lap("enroll"):
+            enrollment = engine.enroll(attendee.event_id, attendee.id, imaging.encode_jpeg(image))
+    except BadInputError as error:
+        repo.set_reference_status(attendee.id, ReferenceStatus.REJECTED, f"selfie unusable: {error}")
+        return repo.get_attendee(attendee.id), {"engine": engine.name}, watch.ms
+    stale = [face for _, _, face in earlier if face != enrollment.external_face_id]
+    if stale:
+        engine.forget_faces(attendee.event_id, stale)
+    collection = engine.collection_id(attendee.event_id)
+    repo.store_engine_user(
+        attendee, engine.model_version, collection, enrollment.external_user_id, enrollment.external_face_id
+    )
+    details = {
+        "faces_in_selfie": enrollment.faces_in_image,
+        "model_version": engine.model_version,
+        "engine": engine.name,
+        "collection": collection,
+        "engine_user_id": enrollment.external_user_id,
+    }
+    return repo.get_attendee(attendee.id), details, watch.ms
+
+
+def forget_enrollments(repo: Repository, engine: FaceEngine | None, attendee: Attendee) -> None:
+    """Remove the attendee's users and selfie faces from the engine's collections of every model
+    version, then our record of them (nothing to do on the engine's side for vector engines)."""
+    for version, user_id, face_id in repo.engine_users_of(attendee.id):
+        collection_engine = collection_engine_for(engine, version)
+        if collection_engine is not None:
+            collection_engine.forget_user(attendee.event_id, user_id)
+            collection_engine.forget_faces(attendee.event_id, [face_id])
+    repo.drop_engine_users(attendee.id)
+
+
 def match_late_joiner(
-    repo: Repository, publisher: RealtimePublisher, attendee_id: str, model_version: str, min_similarity: float
+    repo: Repository,
+    publisher: RealtimePublisher,
+    attendee_id: str,
+    model_version: str,
+    min_similarity: float,
+    engine: FaceEngine | None = None,
 ) -> list[str]:
     """Re-match the already published photos that hold a face close to this attendee's reference.
-    Returns the ids of the photos where the attendee is now matched."""
+    Returns the ids of the photos where the attendee is now matched. Under a re-embedding, the last
+    selfie done may complete the event under the new version, which then cuts over."""
+    found = _match_late_joiner(repo, publisher, attendee_id, model_version, min_similarity, engine)
     attendee = repo.get_attendee(attendee_id)
-    reference = repo.attendee_vector(attendee.id, model_version)
-    if reference is None or not attendee.consent:
+    if attendee.consent and attendee.reference_status is ReferenceStatus.READY:
+        repo.mark_attendee_version(attendee, model_version)
+    versions.maybe_cut_over(repo, attendee.event_id, model_version)
+    return found
+
+
+def _match_late_joiner(
+    repo: Repository,
+    publisher: RealtimePublisher,
+    attendee_id: str,
+    model_version: str,
+    min_similarity: float,
+    engine: FaceEngine | None,
+) -> list[str]:
+    attendee = repo.get_attendee(attendee_id)
+    if not attendee.consent:
         return []
-    owners, vectors = repo.event_face_vectors(attendee.event_id, model_version)
+    collection_engine = engine if isinstance(engine, CollectionFaceEngine) else None
+    if collection_engine is not None:
+        enrolled = repo.engine_users_of(attendee.id, model_version)
+        if not enrolled:
+            return []
+        # SearchFaces from the selfie's face: the photos holding a face like it.
+        photo_ids = collection_engine.search_photos(attendee.event_id, enrolled[0][2], min_similarity)
+    else:
+        reference = repo.attendee_vector(attendee.id, model_version)
+        if reference is None:
+            return []
+        owners, vectors = repo.event_face_vectors(attendee.event_id, model_version)
+        photo_ids = candidates(reference, vectors, owners, min_similarity)
     found: list[str] = []
-    for photo_id in sorted(candidates(reference, vectors, owners, min_similarity)):
-        photo = repo.get_photo(photo_id)
+    for photo_id in sorted(photo_ids):
+        photo = repo.find_photo(photo_id)
+        if photo is None or photo.event_id != attendee.event_id:
+            continue
         if photo.status not in (PhotoStatus.EMBEDDED, PhotoStatus.PUBLISHED):
             continue
         # Embedded photos too: their own matching may already have read the references without this
         # attendee; re-matching is idempotent, and only published photos are announced here.
-        rows = match_photo(repo, photo, model_version, min_similarity)  # enqueues what changed
+        rows = match_photo(repo, photo, model_version, min_similarity, collection_engine)  # enqueues what changed
         if photo.status is PhotoStatus.PUBLISHED and any(a == attendee.id for _, a, _ in rows):
             found.append(photo_id)
             deliver(repo, publisher, photo.id)

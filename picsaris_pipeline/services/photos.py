@@ -8,16 +8,18 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
-from picsaris_pipeline import imaging
+from picsaris_pipeline import imaging, near_duplicates
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.domain import STOPPED_STATUSES, Photo, PhotoStatus
-from picsaris_pipeline.errors import BadInputError, NotFoundError
-from picsaris_pipeline.faces.engine import FaceEngine
+from picsaris_pipeline.errors import BadInputError, NotFoundError, PicsarisError
+from picsaris_pipeline.faces.engine import CollectionFaceEngine, FaceBox, FaceEngine, VectorFaceEngine
 from picsaris_pipeline.keys import thumbnail_key, verified_image_key
-from picsaris_pipeline.matching import assign
+from picsaris_pipeline.matching import assign, assign_scores
 from picsaris_pipeline.realtime import RealtimePublisher, photo_messages
+from picsaris_pipeline.services import versions
 from picsaris_pipeline.services.delivery import deliver
 from picsaris_pipeline.services.timing import Stopwatch
 from picsaris_pipeline.storage import ObjectStore
@@ -60,6 +62,7 @@ def _reject(repo: Repository, photo: Photo, reason: str, watch: Stopwatch, **det
 
 def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepResult:
     """Check the uploaded bytes against what intake recorded, find exact duplicates in the event,
+    decode, find near-duplicates (the same shot re-encoded by another phone, near_duplicates.py),
     and write the upright, RGB, <= 2400 px JPEG that every later step reads."""
     photo = repo.get_photo(photo_id)
     if photo.status in (PhotoStatus.DUPLICATE, PhotoStatus.REJECTED):
@@ -104,6 +107,23 @@ def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepRe
             decoded = imaging.decode_photo(data)
         except BadInputError as error:
             return _reject(repo, photo, str(error), watch, sha256=sha)
+    with watch.lap("near_duplicates"):
+        perceptual_hash = near_duplicates.perceptual_hash(decoded.image)
+        original = repo.claim_perceptual_hash(photo.id, perceptual_hash, sha)
+    if original is not None:
+        # The same shot from another phone: never detected, embedded or matched a second time.
+        logger.info("photo %s is a near-duplicate of %s (distance %d)", photo.id, original.photo_id, original.distance)
+        return StepResult(
+            repo.get_photo(photo.id),
+            PhotoStatus.DUPLICATE,
+            original.reason,
+            details={
+                "duplicate_of": original.photo_id,
+                "hash_distance": original.distance,
+                "perceptual_hash": f"{perceptual_hash:016x}",
+            },
+            timings_ms=watch.ms,
+        )
     width, height = decoded.image.size
     with watch.lap("store_verified"):
         key = verified_image_key(photo.event_id, photo.id)
@@ -126,6 +146,7 @@ def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepRe
         "verified_size": f"{width}x{height}",
         "exif_orientation": decoded.orientation,
         "bytes": len(data),
+        "perceptual_hash": f"{perceptual_hash:016x}",
     }
     if decoded.frames > 1:
         details["frames"] = decoded.frames
@@ -181,57 +202,116 @@ def _load_verified(store: ObjectStore, photo: Photo) -> Image.Image:
 
 
 def detect_faces(repo: Repository, store: ObjectStore, engine: FaceEngine, photo_id: str) -> StepResult:
+    """Find the faces of the verified photo. A collection engine (Rekognition) finds them with
+    IndexFaces, which also stores them in the event's collection: the engine face ids are recorded
+    with the faces, and a re-run first removes the faces its previous run indexed."""
     photo = repo.get_photo(photo_id)
     if photo.status in STOPPED_STATUSES:
         return _skipped(photo)
     watch = Stopwatch()
-    with watch.lap("load"):
-        image = _load_verified(store, photo)
-    with watch.lap("detect"):
-        boxes = engine.detect(image)
-    faces = repo.replace_faces(photo, engine.detector_version, boxes)
+    details: dict[str, Any] = {"engine": engine.name, "detector_version": engine.detector_version}
+    if isinstance(engine, CollectionFaceEngine):
+        with watch.lap("load"):
+            jpeg = store.get(verified_image_key(photo.event_id, photo.id))
+            image = _VERIFIED.get(verified_image_key(photo.event_id, photo.id)) or imaging.load_rgb(jpeg)
+        with watch.lap("index"):
+            earlier = [external for _, _, external in repo.photo_engine_faces(photo.id, engine.model_version)]
+            if earlier:
+                engine.forget_faces(photo.event_id, earlier)
+            try:
+                indexed = engine.index_photo(photo.event_id, photo.id, jpeg, image.size)
+            except BadInputError as error:  # the service refused the image: no retry can help
+                return _reject(repo, photo, str(error), watch)
+        faces = repo.replace_faces(photo, engine.detector_version, [face.box for face in indexed])
+        collection = engine.collection_id(photo.event_id)
+        repo.store_engine_faces(
+            photo, faces, engine.model_version, collection, [face.external_face_id for face in indexed]
+        )
+        details |= {"collection": collection, "model_version": engine.model_version}
+    elif isinstance(engine, VectorFaceEngine):
+        with watch.lap("load"):
+            image = _load_verified(store, photo)
+        with watch.lap("detect"):
+            boxes = engine.detect(image)
+        faces = repo.replace_faces(photo, engine.detector_version, boxes)
+    else:
+        raise TypeError(f"unsupported face engine {engine!r}")
     with watch.lap("thumbnail"):
         drawn = [DrawnFace(f.left, f.top, f.right, f.bottom) for f in faces]
         thumbnail_url = _store_thumbnail(store, photo, draw(image, drawn, THUMB_SIDE, image.size))
-    repo.update_photo(photo.id, PhotoStatus.FACES_DETECTED, face_count=len(faces))
+    _advance(repo, photo, PhotoStatus.FACES_DETECTED, face_count=len(faces))
     return StepResult(
         repo.get_photo(photo.id),
         PhotoStatus.FACES_DETECTED,
         thumbnail_url=thumbnail_url,
-        details={
-            "faces": len(faces),
-            "detector_version": engine.detector_version,
-            "boxes": [[f.left, f.top, f.right, f.bottom] for f in faces],
-        },
+        details={"faces": len(faces), **details, "boxes": [[f.left, f.top, f.right, f.bottom] for f in faces]},
         timings_ms=watch.ms,
     )
 
 
 def store_embeddings(repo: Repository, store: ObjectStore, engine: FaceEngine, photo_id: str) -> StepResult:
+    """Give every detected face a representation under the engine's model version: a vector in our
+    database (dlib), or, for a collection engine, the engine face id IndexFaces stored, checked here
+    to exist for every face (no vectors exist on that path)."""
     photo = repo.get_photo(photo_id)
     if photo.status in STOPPED_STATUSES:
         return _skipped(photo)
     faces = repo.get_faces(photo.id, engine.detector_version)
     watch = Stopwatch()
+    if isinstance(engine, CollectionFaceEngine):
+        stored = repo.photo_engine_faces(photo.id, engine.model_version)
+        recorded = {face_id: external for face_id, _, external in stored}
+        missing = [f.id for f in faces if f.id not in recorded]
+        if missing:
+            raise PicsarisError(
+                f"{len(missing)} face(s) of photo {photo.id} have no {engine.name} face id under "
+                f"{engine.model_version}: re-run faces_detected for this photo"
+            )
+        _advance(repo, photo, PhotoStatus.EMBEDDED)
+        return StepResult(
+            repo.get_photo(photo.id),
+            PhotoStatus.EMBEDDED,
+            details={
+                "representation": f"{engine.name} collection faces (the engine keeps no vectors for us)",
+                "collection": engine.collection_id(photo.event_id),
+                "model_version": engine.model_version,
+                "engine_face_ids": [recorded[f.id] for f in faces],
+                "faces": len(faces),
+            },
+            timings_ms=watch.ms,
+        )
+    if not isinstance(engine, VectorFaceEngine):
+        raise TypeError(f"unsupported face engine {engine!r}")
     if faces:
-        from picsaris_pipeline.faces.engine import FaceBox
-
         with watch.lap("load"):
             image = _load_verified(store, photo)
         with watch.lap("embed"):
             vectors = engine.embed(image, [FaceBox(f.left, f.top, f.right, f.bottom, f.score) for f in faces])
     else:
-        import numpy as np
-
         vectors = np.zeros((0, engine.dimension), dtype=np.float32)
     repo.store_face_vectors(photo, faces, engine.model_version, vectors)
-    repo.update_photo(photo.id, PhotoStatus.EMBEDDED)
+    _advance(repo, photo, PhotoStatus.EMBEDDED)
     return StepResult(
         repo.get_photo(photo.id),
         PhotoStatus.EMBEDDED,
-        details={"vectors": len(faces), "model_version": engine.model_version, "dimension": engine.dimension},
+        details={
+            "representation": "vectors",
+            "vectors": len(faces),
+            "model_version": engine.model_version,
+            "dimension": engine.dimension,
+        },
         timings_ms=watch.ms,
     )
+
+
+def _advance(repo: Repository, photo: Photo, status: PhotoStatus, **fields: Any) -> None:
+    """Move a photo along its steps; a published photo being re-embedded under another model version
+    stays published (guests keep its current matches until the event cuts over)."""
+    if photo.status is PhotoStatus.PUBLISHED:
+        if fields:
+            repo.update_photo(photo.id, **fields)
+        return
+    repo.update_photo(photo.id, status, **fields)
 
 
 def mark_failed(repo: Repository, photo_id: str, reason: str) -> bool:
@@ -244,18 +324,49 @@ def mark_failed(repo: Repository, photo_id: str, reason: str) -> bool:
 
 
 def match_photo(
-    repo: Repository, photo: Photo, model_version: str, min_similarity: float
+    repo: Repository,
+    photo: Photo,
+    model_version: str,
+    min_similarity: float,
+    engine: CollectionFaceEngine | None = None,
 ) -> list[tuple[str, str, float]]:
-    """Recompute a photo's matches against the event's consenting attendees, same version only."""
-    face_ids, vectors = repo.photo_vectors(photo.id, model_version)
-    attendee_ids, references = repo.event_references(photo.event_id, model_version)
-    rows = [
-        (face_ids[a.face_index], attendee_ids[a.attendee_index], a.similarity)
-        for a in assign(vectors, references, min_similarity)
-    ]
-    messages = photo_messages(photo.event_id, photo.id, [attendee for _, attendee, _ in rows], model_version)
+    """Recompute a photo's matches against the event's consenting attendees, same version only.
+    Vectors are matched here; a collection engine (engine given) is asked per face with SearchUsers.
+    Either way each face gets at most one attendee and each attendee at most one face."""
+    if engine is not None:
+        scores, face_ids, attendee_ids = _engine_scores(repo, engine, photo, model_version, min_similarity)
+        assignments = assign_scores(scores, min_similarity)
+    else:
+        face_ids, vectors = repo.photo_vectors(photo.id, model_version)
+        attendee_ids, references = repo.event_references(photo.event_id, model_version)
+        assignments = assign(vectors, references, min_similarity)
+    rows = [(face_ids[a.face_index], attendee_ids[a.attendee_index], a.similarity) for a in assignments]
+    messages = []
+    if versions.announce(repo.get_event(photo.event_id), model_version):
+        messages = photo_messages(photo.event_id, photo.id, [attendee for _, attendee, _ in rows], model_version)
     repo.replace_matches(photo, model_version, rows, messages)
     return rows
+
+
+def _engine_scores(
+    repo: Repository, engine: CollectionFaceEngine, photo: Photo, model_version: str, min_similarity: float
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """The (faces, attendees) similarity matrix from one SearchUsers per face; users the engine
+    knows but we do not count as consenting attendees of this event (deleted, withdrawn) are dropped."""
+    if engine.model_version != model_version:
+        raise PicsarisError(f"the engine serves {engine.model_version}, asked to match under {model_version}")
+    enrolled = repo.enrolled_attendees(photo.event_id, model_version)
+    faces = repo.photo_engine_faces(photo.id, model_version)
+    attendee_ids = sorted(set(enrolled.values()))
+    column = {attendee: i for i, attendee in enumerate(attendee_ids)}
+    scores = np.zeros((len(faces), len(attendee_ids)), dtype=np.float32)
+    if attendee_ids:
+        for row, (_, _, external_face_id) in enumerate(faces):
+            for user_id, similarity in engine.search_users(photo.event_id, external_face_id, min_similarity):
+                attendee = enrolled.get(user_id)
+                if attendee is not None:
+                    scores[row, column[attendee]] = similarity
+    return scores, [face_id for face_id, _, _ in faces], attendee_ids
 
 
 def publish_matches(
@@ -265,20 +376,27 @@ def publish_matches(
     photo_id: str,
     model_version: str,
     min_similarity: float,
+    engine: FaceEngine | None = None,
 ) -> StepResult:
     photo = repo.get_photo(photo_id)
     if photo.status in STOPPED_STATUSES:
         return _skipped(photo)
     watch = Stopwatch()
+    collection_engine = engine if isinstance(engine, CollectionFaceEngine) else None
     with watch.lap("match"):
-        rows = match_photo(repo, photo, model_version, min_similarity)
+        rows = match_photo(repo, photo, model_version, min_similarity, collection_engine)
+        repo.mark_photo_version(photo, model_version, photo.face_count or 0)
+        cut_over = versions.maybe_cut_over(repo, photo.event_id, model_version)
     repo.update_photo(photo.id, PhotoStatus.PUBLISHED)
+    active = repo.get_event(photo.event_id).active_model_version
     with watch.lap("publish"):
         delivery = deliver(repo, publisher, photo.id)
     matched = repo.list_matches(photo.event_id, photo_id=photo.id, model_version=model_version)
     names = {m.attendee_id: m.attendee_name for m in matched}
     with watch.lap("thumbnail"):
-        thumbnail_url, preview = _matched_pictures(repo, store, photo, {m.face_id: m.attendee_name for m in matched})
+        detector = engine.detector_version if engine is not None else None
+        names = {m.face_id: m.attendee_name for m in matched}
+        thumbnail_url, preview = _matched_pictures(repo, store, photo, names, detector)
     return StepResult(
         repo.get_photo(photo.id),
         PhotoStatus.PUBLISHED,
@@ -286,6 +404,8 @@ def publish_matches(
             "matches": len(rows),
             "matched": ", ".join(sorted(names.values())) or "nobody",
             "model_version": model_version,
+            "active_model_version": active,
+            "event_cut_over": cut_over,
             "min_similarity": min_similarity,
             "realtime_messages": delivery.sent,
             "realtime_pending": delivery.pending,
@@ -298,12 +418,13 @@ def publish_matches(
 
 
 def _matched_pictures(
-    repo: Repository, store: ObjectStore, photo: Photo, names_by_face: dict[str, str]
+    repo: Repository, store: ObjectStore, photo: Photo, names_by_face: dict[str, str], detector: str | None
 ) -> tuple[str, str]:
     """The stored thumbnail and a tiny inline preview, both with face boxes and matched names."""
     image = open_reduced(store.get(verified_image_key(photo.event_id, photo.id)), THUMB_SIDE)
     full_size = (photo.width or image.width, photo.height or image.height)
-    drawn = [DrawnFace(f.left, f.top, f.right, f.bottom, names_by_face.get(f.id)) for f in repo.get_faces(photo.id)]
+    faces = repo.get_faces(photo.id, detector)  # one detector's faces: a re-embedding may hold two
+    drawn = [DrawnFace(f.left, f.top, f.right, f.bottom, names_by_face.get(f.id)) for f in faces]
     thumbnail_url = _store_thumbnail(store, photo, draw(image, drawn, THUMB_SIDE, full_size))
     preview = markdown_image(to_jpeg(draw(image, drawn, PREVIEW_SIDE, full_size), quality=70), photo.file_name)
     return thumbnail_url, preview
