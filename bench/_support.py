@@ -489,23 +489,30 @@ class RunQueue:
 
     interval: int | None = None
     threads: bool = False
+    # The run launcher: "warm" (dagster.yaml's WarmRunLauncher, runs forked from a warm worker),
+    # "fresh" (the same launcher with warm: false: a new `dagster api execute_run` process per run) or
+    # "dagster" (Dagster's DefaultRunLauncher: the code server spawns a process per run).
+    launcher: str = "warm"
 
     @classmethod
     def parse(cls, text: str) -> RunQueue:
-        """'default', '1', '1+threads' or 'threads'."""
+        """'default', '1', '1+threads', 'threads', each optionally '+fresh' or '+dagster'."""
         interval: int | None = None
         threads = False
+        launcher = "warm"
         for part in text.split("+"):
             if part == "threads":
                 threads = True
+            elif part in ("warm", "fresh", "dagster"):
+                launcher = part
             elif part != "default":
                 interval = int(part)
-        return cls(interval, threads)
+        return cls(interval, threads, launcher)
 
     @property
     def label(self) -> str:
-        text = f"every {self.interval} s" if self.interval is not None else "every 5 s (default)"
-        return text + (", threads" if self.threads else "")
+        text = f"every {self.interval} s" if self.interval is not None else "interval as in dagster.yaml"
+        return text + (", threads" if self.threads else "") + f", {self.launcher} runs"
 
 
 def instance_yaml(kind: str, queue: RunQueue, postgres: bool, embedded: Path) -> str:
@@ -530,6 +537,11 @@ def instance_yaml(kind: str, queue: RunQueue, postgres: bool, embedded: Path) ->
         config.setdefault("run_queue", {})["dequeue_interval_seconds"] = queue.interval
     if queue.threads:
         config.setdefault("run_queue", {})["dequeue_use_threads"] = True
+    warm_launcher = {"module": "picsaris_pipeline.warm_runs.launcher", "class": "WarmRunLauncher"}
+    if queue.launcher == "dagster":
+        config.pop("run_launcher", None)
+    else:
+        config["run_launcher"] = {**warm_launcher, "config": {"warm": queue.launcher == "warm"}}
     return "# written by bench/_support.py\n" + yaml.safe_dump(config, sort_keys=False)
 
 
@@ -694,13 +706,17 @@ def _hwm_kib(pid: int) -> int | None:
     return None
 
 
-def classify(cmdline: str) -> str:
+def classify(cmdline: str, parent_cmdline: str = "") -> str:
     """What a descendant of the webserver or the daemon is. The default run launcher asks the code
     location's gRPC server (`dagster api grpc`) to start each run, which it does in a fresh process
     made by multiprocessing's spawn (`... spawn_main ...`); `dagster api execute_run` is the same
-    role for launchers that start a command."""
+    role for launchers that start a command (WarmRunLauncher with warm: false). WarmRunLauncher's
+    runs are forks of its worker, so they carry the worker's command line: a child of the worker is
+    a run, the worker itself is not."""
     if "resource_tracker" in cmdline:
         return "other"
+    if "warm_runs.forkserver" in cmdline:
+        return "run" if "warm_runs.forkserver" in parent_cmdline else "warm worker"
     if "spawn_main" in cmdline or "execute_run" in cmdline or "execute_step" in cmdline:
         return "run"
     if "api grpc" in cmdline or "code-server" in cmdline:
@@ -739,7 +755,8 @@ class RssSampler:
                 python = "python" in cmdline and "watch_orphans" not in cmdline and "resource_tracker" not in cmdline
                 kind = "run" if python else "other"
             else:
-                kind = "service" if pid in roots else classify(cmdline)
+                parent = procs.get(procs.get(pid, (0, ""))[0], (0, ""))[1]
+                kind = "service" if pid in roots else classify(cmdline, parent)
             hwm = _hwm_kib(pid)
             if hwm is not None:
                 previous = self.peaks.get(pid, (kind, 0))[1]

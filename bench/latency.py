@@ -148,7 +148,9 @@ def main() -> None:
         default="default",
         help="run_queue settings, one intake pass each, comma-separated: 'default' (Dagster's: every 5 s, one "
         "launch after another), '<seconds>' (dequeue_interval_seconds), '+threads' (dequeue_use_threads), e.g. "
-        "'default,1,1+threads'; the daemon restarts between them; the sensor pass uses the first",
+        "'default,1,1+threads'; add '+fresh' for a new process per run (WarmRunLauncher warm: false) or "
+        "'+dagster' for Dagster's DefaultRunLauncher, e.g. '1+dagster,1'; the daemon restarts between them; "
+        "the sensor pass uses the first",
     )
     parser.add_argument("--warmup", type=int, default=1, help="warm-up photos before each pass (not counted)")
     parser.add_argument("--app-postgres", action="store_true", help="app DB on the local Postgres, pg_notify + LISTEN")

@@ -46,7 +46,12 @@ def uncomment_ecs_example(text: str) -> str:
     for number, line in enumerate(block, start=start + 2):
         assert line == "#" or line.startswith("# "), f"dagster.yaml:{number} is not a commented line: {line!r}"
         uncommented.append(line[2:])
-    return "\n".join([*lines[:start], *uncommented, *lines[stop + 1 :]]) + "\n"
+    # ... after deleting the active run_launcher block (the warm launcher), as its comment says.
+    head = lines[:start]
+    launcher = head.index("run_launcher:")
+    end = next(i for i in range(launcher, len(head)) if not head[i].strip())
+    head = head[:launcher] + head[end:]
+    return "\n".join([*head, *uncommented, *lines[stop + 1 :]]) + "\n"
 
 
 def instance_config(directory: Path) -> dict[str, Any]:
@@ -95,7 +100,20 @@ def production_instance(postgres_server: str, tmp_path: Path, monkeypatch: pytes
 def test_production_yaml_validates_against_dagsters_instance_schema():
     config = instance_config(REPO_ROOT)
     assert config["storage"] == {"postgres": {"postgres_url": {"env": "DAGSTER_POSTGRES_URL"}}}
-    assert "run_launcher" not in config  # the ECS example stays commented out
+    # Runs fork from the warm worker; the ECS example stays commented out.
+    assert config["run_launcher"] == {
+        "module": "picsaris_pipeline.warm_runs.launcher",
+        "class": "WarmRunLauncher",
+        "config": {"warm": True},
+    }
+
+
+def test_production_instance_forks_runs_from_the_warm_worker(production_instance):
+    from picsaris_pipeline.warm_runs.launcher import WarmRunLauncher
+
+    launcher = production_instance.run_launcher
+    assert isinstance(launcher, WarmRunLauncher)
+    assert launcher.supports_check_run_worker_health
 
 
 def test_production_instance_keeps_runs_events_and_schedules_in_postgres(production_instance):
@@ -150,7 +168,7 @@ def test_ecs_example_uncommented_is_a_valid_instance_with_an_ecs_run_launcher(ec
     assert config["run_monitoring"]["max_resume_run_attempts"] == 0
     # The rest of the production file is untouched by uncommenting the example.
     assert {key: value for key, value in config.items() if key not in ("run_launcher", "run_monitoring")} == {
-        key: value for key, value in instance_config(REPO_ROOT).items() if key != "run_monitoring"
+        key: value for key, value in instance_config(REPO_ROOT).items() if key not in ("run_launcher", "run_monitoring")
     }
 
     launcher = launcher_config(config)

@@ -209,6 +209,8 @@ def test_uploads_and_unannounced_photos_are_all_published_with_their_matches_on_
             assert run.status is dg.DagsterRunStatus.SUCCESS
             assert run.tags["dagster/partition"] == run.tags[PHOTO_TAG]
             assert run.tags[UPLOADER_TAG] == photos[run.tags[PHOTO_TAG]].uploader_id
+            # Forked from the daemon's warm worker (dagster.yaml's WarmRunLauncher), not started afresh.
+            assert run.tags["picsaris/run_worker"] == "warm", run.tags
         launched_by: dict[str, set[str]] = defaultdict(set)  # source -> photo ids
         for run in (r.dagster_run for r in photo_runs):
             launched_by[run.tags["picsaris/source"]].add(run.tags[PHOTO_TAG])
