@@ -12,13 +12,15 @@ store_face_vectors, store_attendee_vector) on a fresh SQLite file and, with --po
 database on the local Postgres (dropped afterwards).
 
 Timed, each over --repeats calls, p50/p95/max in milliseconds:
-  late joiner: repo.event_face_vectors (DB read) + matching.candidates (numpy), the search part of
-      services.attendees.match_late_joiner (target <= 50 ms for 36,000 faces); and the whole
-      match_late_joiner, which also re-matches and re-publishes every candidate photo
+  late joiner: db.vector_reads.event_face_vectors (DB read) + matching.candidates (numpy), the search
+      part of services.attendees.match_late_joiner (target <= 50 ms for 36,000 faces), alternating call
+      by call with the path it took before (repo.event_face_vectors + the float32 norm), whose results
+      must be the same; and the whole match_late_joiner, which also re-matches and re-publishes every
+      candidate photo
   photo: repo.photo_vectors + repo.event_references (DB read) + matching.assign (numpy) for photos
       of 1, 5 and 24 faces against every attendee's reference; and the whole services.photos.match_photo
       (which also replaces the photo's matches and outbox rows)
-Also the peak Python memory of one event_face_vectors read and the process's peak RSS.
+Also the peak Python memory of one read of the event's vectors (both ways) and the process's peak RSS.
 """
 
 from __future__ import annotations
@@ -155,7 +157,33 @@ def timed(function: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
     return times, result
 
 
+def interleaved(
+    current: Callable[[], Any], before: Callable[[], Any], repeats: int
+) -> tuple[tuple[list[float], list[float]], Any]:
+    """timed() of two ways of doing the same thing, alternating call by call (which one goes first
+    too), so that a noisy neighbour weighs on both alike; the last result of `current`."""
+    times: tuple[list[float], list[float]] = ([], [])
+    result = None
+    for n in range(repeats):
+        for which in (0, 1) if n % 2 == 0 else (1, 0):
+            start = time.perf_counter()
+            value = (current, before)[which]()
+            times[which].append((time.perf_counter() - start) * 1000)
+            if which == 0:
+                result = value
+    return times, result
+
+
+def candidates_before(reference: np.ndarray, faces: np.ndarray, owners: Any, min_similarity: float) -> set[str]:
+    """matching.candidates as it was before the dot-product form (c3de3ab..66edc34), for the side by side."""
+    if faces.size == 0:
+        return set()
+    distances = np.linalg.norm(faces.astype(np.float32, copy=False) - reference.astype(np.float32), axis=1)
+    return {owners[int(i)] for i in np.nonzero(1.0 - distances >= min_similarity - 1e-4)[0]}
+
+
 def measure(label: str, url: str, args: argparse.Namespace, shape: Shape) -> tuple[list[list[Any]], list[str]]:
+    from picsaris_pipeline.db import vector_reads
     from picsaris_pipeline.db.repository import connect
     from picsaris_pipeline.matching import DEFAULT_MIN_SIMILARITY, assign, candidates
     from picsaris_pipeline.realtime import LogPublisher
@@ -176,29 +204,56 @@ def measure(label: str, url: str, args: argparse.Namespace, shape: Shape) -> tup
         s = bench.summary(times)
         rows.append([f"{label}: {name}", s["p50"], s["p95"], s["max"], target])
 
-    # The late joiner's search: one read of the event's vectors, one matrix product.
+    # The late joiner's search: one read of the event's vectors, one matrix product. The path
+    # match_late_joiner takes (vector_reads + candidates) and the one it took before
+    # (repo.event_face_vectors + the float32 norm below) alternate call by call, so both see the
+    # same machine.
     bench.note(f"{label}: late joiner")
-    read, (owners, vectors) = timed(lambda: repo.event_face_vectors(seeded.event_id, MODEL), args.repeats)
-    numpy_only, found = timed(lambda: candidates(reference, vectors, owners, threshold), args.repeats)
+    (read, read_before), (owners, vectors) = interleaved(
+        lambda: vector_reads.event_face_vectors(repo, seeded.event_id, MODEL),
+        lambda: repo.event_face_vectors(seeded.event_id, MODEL),
+        args.repeats,
+    )
+    before_owners, before_vectors = repo.event_face_vectors(seeded.event_id, MODEL)
+    if list(owners) != before_owners or not np.array_equal(vectors, before_vectors):
+        raise SystemExit(f"{label}: vector_reads and repo.event_face_vectors disagree")
+    (numpy_only, numpy_before), found = interleaved(
+        lambda: candidates(reference, vectors, owners, threshold),
+        lambda: candidates_before(reference, before_vectors, before_owners, threshold),
+        args.repeats,
+    )
+    if found != candidates_before(reference, before_vectors, before_owners, threshold):
+        raise SystemExit(f"{label}: candidates differ from the previous computation")
 
     def search() -> set[str]:  # what match_late_joiner does before re-matching the photos it finds
-        owners, vectors = repo.event_face_vectors(seeded.event_id, MODEL)
+        owners, vectors = vector_reads.event_face_vectors(repo, seeded.event_id, MODEL)
         return candidates(reference, vectors, owners, threshold)
 
-    both, _ = timed(search, args.repeats)
+    def search_before() -> set[str]:
+        owners, vectors = repo.event_face_vectors(seeded.event_id, MODEL)
+        return candidates_before(reference, vectors, owners, threshold)
+
+    (both, both_before), _ = interleaved(search, search_before, args.repeats)
     row(f"late joiner: DB read ({len(owners)} vectors)", read)
     row("late joiner: numpy candidates", numpy_only)
     row("late joiner: search (read + numpy)", both, "<= 50")
+    row("late joiner, before: DB read (repo.event_face_vectors)", read_before)
+    row("late joiner, before: numpy candidates (norm)", numpy_before)
+    row("late joiner, before: search (read + numpy)", both_before, "<= 50")
     recall = len(found & seeded.joiner_photos) / max(1, len(seeded.joiner_photos))
     notes.append(
         f"{label}: candidates {len(found)} photos, {recall:.0%} of the {len(seeded.joiner_photos)} with the joiner, "
-        f"{len(found - seeded.joiner_photos)} others"
+        f"{len(found - seeded.joiner_photos)} others (the same as before)"
     )
-    tracemalloc.start()
-    repo.event_face_vectors(seeded.event_id, MODEL)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    notes.append(f"{label}: one event_face_vectors read peaks at {peak / 2**20:.0f} MiB of Python memory")
+    for name, read_once in (
+        ("vector_reads.event_face_vectors", lambda: vector_reads.event_face_vectors(repo, seeded.event_id, MODEL)),
+        ("repo.event_face_vectors", lambda: repo.event_face_vectors(seeded.event_id, MODEL)),
+    ):
+        tracemalloc.start()
+        read_once()
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        notes.append(f"{label}: one {name} read peaks at {peak / 2**20:.0f} MiB of Python memory")
     publisher = LogPublisher()
     whole, matched = timed(
         lambda: match_late_joiner(repo, publisher, seeded.joiner_id, MODEL, threshold), max(3, args.repeats // 5)
@@ -272,13 +327,15 @@ def main() -> None:
         print(line)
     print(f"peak RSS of this process (seeding included): {peak_rss:.0f} MiB (target per run process <= 1024 MiB)")
     for backend in ("sqlite", "postgres"):
-        p50 = {r[0].split(": ", 2)[-1].split(" (")[0]: r[1] for r in rows if r[0].startswith(backend + ": late")}
-        if p50:
-            db, np_ = p50["DB read"], p50["numpy candidates"]
-            print(
-                f"late joiner search split on {backend} (p50): DB read {db:.1f} ms ({db / (db + np_):.0%}), "
-                f"numpy {np_:.1f} ms ({np_ / (db + np_):.0%})"
-            )
+        for path in ("late joiner", "late joiner, before"):
+            prefix = f"{backend}: {path}: "
+            p50 = {r[0][len(prefix) :].split(" (")[0]: r[1] for r in rows if r[0].startswith(prefix)}
+            if p50:
+                db, np_ = p50["DB read"], p50["numpy candidates"]
+                print(
+                    f"{path} search split on {backend} (p50): DB read {db:.1f} ms ({db / (db + np_):.0%}), "
+                    f"numpy {np_:.1f} ms ({np_ / (db + np_):.0%})"
+                )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import logging
 from PIL import Image
 
 from picsaris_pipeline import imaging
+from picsaris_pipeline.db import vector_reads
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.domain import Attendee, PhotoStatus, ReferenceStatus
 from picsaris_pipeline.errors import BadInputError, NotFoundError
@@ -149,7 +150,8 @@ def _match_late_joiner(
         reference = repo.attendee_vector(attendee.id, model_version)
         if reference is None:
             return []
-        owners, vectors = repo.event_face_vectors(attendee.event_id, model_version)
+        # One round trip for the event's vectors under this version only (bench/matching.py).
+        owners, vectors = vector_reads.event_face_vectors(repo, attendee.event_id, model_version)
         photo_ids = candidates(reference, vectors, owners, min_similarity)
     found: list[str] = []
     for photo_id in sorted(photo_ids):
