@@ -51,7 +51,8 @@ def main() -> None:
         "--run-queue",
         default="default",
         help="run_queue settings: 'default', '<seconds>' (dequeue_interval_seconds), '<seconds>+threads' or "
-        "'threads' (dequeue_use_threads)",
+        "'threads' (dequeue_use_threads); add '+fresh' or '+dagster' for a fresh process per run instead of "
+        "dagster.yaml's warm forks",
     )
     parser.add_argument("--bare1", action="store_true", help="also time the bare face work on one core")
     parser.add_argument("--app-postgres", action="store_true", help="application database on the local Postgres")
