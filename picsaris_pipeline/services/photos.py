@@ -6,7 +6,7 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -34,6 +34,7 @@ from picsaris_pipeline.thumbnails import (
 )
 
 logger = logging.getLogger("picsaris.photos")
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -129,8 +130,9 @@ def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepRe
         key = verified_image_key(photo.event_id, photo.id)
         verified_jpeg = imaging.encode_jpeg(decoded.image)
         store.put(key, verified_jpeg, "image/jpeg")
-        _VERIFIED.put(key, imaging.load_rgb(verified_jpeg))
-        thumbnail_url = _store_thumbnail(store, photo, draw(decoded.image, [], THUMB_SIDE, (width, height)))
+        verified = imaging.load_rgb(verified_jpeg)
+        _VERIFIED.put(key, verified)
+        thumbnail_url = _store_thumbnail(store, photo, draw(_reduced(key, verified), [], THUMB_SIDE, (width, height)))
     repo.update_photo(
         photo.id,
         PhotoStatus.VERIFIED,
@@ -165,7 +167,7 @@ def _store_thumbnail(store: ObjectStore, photo: Photo, picture: Any) -> str:
     return store.link(key)
 
 
-class _RecentImages:
+class _RecentImages(Generic[_T]):
     """The last few verified images decoded in this process. A photo's steps run one after another
     in one process, so detection and embedding reuse the pixels verification just wrote instead of
     downloading and decoding the 2400 px JPEG twice more. Filled only by whoever writes the image,
@@ -173,22 +175,40 @@ class _RecentImages:
 
     def __init__(self, size: int = 2) -> None:
         self._size = size
-        self._images: OrderedDict[str, Image.Image] = OrderedDict()
+        self._images: OrderedDict[str, _T] = OrderedDict()
         self._lock = threading.Lock()
 
-    def put(self, key: str, image: Image.Image) -> None:
+    def put(self, key: str, image: _T) -> None:
         with self._lock:
             self._images[key] = image
             self._images.move_to_end(key)
             while len(self._images) > self._size:
                 self._images.popitem(last=False)
 
-    def get(self, key: str) -> Image.Image | None:
+    def get(self, key: str) -> _T | None:
         with self._lock:
             return self._images.get(key)
 
 
-_VERIFIED = _RecentImages()
+_VERIFIED: _RecentImages[Image.Image] = _RecentImages()
+# A reduced copy of each of those images, from which every thumbnail and preview of the photo is
+# drawn: shrinking the 2400 px image (and copying it first, as draw() does) once instead of per
+# picture, and matches_published no longer reads and decodes the stored JPEG again.
+_REDUCED: _RecentImages[tuple[Image.Image, Image.Image]] = _RecentImages()  # key -> (image, copy)
+# At least twice the thumbnail's side: Pillow's thumbnail() itself reduces by an integer factor to
+# about that before resampling, so the pictures come out as they would from the full image.
+_REDUCED_SIDE = 2 * THUMB_SIDE
+
+
+def _reduced(key: str, image: Image.Image) -> Image.Image:
+    """A reduced copy of `image`, the verified image stored under `key`; made once per image."""
+    cached = _REDUCED.get(key)
+    if cached is not None and cached[0] is image:
+        return cached[1]
+    factor = max(1, min(image.width, image.height, max(image.size) // _REDUCED_SIDE))
+    small = image.reduce(factor) if factor > 1 else image
+    _REDUCED.put(key, (image, small))
+    return small
 
 
 def _load_verified(store: ObjectStore, photo: Photo) -> Image.Image:
@@ -238,7 +258,8 @@ def detect_faces(repo: Repository, store: ObjectStore, engine: FaceEngine, photo
         raise TypeError(f"unsupported face engine {engine!r}")
     with watch.lap("thumbnail"):
         drawn = [DrawnFace(f.left, f.top, f.right, f.bottom) for f in faces]
-        thumbnail_url = _store_thumbnail(store, photo, draw(image, drawn, THUMB_SIDE, image.size))
+        small = _reduced(verified_image_key(photo.event_id, photo.id), image)
+        thumbnail_url = _store_thumbnail(store, photo, draw(small, drawn, THUMB_SIDE, image.size))
     _advance(repo, photo, PhotoStatus.FACES_DETECTED, face_count=len(faces))
     return StepResult(
         repo.get_photo(photo.id),
@@ -421,7 +442,9 @@ def _matched_pictures(
     repo: Repository, store: ObjectStore, photo: Photo, names_by_face: dict[str, str], detector: str | None
 ) -> tuple[str, str]:
     """The stored thumbnail and a tiny inline preview, both with face boxes and matched names."""
-    image = open_reduced(store.get(verified_image_key(photo.event_id, photo.id)), THUMB_SIDE)
+    key = verified_image_key(photo.event_id, photo.id)
+    verified = _VERIFIED.get(key)  # in memory unless another process ran the earlier steps
+    image = _reduced(key, verified) if verified is not None else open_reduced(store.get(key), THUMB_SIDE)
     full_size = (photo.width or image.width, photo.height or image.height)
     faces = repo.get_faces(photo.id, detector)  # one detector's faces: a re-embedding may hold two
     drawn = [DrawnFace(f.left, f.top, f.right, f.bottom, names_by_face.get(f.id)) for f in faces]
