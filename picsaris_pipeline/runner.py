@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import queue
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,10 @@ concurrency:
     max_concurrent_runs: 2
 run_queue:
   dequeue_interval_seconds: 1
+# Runs fork from a worker that has already imported the code location and loaded the face models.
+run_launcher:
+  module: picsaris_pipeline.warm_runs.launcher
+  class: WarmRunLauncher
 telemetry:
   enabled: false
 """
@@ -120,10 +125,11 @@ def process_pending(
     _ensure_partitions(instance, PHOTO_PARTITIONS, [p.id for p in photos])
     work = [(ATTENDEE_JOB, a.id, {EVENT_TAG: a.event_id}) for a in attendees]
     work += [(PHOTO_JOB, p.id, {EVENT_TAG: p.event_id, UPLOADER_TAG: p.uploader_id, PHOTO_TAG: p.id}) for p in photos]
-    _execute(instance, repo, work, {"picsaris/source": "cli"}, summary, progress)
-    if work:
-        events = sorted({a.event_id for a in attendees} | {p.event_id for p in photos})
-        _refresh_event_views(instance, events, summary)
+    with ExitStack() as exits:  # worker processes finish exiting while the event views refresh
+        _execute(instance, repo, work, {"picsaris/source": "cli"}, summary, progress, exits=exits)
+        if work:
+            events = sorted({a.event_id for a in attendees} | {p.event_id for p in photos})
+            _refresh_event_views(instance, events, summary)
     return summary
 
 
@@ -151,14 +157,17 @@ def reembed_pending(
     ]
     if limit is not None:
         work = work[:limit]
-    _execute(instance, repo, work, {"picsaris/source": "cli", REEMBED_TAG: model_version}, summary, progress)
-    if work:
-        events = sorted({a.event_id for a in attendees} | {p.event_id for p in photos})
-        _refresh_event_views(instance, events, summary)
+    with ExitStack() as exits:  # worker processes finish exiting while the event views refresh
+        tags = {"picsaris/source": "cli", REEMBED_TAG: model_version}
+        _execute(instance, repo, work, tags, summary, progress, exits=exits)
+        if work:
+            events = sorted({a.event_id for a in attendees} | {p.event_id for p in photos})
+            _refresh_event_views(instance, events, summary)
     return summary
 
 
-Work = list[tuple[str, str, dict[str, str]]]  # (job name, partition key, tags)
+WorkItem = tuple[str, str, dict[str, str]]  # (job name, partition key, tags)
+Work = list[WorkItem]
 
 # Below this many runs, starting worker processes (imports and model loads, ~3 s each) costs more
 # than the second core gives back.
@@ -184,10 +193,12 @@ def _execute(
     summary: ProcessSummary,
     progress: Progress | None,
     workers: int | None = None,
+    exits: ExitStack | None = None,
 ) -> None:
     """Run the work, attendees before photos (photos are matched against their references). Photo
-    runs are spread over worker processes, one per core, each keeping its models loaded; every run
-    is still one Dagster run on the configured instance."""
+    runs are spread over this process and worker processes, one per core, each keeping its models
+    loaded; every run is still one Dagster run on the configured instance. Worker processes that
+    are done are left to exit on their own until `exits` closes (joined here without it)."""
     attendees = [item for item in work if item[0] == ATTENDEE_JOB]
     photos = [item for item in work if item[0] != ATTENDEE_JOB]
     done = 0
@@ -209,7 +220,10 @@ def _execute(
     for outcome in _run_inline(instance, attendees, common_tags):
         record(*outcome)
     count = min(workers or default_workers(), len(photos) // MIN_RUNS_PER_WORKER)
-    outcomes = _run_in_workers(photos, common_tags, count) if count > 1 else _run_inline(instance, photos, common_tags)
+    if count > 1:
+        outcomes = _run_in_workers(instance, photos, common_tags, count, exits)
+    else:
+        outcomes = _run_inline(instance, photos, common_tags)
     for outcome in outcomes:
         record(*outcome)
 
@@ -217,11 +231,16 @@ def _execute(
 Outcome = tuple[str, str, bool, str, str]  # (job name, key, succeeded, failure message, run id)
 
 
-def _run_inline(instance: dg.DagsterInstance, work: Work, common_tags: dict[str, str]) -> Iterator[Outcome]:
+def _run_inline(
+    instance: dg.DagsterInstance, work: Iterable[WorkItem], common_tags: dict[str, str]
+) -> Iterator[Outcome]:
+    """Each run of `work` (taken lazily: it may be shared with other processes), in this process."""
     from picsaris_pipeline.definitions import defs
 
-    jobs = {name: defs.resolve_job_def(name) for name in {job_name for job_name, _, _ in work}}
+    jobs: dict[str, Any] = {}
     for job_name, key, tags in work:
+        if job_name not in jobs:
+            jobs[job_name] = defs.resolve_job_def(job_name)
         result = jobs[job_name].execute_in_process(
             partition_key=key,
             instance=instance,
@@ -232,46 +251,83 @@ def _run_inline(instance: dg.DagsterInstance, work: Work, common_tags: dict[str,
         yield job_name, key, result.success, "" if result.success else _failure_message(result), result.run_id
 
 
-def _run_in_workers(work: Work, common_tags: dict[str, str], count: int) -> Iterator[Outcome]:
-    """The work dealt round-robin to `count` spawned processes; outcomes as they finish."""
+def _claim(work: Work, next_index: Any) -> Iterator[WorkItem]:
+    """The runs no process has taken yet, one at a time. Whoever is free takes the next, so a
+    process dealt the slow group photos does not leave the others idle at the end."""
+    while True:
+        with next_index.get_lock():
+            index = next_index.value
+            next_index.value = index + 1
+        if index >= len(work):
+            return
+        yield work[index]
+
+
+def _run_in_workers(
+    instance: dg.DagsterInstance, work: Work, common_tags: dict[str, str], count: int, exits: ExitStack | None
+) -> Iterator[Outcome]:
+    """The work shared by this process and `count - 1` spawned ones; outcomes as they finish. This
+    process has imported Dagster and the code location already, so it starts on the first run at
+    once while the others boot (~2-3 s of imports and model loads each)."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # no fork of a process holding DB and thread state
     outcomes = context.Queue()
+    next_index = context.Value("q", 0)
     processes = [
-        context.Process(target=_worker, args=(work[index::count], common_tags, outcomes), daemon=True)
-        for index in range(count)
+        context.Process(target=_worker, args=(work, next_index, common_tags, outcomes), daemon=True)
+        for _ in range(count - 1)
     ]
     for process in processes:
         process.start()
     pending = {key for _, key, _ in work}
+    finished = False
     try:
-        while pending:
-            workers_gone = all(not process.is_alive() for process in processes)
-            try:
-                item = outcomes.get(timeout=0.5 if workers_gone else 5)
-            except queue.Empty:
-                if workers_gone:  # and nothing left in the queue: the rest will never come
-                    break
-                continue
-            if item[0] == "crashed":
-                raise RuntimeError(f"a worker process failed: {item[1]}")
-            pending.discard(item[1])
-            yield item
+        for outcome in _run_inline(instance, _claim(work, next_index), common_tags):
+            pending.discard(outcome[1])
+            yield outcome
+            yield from _reported(outcomes, pending, processes, wait=False)
+        yield from _reported(outcomes, pending, processes, wait=True)
+        finished = True
     finally:
-        for process in processes:
-            process.join(timeout=10)
-            if process.is_alive():
-                process.terminate()
-    for job_name, key, _ in work:  # a worker that died (killed, out of memory) leaves its rest undone
+        if finished and exits is not None:
+            # Every run has reported: nothing waits on the workers' interpreter shutdown (~0.5 s).
+            exits.callback(_reap, processes)
+        else:
+            _reap(processes)
+    for job_name, key, _ in work:  # a worker that died (killed, out of memory) leaves its run undone
         if key in pending:
-            yield job_name, key, False, "its worker process exited before running it", ""
+            yield job_name, key, False, "its worker process exited before finishing it", ""
 
 
-def _worker(work: Work, common_tags: dict[str, str], outcomes: Any) -> None:
+def _reported(outcomes: Any, pending: set[str], processes: list[Any], wait: bool) -> Iterator[Outcome]:
+    """Outcomes the worker processes have reported: those already queued, or with `wait` every one
+    until nothing is pending or every worker is gone."""
+    while pending:
+        workers_gone = all(not process.is_alive() for process in processes)
+        try:
+            item = outcomes.get(timeout=0.5 if workers_gone else 5) if wait else outcomes.get_nowait()
+        except queue.Empty:
+            if not wait or workers_gone:  # (and nothing left in the queue: the rest will never come)
+                return
+            continue
+        if item[0] == "crashed":
+            raise RuntimeError(f"a worker process failed: {item[1]}")
+        pending.discard(item[1])
+        yield item
+
+
+def _reap(processes: list[Any]) -> None:
+    for process in processes:
+        process.join(timeout=10)
+        if process.is_alive():
+            process.terminate()
+
+
+def _worker(work: Work, next_index: Any, common_tags: dict[str, str], outcomes: Any) -> None:
     try:
         instance = dagster_instance(Settings.from_env())
-        for outcome in _run_inline(instance, work, common_tags):
+        for outcome in _run_inline(instance, _claim(work, next_index), common_tags):
             outcomes.put(outcome)
     except BaseException as error:  # reported to the parent, which stops with it
         outcomes.put(("crashed", f"{type(error).__name__}: {error}", False, "", ""))
