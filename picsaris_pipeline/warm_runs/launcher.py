@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dagster import Field
+from dagster._core.instance.ref import InstanceRef
 from dagster._core.launcher.base import (
     CheckRunHealthResult,
     LaunchRunContext,
@@ -146,11 +147,14 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
             raise LaunchError(f"run {run.run_id} has no code origin to execute")
         pointer = origin.repository_origin.code_pointer
         ours = getattr(pointer, "module", None) == CODE_LOCATION_MODULE
-        instance_ref = serialize_value(self._instance.get_ref())
+        instance_ref = self._instance.get_ref()
         if self._warm and ours:
             try:
                 pid = self._launch_warm(
-                    run, instance_ref, origin.executable_path, getattr(pointer, "working_directory", None)
+                    run,
+                    serialize_value(instance_ref),
+                    origin.executable_path,
+                    getattr(pointer, "working_directory", None),
                 )
                 self._record(run, pid, "warm")
                 return
@@ -177,16 +181,12 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
                 self._worker = None
                 raise
 
-    def _launch_fresh(self, run: DagsterRun, instance_ref: str) -> None:
-        from dagster._core.instance.ref import InstanceRef
+    def _launch_fresh(self, run: DagsterRun, instance_ref: InstanceRef) -> None:
         from dagster._grpc.types import ExecuteRunArgs
-        from dagster._serdes import deserialize_value
 
         origin = run.job_code_origin
         assert origin is not None
-        args = ExecuteRunArgs(
-            job_origin=origin, run_id=run.run_id, instance_ref=deserialize_value(instance_ref, InstanceRef)
-        )
+        args = ExecuteRunArgs(job_origin=origin, run_id=run.run_id, instance_ref=instance_ref)
         # `python -m dagster` of the code location's own interpreter: a bare `dagster` entry point
         # (the origin's default) need not be on the daemon's PATH.
         command = [origin.executable_path, "-m", "dagster", "api", "execute_run", serialize_value(args)]
