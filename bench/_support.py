@@ -791,9 +791,10 @@ class Upload:
     completed: float  # complete_upload (and the launch) returned
 
 
-def upload(app: Any, launcher: Any, event_id: str, uploader_id: str, path: Path) -> Upload:
+def upload(app: Any, launcher: Any, event_id: str, uploader_id: str, path: Path, batches: bool = True) -> Upload:
     """request_upload -> PUT with the ticket -> complete_upload, the way picsaris upload (and the
-    upload API) does it; with a launcher, completing launches the photo's run on the webserver. No
+    upload API) does it; with a launcher, completing launches the photo's run on the webserver (or,
+    with `batches`, queues it for the batch sensor when its uploader has another photo waiting). No
     launcher: the photo is `uploaded` and only the bucket sensor (or picsaris process) will run it."""
     from picsaris_pipeline.services.intake import complete_upload, content_type_for, request_upload, sha256_of
     from picsaris_pipeline.storage import put_via_ticket
@@ -808,7 +809,13 @@ def upload(app: Any, launcher: Any, event_id: str, uploader_id: str, path: Path)
     requested = time.time()
     put_via_ticket(request.ticket, data)
     put_done = time.time()
-    complete_upload(app.repo, app.store, request.photo.id, on_uploaded=launcher.launch_photo if launcher else None)
+    complete_upload(
+        app.repo,
+        app.store,
+        request.photo.id,
+        on_uploaded=launcher.launch_photo if launcher else None,
+        on_deferred=launcher.announce_photo if launcher and batches else None,
+    )
     return Upload(request.photo.id, path, uploader_id, started, requested, put_done, time.time())
 
 
@@ -976,12 +983,13 @@ def run_times(dagster_home: Path, env: dict[str, str], event_id: str) -> list[Ru
     in one run) gives a row to each photo of its range (dynamic partitions keep insertion order)."""
     import dagster as dg
 
+    from picsaris_pipeline.partitions import run_photo_ids
+
     for key in ("DAGSTER_HOME", "DAGSTER_POSTGRES_URL"):
         if key in env:
             os.environ[key] = env[key]
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         records = instance.get_run_records(filters=dg.RunsFilter(tags={"picsaris/event": event_id}))
-        order: list[str] | None = None
         result = []
         for record in records:
             run = record.dagster_run
@@ -990,14 +998,7 @@ def run_times(dagster_home: Path, env: dict[str, str], event_id: str) -> list[Ru
             launched = None
             for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_STARTING):
                 launched = entry.timestamp
-            first = run.tags.get("dagster/asset_partition_range_start")
-            last = run.tags.get("dagster/asset_partition_range_end")
-            if first and last:
-                if order is None:
-                    order = list(instance.get_dynamic_partitions("photos"))
-                photos = order[order.index(first) : order.index(last) + 1] if first in order else [first]
-            else:
-                photos = [run.tags.get("dagster/partition") or run.tags.get("picsaris/photo") or ""]
+            photos = run_photo_ids(run, instance) or [run.tags.get("picsaris/photo", "")]
             for photo in photos:
                 result.append(
                     RunTimes(

@@ -5,8 +5,9 @@ the same 100 photos split across two processes (the best two cores can do).
     .venv/bin/python bench/burst.py [--split 60,25,15] [--singles 3] [--single-gap 5] [options]
 
 Every upload goes through intake with PICSARIS_DAGSTER_URL set (request -> PUT -> complete, which
-launches the photo's run on the webserver), each burst uploader in its own thread sending its photos
-back to back. The run queue is the repository's dagster.yaml (at most 4 runs, 1 per uploader, the
+launches the photo's run on the webserver, or queues it for the batch sensor when its uploader has
+another photo waiting; --no-batches: always its own run), each burst uploader in its own thread
+sending its photos back to back. The run queue is the repository's dagster.yaml (at most 4 runs, 1 per uploader, the
 face_engine pool) on a SQLite instance under a temporary DAGSTER_HOME (--dagster-postgres: the same
 file on its own Postgres database). The single-photo guests start right after the last burst upload
 completed, one every --single-gap seconds.
@@ -54,6 +55,11 @@ def main() -> None:
         "'threads' (dequeue_use_threads); add '+fresh' or '+dagster' for a fresh process per run instead of "
         "dagster.yaml's warm forks",
     )
+    parser.add_argument(
+        "--no-batches",
+        action="store_true",
+        help="every upload launches its own run (intake never queues a photo for the batch sensor)",
+    )
     parser.add_argument("--bare1", action="store_true", help="also time the bare face work on one core")
     parser.add_argument("--app-postgres", action="store_true", help="application database on the local Postgres")
     parser.add_argument("--dagster-postgres", action="store_true", help="Dagster storage on the local Postgres")
@@ -98,7 +104,9 @@ def main() -> None:
                     try:
                         for photo in share:
                             by_uploader[name].append(
-                                bench.upload(app, launcher, event.id, event.guests[name], photo.path)
+                                bench.upload(
+                                    app, launcher, event.id, event.guests[name], photo.path, not args.no_batches
+                                )
                             )
                     except BaseException as error:  # reported after the threads joined
                         errors.append(error)
@@ -145,6 +153,7 @@ def main() -> None:
     print(f"burst: {total} photos from {len(split)} uploaders ({bench.describe_photos(burst)})")
     print(
         f"instance: {args.instance} run queue (dequeued {queue.label}), "
+        f"intake {'one run per photo' if args.no_batches else 'queues bursts for batch runs'}, "
         f"Dagster storage {'Postgres' if args.dagster_postgres else 'SQLite'}, "
         f"app DB {'Postgres' if args.app_postgres else 'SQLite'}"
     )

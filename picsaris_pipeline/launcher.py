@@ -117,6 +117,11 @@ class DagsterLauncher:
         tags = {EVENT_TAG: photo.event_id, UPLOADER_TAG: photo.uploader_id, "picsaris/source": "intake"}
         return self._launch(PHOTO_PARTITIONS, PHOTO_JOB, PHOTO_TAG, photo.id, tags)
 
+    def announce_photo(self, photo: Photo) -> None:
+        """Add the photo's partition without launching a run: for a photo intake queued for the
+        batch sensor (the bucket sensor then knows it is on its way and leaves it alone)."""
+        self.add_partitions(PHOTO_PARTITIONS, [photo.id])
+
     def launch_attendee(self, attendee: Attendee) -> LaunchResult:
         """The attendee's run of `process_attendee` (reference from the selfie, then late-joiner matches)."""
         tags = {EVENT_TAG: attendee.event_id, "picsaris/source": "intake"}

@@ -1,5 +1,7 @@
 """The two dynamic partition sets: one partition per photo and one per attendee (keys are ids)."""
 
+from collections.abc import Sequence
+
 import dagster as dg
 
 PHOTO_PARTITIONS = "photos"
@@ -8,6 +10,11 @@ EVENT_PARTITIONS = "events"
 photo_partitions = dg.DynamicPartitionsDefinition(name=PHOTO_PARTITIONS)
 attendee_partitions = dg.DynamicPartitionsDefinition(name=ATTENDEE_PARTITIONS)
 event_partitions = dg.DynamicPartitionsDefinition(name=EVENT_PARTITIONS)
+
+# A batch run (a range of photo partitions: bursts from the sensor, `picsaris process`) holds at
+# most this many photos: enough to spread a run's fixed cost, few enough that a batch's verified
+# images stay in memory between its steps and that a crash redoes little.
+MAX_PHOTOS_PER_BATCH = 8
 
 PHOTO_JOB = "process_photo"
 ATTENDEE_JOB = "process_attendee"
@@ -18,4 +25,49 @@ EVENT_TAG = "picsaris/event"
 UPLOADER_TAG = "picsaris/uploader"
 PHOTO_TAG = "picsaris/photo"  # on every photo run, however launched: the launcher de-duplicates on it
 ATTENDEE_TAG = "picsaris/attendee"  # on every attendee run launched through the webserver
+BATCH_TAG = "picsaris/batch"  # on batch runs (a range of photo partitions): how many photos
 REEMBED_TAG = "picsaris/reembed"  # the model version a re-embedding run works towards
+
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def batch_tags(photo_ids: list[str]) -> dict[str, str]:
+    """The run tags of one run over the partitions from the first photo to the last; they must be
+    contiguous in the partition set's insertion order (contiguous_batches)."""
+    return {RANGE_START_TAG: photo_ids[0], RANGE_END_TAG: photo_ids[-1]}
+
+
+def contiguous_batches(
+    wanted: list[str], partition_order: Sequence[str], size: int = MAX_PHOTOS_PER_BATCH
+) -> list[list[str]]:
+    """`wanted` photos cut into batches of at most `size` whose partitions lie next to each other
+    in `partition_order` (the partition set's insertion order), so that a range run from a batch's
+    first photo to its last covers exactly that batch; the batches follow partition order. Photos
+    without a partition are left out."""
+    wanted_set = set(wanted)
+    batches: list[list[str]] = []
+    current: list[str] = []
+    for key in partition_order:
+        if key in wanted_set and len(current) < size:
+            current.append(key)
+            continue
+        if current:
+            batches.append(current)
+        current = [key] if key in wanted_set else []
+    if current:
+        batches.append(current)
+    return batches
+
+
+def run_photo_ids(run: dg.DagsterRun, instance: dg.DagsterInstance) -> list[str]:
+    """The photos a photo run was for: its partition, or every partition of a batch run's range."""
+    if photo_id := run.tags.get("dagster/partition"):
+        return [photo_id]
+    start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
+    if not (start and end):
+        return []
+    keys = instance.get_dynamic_partitions(PHOTO_PARTITIONS)  # a range is their insertion order
+    if start not in keys or end not in keys:
+        return []
+    return list(keys[keys.index(start) : keys.index(end) + 1])

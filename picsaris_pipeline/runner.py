@@ -18,24 +18,28 @@ from typing import Any
 import dagster as dg
 
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.errors import ConfigurationError
+from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.partitions import (
     ATTENDEE_JOB,
     ATTENDEE_PARTITIONS,
+    BATCH_TAG,
     EVENT_PARTITIONS,
     EVENT_SUMMARY_JOB,
     EVENT_TAG,
     HEALTH_CHECKS_JOB,
+    MAX_PHOTOS_PER_BATCH,
     PHOTO_JOB,
     PHOTO_PARTITIONS,
     PHOTO_TAG,
     REEMBED_PHOTO_JOB,
     REEMBED_TAG,
     UPLOADER_TAG,
+    batch_tags,
+    contiguous_batches,
 )
 from picsaris_pipeline.services.intake import expire_abandoned_uploads
 from picsaris_pipeline.services.photos import mark_failed
-from picsaris_pipeline.settings import Settings
+from picsaris_pipeline.settings import Settings, whole_number_from_env
 from picsaris_pipeline.storage import ObjectStore
 
 # The full event log is in the instance (and the UI); the terminal only needs warnings.
@@ -166,7 +170,7 @@ def reembed_pending(
     return summary
 
 
-WorkItem = tuple[str, str, dict[str, str]]  # (job name, partition key, tags)
+WorkItem = tuple[str, tuple[str, ...], dict[str, str]]  # (job name, partition keys of one run, tags)
 Work = list[WorkItem]
 
 # Below this many runs, starting worker processes (imports and model loads, ~3 s each) costs more
@@ -174,21 +178,49 @@ Work = list[WorkItem]
 MIN_RUNS_PER_WORKER = 8
 
 
+def default_batch_size() -> int:
+    """PICSARIS_BATCH_SIZE (1: one run per photo), else MAX_PHOTOS_PER_BATCH."""
+    return whole_number_from_env("PICSARIS_BATCH_SIZE", MAX_PHOTOS_PER_BATCH, maximum=100)
+
+
+def _batched(instance: dg.DagsterInstance, photos: list[SingleItem], workers: int) -> Work:
+    """Photo runs grouped into batch runs (partition ranges) of one job and one event. Batches are
+    smaller when there are few photos per worker, so that no worker is left idle at the end while
+    another finishes a long batch."""
+    size = max(1, min(default_batch_size(), len(photos) // (4 * workers)))
+    order = instance.get_dynamic_partitions(PHOTO_PARTITIONS)
+    groups: dict[tuple[str, str], list[SingleItem]] = {}
+    for item in photos:
+        groups.setdefault((item[0], item[2].get(EVENT_TAG, "")), []).append(item)
+    work: Work = []
+    for (job_name, _), items in groups.items():
+        tags_by_key = {key: tags for _, key, tags in items}
+        for batch in contiguous_batches(list(tags_by_key), order, size):
+            # A batch's run carries what its photos share; a one-photo run keeps its photo's tags.
+            shared = (
+                tags_by_key[batch[0]]
+                if len(batch) == 1
+                else {EVENT_TAG: tags_by_key[batch[0]][EVENT_TAG], BATCH_TAG: str(len(batch))}
+            )
+            work.append((job_name, tuple(batch), shared))
+    return work
+
+
 def default_workers() -> int:
     """PICSARIS_WORKERS, else one worker per core."""
-    raw = os.environ.get("PICSARIS_WORKERS")
-    if raw:
-        try:
-            return max(1, int(raw))
-        except ValueError as error:
-            raise ConfigurationError(f"PICSARIS_WORKERS must be a whole number, got {raw!r}") from error
-    return max(1, os.cpu_count() or 1)
+    return whole_number_from_env("PICSARIS_WORKERS", max(1, os.cpu_count() or 1))
+
+
+def _failed_photos(repo: Repository, photo_ids: tuple[str, ...]) -> dict[str, str]:
+    """The photos among these that ended `failed`, with their reasons."""
+    photos = repo.photos_by_ids(photo_ids)
+    return {pid: photo.reason or "failed" for pid, photo in photos.items() if photo.status is PhotoStatus.FAILED}
 
 
 def _execute(
     instance: dg.DagsterInstance,
     repo: Repository,
-    work: Work,
+    work: list[SingleItem],
     common_tags: dict[str, str],
     summary: ProcessSummary,
     progress: Progress | None,
@@ -199,36 +231,43 @@ def _execute(
     runs are spread over this process and worker processes, one per core, each keeping its models
     loaded; every run is still one Dagster run on the configured instance. Worker processes that
     are done are left to exit on their own until `exits` closes (joined here without it)."""
-    attendees = [item for item in work if item[0] == ATTENDEE_JOB]
+    attendees = [(job, (key,), tags) for job, key, tags in work if job == ATTENDEE_JOB]
     photos = [item for item in work if item[0] != ATTENDEE_JOB]
     done = 0
 
-    def record(job_name: str, key: str, ok: bool, message: str, run_id: str) -> None:
+    def record(job_name: str, keys: tuple[str, ...], ok: bool, message: str, run_id: str) -> None:
         nonlocal done
-        done += 1
         kind = "attendee" if job_name == ATTENDEE_JOB else "photo"
-        if ok:
-            summary.attendees += kind == "attendee"
-            summary.photos += kind == "photo"
-        else:
-            summary.failures.append((kind, key, message))
-            if job_name == PHOTO_JOB:  # a failed re-embedding leaves the published photo as it is
-                mark_failed(repo, key, f"run {run_id[:8]} failed: {message}")
-        if progress:
-            progress(kind, done, len(work))
+        # A batch run succeeds with photos it marked failed (each photo's failure is its own).
+        failed_in_run = {} if not ok or kind == "attendee" else _failed_photos(repo, keys)
+        for key in keys:
+            done += 1
+            if ok and key not in failed_in_run:
+                summary.attendees += kind == "attendee"
+                summary.photos += kind == "photo"
+            elif ok:
+                summary.failures.append((kind, key, failed_in_run[key]))
+            else:
+                summary.failures.append((kind, key, message))
+                if job_name == PHOTO_JOB:  # a failed re-embedding leaves the published photo as it is
+                    mark_failed(repo, key, f"run {run_id[:8]} failed: {message}")
+            if progress:
+                progress(kind, done, len(work))
 
     for outcome in _run_inline(instance, attendees, common_tags):
         record(*outcome)
     count = min(workers or default_workers(), len(photos) // MIN_RUNS_PER_WORKER)
+    runs = _batched(instance, photos, max(1, count))
     if count > 1:
-        outcomes = _run_in_workers(instance, photos, common_tags, count, exits)
+        outcomes = _run_in_workers(instance, runs, common_tags, count, exits)
     else:
-        outcomes = _run_inline(instance, photos, common_tags)
+        outcomes = _run_inline(instance, runs, common_tags)
     for outcome in outcomes:
         record(*outcome)
 
 
-Outcome = tuple[str, str, bool, str, str]  # (job name, key, succeeded, failure message, run id)
+SingleItem = tuple[str, str, dict[str, str]]  # (job name, partition key, tags): one photo or attendee
+Outcome = tuple[str, tuple[str, ...], bool, str, str]  # (job name, keys, succeeded, failure message, run id)
 
 
 def _run_inline(
@@ -238,17 +277,17 @@ def _run_inline(
     from picsaris_pipeline.definitions import defs
 
     jobs: dict[str, Any] = {}
-    for job_name, key, tags in work:
+    for job_name, keys, tags in work:
         if job_name not in jobs:
             jobs[job_name] = defs.resolve_job_def(job_name)
         result = jobs[job_name].execute_in_process(
-            partition_key=key,
+            partition_key=keys[0] if len(keys) == 1 else None,
             instance=instance,
             raise_on_error=False,
             run_config=QUIET_CONSOLE,
-            tags={**tags, **common_tags},
+            tags={**tags, **common_tags, **(batch_tags(list(keys)) if len(keys) > 1 else {})},
         )
-        yield job_name, key, result.success, "" if result.success else _failure_message(result), result.run_id
+        yield job_name, keys, result.success, "" if result.success else _failure_message(result), result.run_id
 
 
 def _claim(work: Work, next_index: Any) -> Iterator[WorkItem]:
@@ -280,7 +319,7 @@ def _run_in_workers(
     ]
     for process in processes:
         process.start()
-    pending = {key for _, key, _ in work}
+    pending = {keys for _, keys, _ in work}
     finished = False
     try:
         for outcome in _run_inline(instance, _claim(work, next_index), common_tags):
@@ -295,12 +334,12 @@ def _run_in_workers(
             exits.callback(_reap, processes)
         else:
             _reap(processes)
-    for job_name, key, _ in work:  # a worker that died (killed, out of memory) leaves its run undone
-        if key in pending:
-            yield job_name, key, False, "its worker process exited before finishing it", ""
+    for job_name, keys, _ in work:  # a worker that died (killed, out of memory) leaves its run undone
+        if keys in pending:
+            yield job_name, keys, False, "its worker process exited before finishing it", ""
 
 
-def _reported(outcomes: Any, pending: set[str], processes: list[Any], wait: bool) -> Iterator[Outcome]:
+def _reported(outcomes: Any, pending: set[tuple[str, ...]], processes: list[Any], wait: bool) -> Iterator[Outcome]:
     """Outcomes the worker processes have reported: those already queued, or with `wait` every one
     until nothing is pending or every worker is gone."""
     while pending:

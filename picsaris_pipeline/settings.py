@@ -79,3 +79,18 @@ class Settings:
             rekognition_access_key_id=env.get("PICSARIS_REKOGNITION_ACCESS_KEY_ID") or None,
             rekognition_secret_access_key=env.get("PICSARIS_REKOGNITION_SECRET_ACCESS_KEY") or None,
         )
+
+
+def whole_number_from_env(name: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
+    """An optional whole-number setting (tuning knobs such as PICSARIS_WORKERS), checked."""
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as error:
+        raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from error
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ConfigurationError(f"{name} must be {bounds}, got {value}")
+    return value

@@ -48,9 +48,16 @@ def _upload_one(app: App, event_id: str, uploader_id: str, path: Path) -> Upload
     put_via_ticket(request.ticket, data)
     # With PICSARIS_DAGSTER_URL set, completing the upload launches the photo's run on that webserver,
     # as the upload API does; otherwise `picsaris process` (or the bucket sensor) picks it up.
-    launch = DagsterLauncher(app.settings.dagster_url).launch_photo if app.settings.dagster_url else None
+    # A photo whose uploader already has one waiting is queued for the batch sensor instead.
+    launcher = DagsterLauncher(app.settings.dagster_url) if app.settings.dagster_url else None
     try:
-        photo = complete_upload(app.repo, app.store, request.photo.id, on_uploaded=launch)
+        photo = complete_upload(
+            app.repo,
+            app.store,
+            request.photo.id,
+            on_uploaded=launcher.launch_photo if launcher else None,
+            on_deferred=launcher.announce_photo if launcher else None,
+        )
     except (RetryableError, ConfigurationError, PicsarisError) as error:
         if isinstance(error, BadInputError):
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from picsaris_pipeline.assets import ATTENDEE_ASSETS, PHOTO_ASSETS
 from picsaris_pipeline.db import Repository
 from picsaris_pipeline.db.repository import connect
 from picsaris_pipeline.domain import Attendee, Event, Photo
-from picsaris_pipeline.partitions import ATTENDEE_PARTITIONS, PHOTO_PARTITIONS
+from picsaris_pipeline.partitions import ATTENDEE_PARTITIONS, PHOTO_PARTITIONS, batch_tags
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
 from picsaris_pipeline.services.intake import (
     complete_upload,
@@ -50,7 +51,14 @@ class Pipeline:
         return register_attendee(self.repo, self.store, event.id, name, consent, selfie.read_bytes(), selfie.name)
 
     def upload(
-        self, event: Event, uploader: Attendee, data: bytes, file_name: str, declared_sha: str | None = None
+        self,
+        event: Event,
+        uploader: Attendee,
+        data: bytes,
+        file_name: str,
+        declared_sha: str | None = None,
+        on_uploaded: Callable[[Photo], object] | None = None,
+        on_deferred: Callable[[Photo], object] | None = None,
     ) -> Photo:
         request = request_upload(
             self.repo,
@@ -64,7 +72,7 @@ class Pipeline:
         )
         assert request.ticket is not None, "unexpected duplicate at intake"
         put_via_ticket(request.ticket, data)
-        return complete_upload(self.repo, self.store, request.photo.id)
+        return complete_upload(self.repo, self.store, request.photo.id, on_uploaded, on_deferred)
 
     def run_photo(self, photo_id: str, assets: list | None = None, **resources: object) -> dg.ExecuteInProcessResult:
         """Materialize the photo's assets (all four unless given), with resources overridden if given."""
@@ -75,6 +83,19 @@ class Pipeline:
             partition_key=photo_id,
             instance=self.instance,
             resources={**self.resources, **resources},
+            raise_on_error=False,
+        )
+
+    def run_batch(self, photo_ids: list[str], assets: list | None = None) -> dg.ExecuteInProcessResult:
+        """One run over a range of photo partitions, as the sensor and `picsaris process` launch a
+        batch: the photos must be added as partitions in this order (a range is insertion order)."""
+        missing = [p for p in photo_ids if not self.instance.has_dynamic_partition(PHOTO_PARTITIONS, p)]
+        self.instance.add_dynamic_partitions(PHOTO_PARTITIONS, missing)
+        return dg.materialize(
+            assets or PHOTO_ASSETS,
+            instance=self.instance,
+            resources=self.resources,
+            tags=batch_tags(photo_ids),
             raise_on_error=False,
         )
 
@@ -89,3 +110,25 @@ class Pipeline:
 def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, object]:
     (materialization,) = result.asset_materializations_for_node(asset)
     return {key: getattr(value, "value", value) for key, value in materialization.metadata.items()}
+
+
+def partition_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, dict[str, object]]:
+    """Each partition's materialization metadata for `asset` in a (batch) run, by photo id."""
+    return {
+        m.partition: {key: getattr(value, "value", value) for key, value in m.metadata.items()}
+        for m in result.asset_materializations_for_node(asset)
+    }
+
+
+def run_failure_sensor(pipeline: Pipeline, result: dg.ExecuteInProcessResult) -> None:
+    """Evaluate photo_failure_sensor on a failed run, as the daemon does."""
+    from picsaris_pipeline.sensors import photo_failure_sensor
+
+    context = dg.build_run_status_sensor_context(
+        sensor_name="photo_failure_sensor",
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=pipeline.instance,
+        dagster_run=result.dagster_run,
+        resources=pipeline.resources,
+    ).for_run_failure()
+    photo_failure_sensor(context)

@@ -99,6 +99,20 @@ def test_photos_lists_every_upload_published_with_the_manifest_face_counts(event
     }
 
 
+def test_process_ran_the_photos_in_batch_runs_each_photo_with_its_own_materialization(event_flow):
+    import dagster as dg
+
+    from picsaris_pipeline.partitions import BATCH_TAG, PHOTO_JOB
+
+    with dg.DagsterInstance.from_config(str(Path(os.environ["PICSARIS_HOME"]) / "dagster")) as instance:
+        runs = [run for run in instance.get_runs() if run.job_name == PHOTO_JOB]
+        photos_per_run = [int(run.tags.get(BATCH_TAG, 1)) for run in runs]
+        assert sum(photos_per_run) == 28 and len(runs) < 28 and max(photos_per_run) > 1
+        assert all(run.status is dg.DagsterRunStatus.SUCCESS for run in runs)
+        for asset in ("verified_upload", "matches_published"):
+            assert instance.get_materialized_partitions(dg.AssetKey(asset)) == set(event_flow["photo_ids"])
+
+
 def test_processing_again_with_nothing_pending_is_a_quiet_success(event_flow):
     picsaris("process")
 

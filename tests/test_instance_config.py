@@ -124,12 +124,13 @@ def test_production_instance_keeps_runs_events_and_schedules_in_postgres(product
     assert production_instance.get_dynamic_partitions("photos") == ["01K000000000000000000000AA"]
 
 
-def test_runs_queue_with_at_most_four_at_once_and_one_per_uploader(production_instance):
+def test_runs_queue_with_at_most_four_at_once_one_per_uploader_and_two_batches(production_instance):
     assert isinstance(production_instance.run_coordinator, dg.QueuedRunCoordinator)
     queue = production_instance.get_concurrency_config().run_queue_config
     assert queue.max_concurrent_runs == 4
     assert queue.tag_concurrency_limits == [
-        {"key": "picsaris/uploader", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+        {"key": "picsaris/uploader", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+        {"key": "picsaris/batch", "limit": 2},
     ]
     # Looked at every second, not Dagster's default five (bench/latency.py: p50 6.6 s -> 3.1 s).
     assert production_instance.run_coordinator.dequeue_interval_seconds == 1

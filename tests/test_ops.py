@@ -12,10 +12,9 @@ from picsaris_pipeline.assets.photos import faces_detected
 from picsaris_pipeline.definitions import defs
 from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.keys import thumbnail_key
-from picsaris_pipeline.sensors import photo_failure_sensor
 from picsaris_pipeline.thumbnails import DrawnFace, draw
 
-from .pipeline_helpers import metadata
+from .pipeline_helpers import metadata, run_failure_sensor
 
 GREEN = np.array([46, 160, 67])
 
@@ -114,14 +113,7 @@ def test_a_failed_run_marks_its_photo_failed_with_the_error(pipeline, event, sha
         raise_on_error=False,
     )
     assert not result.success
-    context = dg.build_run_status_sensor_context(
-        sensor_name="photo_failure_sensor",
-        dagster_event=result.get_run_failure_event(),
-        dagster_instance=pipeline.instance,
-        dagster_run=result.dagster_run,
-        resources=pipeline.resources,
-    ).for_run_failure()
-    photo_failure_sensor(context)
+    run_failure_sensor(pipeline, result)
     failed = pipeline.repo.get_photo(photo.id)
     assert failed.status is PhotoStatus.FAILED and failed.reason.startswith(f"run {result.run_id[:8]} failed")
 

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import random
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
 
-from picsaris_pipeline.errors import PicsarisError, RetryableError
-from picsaris_pipeline.services.photos import StepResult
+from picsaris_pipeline.db.repository import Repository
+from picsaris_pipeline.errors import ConfigurationError, PicsarisError, RetryableError
+from picsaris_pipeline.resources import DatabaseResource
+from picsaris_pipeline.services.photos import StepResult, mark_failed
+
+logger = logging.getLogger("picsaris.batches")
 
 # Steps retry with exponential back-off and jitter (1 s, 2 s, 4 s, each ±50%), so a throttled
 # service or a restarted database is waited out without every run retrying in lockstep.
@@ -21,6 +29,11 @@ STEP_RETRY_POLICY = dg.RetryPolicy(
 # `concurrency.pools`) caps concurrent engine calls across all runs: Rekognition's default quota is
 # a few transactions per second per account and region, and dlib is bound by the machine's cores.
 FACE_ENGINE_POOL = "face_engine"
+
+# A batch run (a range of photo partitions) retries one photo's throttled or dropped call in place,
+# as often and as patiently as STEP_RETRY_POLICY retries a step, so the photo does not hold up the
+# rest of its batch and the step is not repeated for the photos already done.
+PHOTO_ATTEMPTS = 1 + STEP_RETRY_POLICY.max_retries
 
 
 @contextmanager
@@ -65,3 +78,57 @@ def run_step(step: Callable[[], StepResult], **extra: Any) -> dg.MaterializeResu
     with dagster_errors():
         result = step()
     return dg.MaterializeResult(metadata=photo_metadata(result, **extra))
+
+
+def _backoff(attempt: int) -> float:
+    """STEP_RETRY_POLICY's delay before retry `attempt` (1, 2, 4 s ... each +-50%)."""
+    return float(STEP_RETRY_POLICY.delay or 1.0) * 2**attempt * random.uniform(0.5, 1.5)
+
+
+def _one_of_a_batch(step: Callable[[str], StepResult], photo_id: str) -> StepResult | str:
+    """The step's result for one photo of a batch, or why the photo failed. A misconfigured
+    deployment fails the whole step (every photo would fail the same way)."""
+    for attempt in range(PHOTO_ATTEMPTS):
+        try:
+            return step(photo_id)
+        except RetryableError as error:
+            if attempt + 1 == PHOTO_ATTEMPTS:
+                return f"gave up after {PHOTO_ATTEMPTS} attempts: {error}"
+            logger.warning("photo %s: %s; retrying", photo_id, error)
+            time.sleep(_backoff(attempt))
+        except ConfigurationError as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from error
+        except PicsarisError as error:
+            return str(error)
+        except Exception as error:  # a bug one photo hits must not cost its batch-mates their step
+            logger.exception("photo %s: unexpected error", photo_id)
+            return f"{type(error).__name__}: {error}"
+    raise AssertionError("unreachable")
+
+
+def run_photo_step(
+    context: dg.AssetExecutionContext, database: DatabaseResource, step: Callable[[Repository, str], StepResult]
+) -> dg.MaterializeResult:
+    """The step for each photo of the run. A run of one photo behaves as a plain step: errors go to
+    the retry policy. A batch run (a partition range) isolates its photos: a photo that still fails
+    after its own retries is marked `failed` with the reason, the later steps skip it, and the other
+    photos go on. Each photo's partition carries its own metadata; the step's summarises the batch."""
+    with dagster_errors():
+        repo = database.repository()
+    photo_ids = context.partition_keys
+    if len(photo_ids) == 1:
+        return run_step(lambda: step(repo, photo_ids[0]))
+    statuses: Counter[str] = Counter()
+    for photo_id in photo_ids:
+        outcome = _one_of_a_batch(lambda key: step(repo, key), photo_id)
+        if isinstance(outcome, StepResult):
+            metadata = photo_metadata(outcome)
+            statuses[outcome.status.value] += 1
+        else:
+            mark_failed(repo, photo_id, f"{context.asset_key.to_user_string()}: {outcome}")
+            metadata = {"status": "failed", "reason": outcome, "step_skipped": False}
+            statuses["failed"] += 1
+        context.add_asset_metadata(metadata, partition_key=photo_id)
+    return dg.MaterializeResult(
+        metadata={"batch_photos": len(photo_ids), "batch_statuses": dg.MetadataValue.json(dict(statuses))}
+    )

@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from picsaris_pipeline.assets.boundary import FACE_ENGINE_POOL, STEP_RETRY_POLICY, run_step
+from picsaris_pipeline.assets.boundary import FACE_ENGINE_POOL, STEP_RETRY_POLICY, run_photo_step
+from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.partitions import photo_partitions
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
 from picsaris_pipeline.services import photos
@@ -17,7 +18,9 @@ def verified_upload(
     """The guest's upload checked and normalised: declared SHA-256 verified, exact duplicates in the
     event found, JPEG/PNG/HEIC/WebP decoded, EXIF orientation applied, converted to RGB and resized
     to at most 2400 px (stored as a derived JPEG). Undecodable photos end `rejected` with a reason."""
-    return run_step(lambda: photos.verify_upload(database.repository(), object_store.store(), context.partition_key))
+    return run_photo_step(
+        context, database, lambda repo, photo_id: photos.verify_upload(repo, object_store.store(), photo_id)
+    )
 
 
 @dg.asset(
@@ -37,10 +40,10 @@ def faces_detected(
     """Face boxes found in the verified photo, stored with the detector version. dlib detects on a
     reduced copy and maps the boxes back; Rekognition's IndexFaces detects and stores the faces in
     the event's collection in one call, and their engine face ids are recorded with the boxes."""
-    return run_step(
-        lambda: photos.detect_faces(
-            database.repository(), object_store.store(), face_engine.get(), context.partition_key
-        )
+    return run_photo_step(
+        context,
+        database,
+        lambda repo, photo_id: photos.detect_faces(repo, object_store.store(), face_engine.get(), photo_id),
     )
 
 
@@ -61,10 +64,10 @@ def embeddings_stored(
     """Every detected face's representation under the embedding model version that made it: a
     128-d vector in our database (dlib), or the face's id in the Rekognition collection of that
     face-model version (Rekognition never hands out vectors)."""
-    return run_step(
-        lambda: photos.store_embeddings(
-            database.repository(), object_store.store(), face_engine.get(), context.partition_key
-        )
+    return run_photo_step(
+        context,
+        database,
+        lambda repo, photo_id: photos.store_embeddings(repo, object_store.store(), face_engine.get(), photo_id),
     )
 
 
@@ -86,15 +89,17 @@ def matches_published(
     """The photo's faces matched against the event's consenting attendees (same model version only):
     by vector distance (dlib) or one SearchUsers per face (Rekognition), each face to at most one
     guest; written to the database and announced to the matched guests' galleries."""
-    engine = face_engine.get()
-    return run_step(
-        lambda: photos.publish_matches(
-            database.repository(),
+
+    def publish(repo: Repository, photo_id: str) -> photos.StepResult:
+        engine = face_engine.get()
+        return photos.publish_matches(
+            repo,
             object_store.store(),
             realtime.publisher(),
-            context.partition_key,
+            photo_id,
             engine.model_version,
             face_engine.threshold(),
             engine,
         )
-    )
+
+    return run_photo_step(context, database, publish)

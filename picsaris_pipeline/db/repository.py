@@ -713,6 +713,54 @@ class Repository:
             ).rowcount
         return bool(changed)
 
+    def defer_to_batch(self, photo_id: str) -> bool:
+        """Queue an `uploaded` photo for the batch sensor if its uploader has another photo waiting
+        to be run (`uploaded`): a guest sharing many photos at once gets them run in batches instead
+        of one run each. True if deferred; False: launch the photo's own run."""
+        photo = self.get_photo(photo_id)
+        other = t.photos.alias("other")
+        busy = (
+            sa.select(other.c.id)
+            .where(other.c.uploader_id == photo.uploader_id)
+            .where(other.c.id != photo.id)
+            .where(other.c.status == PhotoStatus.UPLOADED.value)
+            .exists()
+        )
+        with self._tx() as conn:
+            changed = conn.execute(
+                t.photos.update()
+                .where(t.photos.c.id == photo.id)
+                .where(t.photos.c.status == PhotoStatus.UPLOADED.value)
+                .where(busy)
+                .values(batch_queued_at=_now())
+            ).rowcount
+        return bool(changed)
+
+    def take_batch_queue(self, limit: int) -> list[Photo]:
+        """The photos waiting for a batch run, oldest first (at most `limit`), taken off the queue:
+        whoever takes a photo requests its run. A photo that left `uploaded` meanwhile (a re-run,
+        the safety-net sensor) is dropped from the queue, not taken."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(t.photos.c.id, t.photos.c.status)
+                .where(t.photos.c.batch_queued_at.is_not(None))
+                .order_by(t.photos.c.batch_queued_at, t.photos.c.id)
+                .limit(limit)
+            ).all()
+            ids = [r.id for r in rows]
+            if not ids:
+                return []
+            taken = conn.execute(
+                t.photos.update()
+                .where(t.photos.c.id.in_(ids))
+                .where(t.photos.c.batch_queued_at.is_not(None))
+                .values(batch_queued_at=None)
+                .returning(t.photos.c.id)
+            ).all()
+        wanted = {r.id for r in rows if r.status == PhotoStatus.UPLOADED.value} & {r.id for r in taken}
+        photos = self.photos_by_ids([i for i in ids if i in wanted])
+        return [photos[i] for i in ids if i in photos]
+
     def reset_for_rerun(self, photo_ids: Sequence[str], include_rejected: bool = False) -> list[str]:
         """Send photos back to `uploaded` so their next run starts from verification. Duplicates and
         photos whose bytes never arrived are left alone; rejected ones only when asked."""

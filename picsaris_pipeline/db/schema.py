@@ -88,11 +88,15 @@ photos = Table(
     # 64-bit DCT perceptual hash of the verified image (near_duplicates.py), stored signed as BIGINT;
     # None until the photo is verified.
     Column("perceptual_hash", BigInteger),
+    # Set while the photo waits for the batch sensor (its uploader had another photo waiting at
+    # intake); cleared when a batch run is requested for it.
+    Column("batch_queued_at", DateTime(timezone=True)),
     *_timestamps(),
     Index("ix_photos_event_id_status", "event_id", "status"),
     Index("ix_photos_event_id_sha256", "event_id", "sha256"),
     # Near-duplicate check: one read of an event's hashes per verified photo.
     Index("ix_photos_event_id_perceptual_hash", "event_id", "perceptual_hash"),
+    Index("ix_photos_batch_queued_at", "batch_queued_at"),
 )
 
 faces = Table(

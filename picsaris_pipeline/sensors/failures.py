@@ -4,6 +4,7 @@ error, so it shows among the failed photos with its reason and `picsaris process
 import dagster as dg
 
 from picsaris_pipeline.jobs import photo_job
+from picsaris_pipeline.partitions import run_photo_ids
 from picsaris_pipeline.resources import DatabaseResource
 from picsaris_pipeline.services.photos import mark_failed
 
@@ -14,16 +15,19 @@ WILL_RETRY_TAG = "dagster/will_retry"  # set by the daemon on a failed run it is
     name="photo_failure_sensor",
     monitored_jobs=[photo_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Marks the photo of a failed process_photo run `failed` with its error once no retry is left.",
+    description="Marks the photo of a failed process_photo run (every photo of a failed batch run that "
+    "had not finished) `failed` with its error once no retry is left.",
 )
 def photo_failure_sensor(context: dg.RunFailureSensorContext, database: DatabaseResource) -> dg.SkipReason | None:
     run = context.dagster_run
     if run.tags.get(WILL_RETRY_TAG) == "true":
         return dg.SkipReason(f"run {run.run_id} will be retried")
-    photo_id = run.tags.get("dagster/partition")
-    if not photo_id:
+    photo_ids = run_photo_ids(run, context.instance)
+    if not photo_ids:
         return dg.SkipReason(f"run {run.run_id} has no photo partition")
     error = context.failure_event.message or "run failed"
-    if mark_failed(database.repository(), photo_id, f"run {run.run_id[:8]} failed: {error}"):
-        context.log.info(f"photo {photo_id} marked failed")
+    repo = database.repository()
+    for photo_id in photo_ids:  # photos that reached a terminal status are left as they are
+        if mark_failed(repo, photo_id, f"run {run.run_id[:8]} failed: {error}"):
+            context.log.info(f"photo {photo_id} marked failed")
     return None

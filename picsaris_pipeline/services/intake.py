@@ -84,9 +84,16 @@ def request_upload(
 
 
 def complete_upload(
-    repo: Repository, store: ObjectStore, photo_id: str, on_uploaded: Callable[[Photo], object] | None = None
+    repo: Repository,
+    store: ObjectStore,
+    photo_id: str,
+    on_uploaded: Callable[[Photo], object] | None = None,
+    on_deferred: Callable[[Photo], object] | None = None,
 ) -> Photo:
-    """The phone says the PUT finished: check the object, mark the photo uploaded, launch its run."""
+    """The phone says the PUT finished: check the object, mark the photo uploaded, launch its run
+    (on_uploaded). With on_deferred given, a photo whose uploader already has another photo waiting
+    to be run is queued for the batch sensor instead, and on_deferred announces it (adds its
+    partition): a guest sharing a burst of photos gets them run in batches, not one run each."""
     photo = repo.get_photo(photo_id)
     if photo.status is not PhotoStatus.PENDING_UPLOAD:
         return photo  # a repeated "complete" from a flaky connection changes nothing
@@ -101,7 +108,10 @@ def complete_upload(
     won = repo.transition(photo.id, PhotoStatus.PENDING_UPLOAD, PhotoStatus.UPLOADED)
     photo = repo.get_photo(photo.id)
     if won and on_uploaded is not None:
-        on_uploaded(photo)
+        if on_deferred is not None and repo.defer_to_batch(photo.id):
+            on_deferred(photo)
+        else:
+            on_uploaded(photo)
     return photo
 
 

@@ -18,6 +18,7 @@ from picsaris_pipeline.errors import BadInputError, NotFoundError, PicsarisError
 from picsaris_pipeline.faces.engine import CollectionFaceEngine, FaceBox, FaceEngine, VectorFaceEngine
 from picsaris_pipeline.keys import thumbnail_key, verified_image_key
 from picsaris_pipeline.matching import assign, assign_scores
+from picsaris_pipeline.partitions import MAX_PHOTOS_PER_BATCH
 from picsaris_pipeline.realtime import RealtimePublisher, photo_messages
 from picsaris_pipeline.services import versions
 from picsaris_pipeline.services.delivery import deliver
@@ -169,11 +170,12 @@ def _store_thumbnail(store: ObjectStore, photo: Photo, picture: Any) -> str:
 
 class _RecentImages(Generic[_T]):
     """The last few verified images decoded in this process. A photo's steps run one after another
-    in one process, so detection and embedding reuse the pixels verification just wrote instead of
-    downloading and decoding the 2400 px JPEG twice more. Filled only by whoever writes the image,
-    so it never holds pixels other than the stored JPEG's."""
+    in one process (a batch run's steps each go through all its photos), so detection and embedding
+    reuse the pixels verification just wrote instead of downloading and decoding the 2400 px JPEG
+    twice more. Filled only by whoever writes the image, so it never holds pixels other than the
+    stored JPEG's. Sized for a batch: 8 images of 2400 x 1600 are ~90 MB."""
 
-    def __init__(self, size: int = 2) -> None:
+    def __init__(self, size: int = MAX_PHOTOS_PER_BATCH) -> None:
         self._size = size
         self._images: OrderedDict[str, _T] = OrderedDict()
         self._lock = threading.Lock()

@@ -1,0 +1,78 @@
+"""Bursts run in batches: photos intake queued because their uploader already had one waiting are
+requested here as range runs (one run over up to MAX_PHOTOS_PER_BATCH consecutive photo
+partitions), so a guest sharing sixty photos costs a few runs instead of sixty."""
+
+from collections.abc import Sequence
+
+import dagster as dg
+
+from picsaris_pipeline.domain import Photo
+from picsaris_pipeline.jobs import photo_job
+from picsaris_pipeline.partitions import (
+    BATCH_TAG,
+    EVENT_TAG,
+    PHOTO_JOB,
+    PHOTO_PARTITIONS,
+    PHOTO_TAG,
+    UPLOADER_TAG,
+    batch_tags,
+    contiguous_batches,
+)
+from picsaris_pipeline.resources import DatabaseResource
+
+# Photos taken off the queue per tick; the rest wait for the next tick (a few seconds).
+MAX_PHOTOS_PER_TICK = 200
+
+
+def batch_run_requests(instance: dg.DagsterInstance, photos: Sequence[Photo], source: str) -> list[dg.RunRequest]:
+    """Run requests for these photos: consecutive partitions of one event grouped into range runs
+    (their partitions are added here first, in order, where missing). A photo left alone gets a
+    plain one-photo run with its uploader's tags."""
+    existing = set(instance.get_dynamic_partitions(PHOTO_PARTITIONS))
+    missing = [photo.id for photo in photos if photo.id not in existing]
+    if missing:
+        instance.add_dynamic_partitions(PHOTO_PARTITIONS, missing)
+    order = instance.get_dynamic_partitions(PHOTO_PARTITIONS)  # a range is this insertion order
+    by_event: dict[str, list[str]] = {}
+    for photo in photos:
+        by_event.setdefault(photo.event_id, []).append(photo.id)
+    by_id = {photo.id: photo for photo in photos}
+    requests = []
+    for event_id, photo_ids in by_event.items():
+        for batch in contiguous_batches(photo_ids, order):
+            if len(batch) == 1:
+                photo = by_id[batch[0]]
+                tags = {EVENT_TAG: event_id, UPLOADER_TAG: photo.uploader_id, PHOTO_TAG: photo.id}
+                requests.append(
+                    dg.RunRequest(
+                        run_key=f"photo:{photo.id}",
+                        job_name=PHOTO_JOB,
+                        partition_key=photo.id,
+                        tags={**tags, "picsaris/source": source},
+                    )
+                )
+                continue
+            tags = {EVENT_TAG: event_id, BATCH_TAG: str(len(batch)), "picsaris/source": source}
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"batch:{batch[0]}:{batch[-1]}", job_name=PHOTO_JOB, tags={**tags, **batch_tags(batch)}
+                )
+            )
+    return requests
+
+
+@dg.sensor(
+    name="upload_batch_sensor",
+    jobs=[photo_job],
+    minimum_interval_seconds=2,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests batch runs (partition ranges) for the photos intake queued because their "
+    "uploader already had a photo waiting: bursts run a few photos per run.",
+)
+def upload_batch_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SensorResult:
+    photos = database.repository().take_batch_queue(MAX_PHOTOS_PER_TICK)
+    if not photos:
+        return dg.SensorResult(skip_reason=dg.SkipReason("no photos queued for a batch"))
+    requests = batch_run_requests(context.instance, photos, source="batch")
+    context.log.info(f"{len(photos)} queued photo(s) in {len(requests)} run(s)")
+    return dg.SensorResult(run_requests=requests)
