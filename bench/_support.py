@@ -830,7 +830,13 @@ def upload_phases(uploads: Sequence[Upload]) -> str:
 
 
 def steady_uploads(
-    app: Any, launcher: Any, event_id: str, uploaders: Sequence[str], paths: Sequence[Path], rate: float
+    app: Any,
+    launcher: Any,
+    event_id: str,
+    uploaders: Sequence[str],
+    paths: Sequence[Path],
+    rate: float,
+    batches: bool = True,
 ) -> list[Upload]:
     """Photos arriving at a steady rate (photos/s), each from the next uploader in turn; every upload
     runs in its own thread from its scheduled moment on, as independent phones would."""
@@ -838,7 +844,7 @@ def steady_uploads(
 
     def one(i: int) -> None:
         try:
-            results[i] = upload(app, launcher, event_id, uploaders[i % len(uploaders)], paths[i])
+            results[i] = upload(app, launcher, event_id, uploaders[i % len(uploaders)], paths[i], batches)
         except BaseException as error:  # reported below, with the photo it belongs to
             results[i] = error
 

@@ -148,7 +148,8 @@ def main() -> None:
     published = {i: o.at for i, o in outcomes.items() if o.status == "published"}
     not_published = {i: o.status for i, o in outcomes.items() if o.status != "published"}
     drained = max(published[u.photo_id] for u in burst_uploads if u.photo_id in published) - burst_start
-    intervals = [(r.started, r.ended) for r in runs.values() if r.started and r.ended]
+    spans = {r.run_id: (r.started, r.ended) for r in all_runs if r.started and r.ended}  # one per run
+    intervals = list(spans.values())
 
     print(f"burst: {total} photos from {len(split)} uploaders ({bench.describe_photos(burst)})")
     print(

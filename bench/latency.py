@@ -64,7 +64,8 @@ def run_pass(
     from picsaris_pipeline.launcher import DagsterLauncher
 
     app = h.app()
-    launcher = DagsterLauncher(services.url) if path == "intake" else None
+    launcher = DagsterLauncher(services.url) if path.startswith("intake") else None
+    batches = path != "intake-single"  # intake-single: every photo its own run, as before batch runs
     if warmup:
         bench.note(f"{name}: {len(warmup)} warm-up photo(s), not counted")
         ups = [bench.upload(app, launcher, event.id, uploaders[0], p.path) for p in warmup]
@@ -72,7 +73,7 @@ def run_pass(
     bench.note(f"{name}: {len(photos)} photos at {rate:g}/s from {len(uploaders)} uploaders")
     with bench.RssSampler(services.root_pids) as rss:
         start = time.monotonic()
-        uploads = bench.steady_uploads(app, launcher, event.id, uploaders, [p.path for p in photos], rate)
+        uploads = bench.steady_uploads(app, launcher, event.id, uploaders, [p.path for p in photos], rate, batches)
         arrival = time.monotonic() - start
         outcomes = bench.wait_terminal(app, event.id, [u.photo_id for u in uploads], timeout=args.timeout)
         if listener is not None:
@@ -134,7 +135,12 @@ def main() -> None:
     parser.add_argument(
         "--rates", default="1", help="arrivals per second, one intake pass each, comma-separated (default 1)"
     )
-    parser.add_argument("--paths", default="intake,sensor", help="comma-separated: intake, sensor")
+    parser.add_argument(
+        "--paths",
+        default="intake,sensor",
+        help="comma-separated: intake, intake-single (every photo its own run: intake never queues one for "
+        "a batch), sensor",
+    )
     parser.add_argument("--uploaders", type=int, default=6, help="guests uploading in turn (default 6)")
     parser.add_argument(
         "--instance",
@@ -162,11 +168,11 @@ def main() -> None:
     args = parser.parse_args()
     bench.FACES = args.shared
     paths = [p for p in args.paths.split(",") if p]
-    if set(paths) - {"intake", "sensor"}:
-        parser.error("--paths takes intake and/or sensor")
+    if set(paths) - {"intake", "intake-single", "sensor"}:
+        parser.error("--paths takes intake, intake-single and/or sensor")
     queues = [bench.RunQueue.parse(v) for v in args.run_queues.split(",") if v]
     rates = [float(v) for v in args.rates.split(",") if v]
-    passes = [("intake", q, r) for r in rates for q in queues if "intake" in paths]
+    passes = [(p, q, r) for r in rates for q in queues for p in ("intake-single", "intake") if p in paths]
     passes += [("sensor", queues[0], rates[0])] if "sensor" in paths else []
 
     print(f"tree: {bench.git_state()}; machine: {bench.machine()}")
