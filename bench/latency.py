@@ -124,6 +124,28 @@ def report(result: PassResult) -> tuple[list, list]:
     return latency_row, split_row
 
 
+def slowest(result: PassResult, count: int = 3) -> str:
+    """The slowest photos' latency split: where a tail comes from."""
+    runs = {r.photo_id: r for r in result.runs}
+    waits = sorted(
+        ((result.outcomes[u.photo_id].at - u.put_done, u) for u in result.uploads if _ok(result, u)),
+        key=lambda item: item[0],
+        reverse=True,
+    )
+    described = []
+    for wait, upload in waits[:count]:
+        run = runs.get(upload.photo_id)
+        if run is None or run.launched is None or run.started is None:
+            described.append(f"{wait:.2f} s (run not found)")
+            continue
+        described.append(
+            f"{wait:.2f} s = launch {run.created - upload.put_done:.2f} + queue {run.launched - run.created:.2f}"
+            f" + start {run.started - run.launched:.2f} + steps {result.outcomes[upload.photo_id].at - run.started:.2f}"
+            f" ({run.photos} photo(s) in its run)"
+        )
+    return "; ".join(described)
+
+
 def _ok(result: PassResult, u: bench.Upload) -> bool:
     outcome = result.outcomes.get(u.photo_id)
     return outcome is not None and outcome.status == "published"
@@ -252,6 +274,7 @@ def main() -> None:
             + (f" ({repeated} photos ran more than once)" if repeated else "")
             + f", {r.run_rss[0]} run processes seen; uploads: {bench.upload_phases(r.uploads)}"
         )
+        print(f"{r.name}: slowest {slowest(r)}")
 
 
 if __name__ == "__main__":
