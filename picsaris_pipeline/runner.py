@@ -18,7 +18,6 @@ from typing import Any
 import dagster as dg
 
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.partitions import (
     ATTENDEE_JOB,
     ATTENDEE_PARTITIONS,
@@ -211,10 +210,21 @@ def default_workers() -> int:
     return whole_number_from_env("PICSARIS_WORKERS", max(1, os.cpu_count() or 1))
 
 
-def _failed_photos(repo: Repository, photo_ids: tuple[str, ...]) -> dict[str, str]:
-    """The photos among these that ended `failed`, with their reasons."""
-    photos = repo.photos_by_ids(photo_ids)
-    return {pid: photo.reason or "failed" for pid, photo in photos.items() if photo.status is PhotoStatus.FAILED}
+def _failed_in_batch(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    """The photos a batch run marked failed (a partition materialized with status `failed`), with
+    the first step's reason. Read from the run, not the photo rows: a photo failing its
+    re-embedding stays `published`."""
+    failed: dict[str, str] = {}
+    for event in result.all_events:
+        if not event.is_step_materialization or event.step_materialization_data is None:
+            continue
+        materialization = event.step_materialization_data.materialization
+        metadata = materialization.metadata
+        status = getattr(metadata.get("status"), "value", None)
+        if status == "failed" and materialization.partition and materialization.partition not in failed:
+            reason = getattr(metadata.get("reason"), "value", "failed")
+            failed[materialization.partition] = f"{materialization.asset_key.to_user_string()}: {reason}"
+    return failed
 
 
 def _execute(
@@ -235,11 +245,12 @@ def _execute(
     photos = [item for item in work if item[0] != ATTENDEE_JOB]
     done = 0
 
-    def record(job_name: str, keys: tuple[str, ...], ok: bool, message: str, run_id: str) -> None:
+    def record(
+        job_name: str, keys: tuple[str, ...], ok: bool, message: str, run_id: str, failed_in_run: dict[str, str]
+    ) -> None:
+        """One run's outcome, per photo: a batch run succeeds with the photos it marked failed."""
         nonlocal done
         kind = "attendee" if job_name == ATTENDEE_JOB else "photo"
-        # A batch run succeeds with photos it marked failed (each photo's failure is its own).
-        failed_in_run = {} if not ok or kind == "attendee" else _failed_photos(repo, keys)
         for key in keys:
             done += 1
             if ok and key not in failed_in_run:
@@ -267,7 +278,8 @@ def _execute(
 
 
 SingleItem = tuple[str, str, dict[str, str]]  # (job name, partition key, tags): one photo or attendee
-Outcome = tuple[str, tuple[str, ...], bool, str, str]  # (job name, keys, succeeded, failure message, run id)
+# (job name, keys, run succeeded, failure message, run id, photos a successful batch run marked failed)
+Outcome = tuple[str, tuple[str, ...], bool, str, str, dict[str, str]]
 
 
 def _run_inline(
@@ -287,7 +299,9 @@ def _run_inline(
             run_config=QUIET_CONSOLE,
             tags={**tags, **common_tags, **(batch_tags(list(keys)) if len(keys) > 1 else {})},
         )
-        yield job_name, keys, result.success, "" if result.success else _failure_message(result), result.run_id
+        message = "" if result.success else _failure_message(result)
+        failed = _failed_in_batch(result) if result.success and len(keys) > 1 else {}
+        yield job_name, keys, result.success, message, result.run_id, failed
 
 
 def _claim(work: Work, next_index: Any) -> Iterator[WorkItem]:
@@ -336,7 +350,7 @@ def _run_in_workers(
             _reap(processes)
     for job_name, keys, _ in work:  # a worker that died (killed, out of memory) leaves its run undone
         if keys in pending:
-            yield job_name, keys, False, "its worker process exited before finishing it", ""
+            yield job_name, keys, False, "its worker process exited before finishing it", "", {}
 
 
 def _reported(outcomes: Any, pending: set[tuple[str, ...]], processes: list[Any], wait: bool) -> Iterator[Outcome]:
@@ -369,7 +383,7 @@ def _worker(work: Work, next_index: Any, common_tags: dict[str, str], outcomes: 
         for outcome in _run_inline(instance, _claim(work, next_index), common_tags):
             outcomes.put(outcome)
     except BaseException as error:  # reported to the parent, which stops with it
-        outcomes.put(("crashed", f"{type(error).__name__}: {error}", False, "", ""))
+        outcomes.put(("crashed", f"{type(error).__name__}: {error}", False, "", "", {}))
         raise
 
 

@@ -111,3 +111,45 @@ def test_a_failed_batch_run_marks_its_unfinished_photos_failed_and_leaves_finish
     assert pipeline.repo.get_photo(done.id).status is PhotoStatus.PUBLISHED
     failed = pipeline.repo.get_photo(pending.id)
     assert failed.status is PhotoStatus.FAILED and failed.reason.startswith(f"run {result.run_id[:8]} failed")
+
+
+def test_a_photo_failing_its_re_embedding_in_a_batch_is_reported_and_stays_published(
+    picsaris_home, shared_photos, monkeypatch
+):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from picsaris_pipeline.app import App
+    from picsaris_pipeline.keys import verified_image_key
+
+    from .cli_runner import picsaris
+
+    event = picsaris("event", "create", "Re-embedding in batches").strip()
+    guest = picsaris("attendee", "add", event, "--name", "Obama", "--selfie", str(shared_photos["obama_1.jpg"].path))
+    names = ["obama_2.jpg", "obama_3.jpg", "obama_4.jpg", "biden_1.jpg", "noface_dog.jpg", "group_two_people.jpg"]
+    names += ["kit_harington_1.jpg", "rose_leslie_2.jpg"]
+    photo_ids = picsaris("upload", event, "--uploader", guest.strip(), *[str(shared_photos[n].path) for n in names])
+    photo_ids = photo_ids.split()
+    picsaris("process")
+    app = App.from_env()
+    broken = photo_ids[2]  # its verified image is gone: re-embedding cannot read the pixels
+    app.store.delete(verified_image_key(event, broken))
+
+    # A separate process, as on-call runs it (nothing cached from the first pass).
+    env = {**os_environ(), "PICSARIS_FACE_MODEL": "dlib-resnet-v1-5pt-j4", "PICSARIS_WORKERS": "1"}
+    picsaris_bin = Path(sys.executable).parent / "picsaris"
+    result = subprocess.run([str(picsaris_bin), "reembed"], env=env, capture_output=True, text=True, timeout=600)
+
+    assert result.returncode == 1, result.stderr
+    assert "re-embedded 1 attendee(s) and 7 photo(s)" in result.stderr
+    assert f"failed: photo {broken}: embeddings_stored: " in result.stderr
+    assert app.repo.get_photo(broken).status is PhotoStatus.PUBLISHED  # guests keep its j0 matches
+    runs = [r for r in app.instance.get_runs() if r.job_name == "reembed_photo"]
+    assert any("picsaris/batch" in r.tags for r in runs) and all(r.status.value == "SUCCESS" for r in runs)
+
+
+def os_environ() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
