@@ -173,7 +173,7 @@ class _RecentImages(Generic[_T]):
     in one process (a batch run's steps each go through all its photos), so detection and embedding
     reuse the pixels verification just wrote instead of downloading and decoding the 2400 px JPEG
     twice more. Filled only by whoever writes the image, so it never holds pixels other than the
-    stored JPEG's. Sized for a batch: 8 images of 2400 x 1600 are ~90 MB."""
+    stored JPEG's. Sized for a batch: 16 images of 2400 x 1600 are ~185 MB."""
 
     def __init__(self, size: int = MAX_PHOTOS_PER_BATCH) -> None:
         self._size = size
