@@ -21,17 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-FACES = Path(os.environ.get("PICSARIS_SHARED_FACES", ROOT.parent / "shared" / "faces"))
+import _support as bench
+
+FACES = bench.FACES
 PICSARIS = str(Path(sys.executable).parent / "picsaris")
-SELFIES = {
-    "Barack Obama": ("obama_1.jpg", True),
-    "Kit Harington": ("kit_harington_2.jpg", True),
-    "Alex Lacamoire": ("alex_lacamoire_2.jpg", True),
-    "Rose Leslie": ("rose_leslie_1.jpg", False),
-    "Tom Cruise": ("tom_cruise_1.jpg", True),
-    "Joe Biden": ("biden_2.jpg", True),
-}
 
 
 def run(env: dict[str, str], *args: str) -> tuple[str, float]:
@@ -53,7 +46,7 @@ def main() -> None:
     options = parser.parse_args()
     with open(FACES / "MANIFEST.csv", newline="") as handle:
         manifest = [row["file"] for row in csv.DictReader(handle)]
-    selfies = {selfie for selfie, _ in SELFIES.values()}
+    selfies = {selfie for selfie, _ in bench.SELFIES.values()}
     uploads = [str(FACES / name) for name in manifest if name not in selfies]
 
     with tempfile.TemporaryDirectory() as home:
@@ -61,7 +54,7 @@ def main() -> None:
         env |= {"PICSARIS_HOME": home, "PICSARIS_FACE_MODEL": options.old}
         event = run(env, "event", "create", "Model switch benchmark")[0].strip()
         ids = {}
-        for name, (selfie, consent) in SELFIES.items():
+        for name, (selfie, consent) in bench.SELFIES.items():
             flags = [] if consent else ["--no-consent"]
             ids[name] = run(env, "attendee", "add", event, "--name", name, "--selfie", str(FACES / selfie), *flags)[0]
         run(env, "upload", event, "--uploader", ids["Kit Harington"].strip(), *uploads)
@@ -77,7 +70,7 @@ def main() -> None:
     old, new = pairs(before), pairs(after)
     common = sorted(set(old) & set(new))
     deltas = [new[key] - old[key] for key in common]
-    print(f"photos: {len(uploads)} uploaded, {len(SELFIES)} selfies ({len(SELFIES) - 1} with consent)")
+    print(f"photos: {len(uploads)} uploaded, {len(bench.SELFIES)} selfies ({len(bench.SELFIES) - 1} with consent)")
     print(
         f"process under {options.old}: {process_s:.1f} s ({process_s / len(uploads):.2f} s/photo, models loaded once)"
     )

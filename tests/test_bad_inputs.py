@@ -29,6 +29,7 @@ from picsaris_pipeline.keys import verified_image_key
 from picsaris_pipeline.services.intake import complete_upload, request_upload, sha256_of
 from picsaris_pipeline.storage import put_via_ticket
 
+from .exif import STORED_AS
 from .pipeline_helpers import Pipeline, metadata
 
 # Each person's sign-up selfie: another photo of them than the one uploaded.
@@ -137,18 +138,6 @@ LEGAL = {
     "heic_named_jpg": Legal(
         "rose_leslie_1.jpg", lambda im, _, __: _save(im, "HEIF", quality=80), "IMG_0005.jpg", {"source_format": "heic"}
     ),
-}
-
-# Orientation tag -> how the camera stores an upright picture under it (viewers undo it).
-STORED_AS = {
-    1: None,
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_90,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_270,
 }
 
 

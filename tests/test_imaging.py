@@ -10,17 +10,7 @@ from PIL import Image
 from picsaris_pipeline.errors import BadInputError
 from picsaris_pipeline.imaging import MAX_SIDE, decode_photo, encode_jpeg, sha256_hex
 
-# Orientation tag -> the transpose that turns an upright image into what a camera stores.
-STORED_AS = {
-    1: None,
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_90,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_270,
-}
+from .exif import STORED_AS
 
 
 @pytest.fixture(scope="module")

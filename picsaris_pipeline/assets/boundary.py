@@ -107,20 +107,25 @@ def _one_of_a_batch(step: Callable[[str], StepResult], photo_id: str) -> StepRes
 
 
 def run_photo_step(
-    context: dg.AssetExecutionContext, database: DatabaseResource, step: Callable[[Repository, str], StepResult]
+    context: dg.AssetExecutionContext,
+    database: DatabaseResource,
+    prepare: Callable[[Repository], Callable[[str], StepResult]],
 ) -> dg.MaterializeResult:
-    """The step for each photo of the run. A run of one photo behaves as a plain step: errors go to
-    the retry policy. A batch run (a partition range) isolates its photos: a photo that still fails
-    after its own retries is marked `failed` with the reason, the later steps skip it, and the other
-    photos go on. Each photo's partition carries its own metadata; the step's summarises the batch."""
+    """The step for each photo of the run; `prepare` builds the per-photo function once per step
+    (store, engine and publisher resolved once for the whole batch). A run of one photo behaves as
+    a plain step: errors go to the retry policy. A batch run (a partition range) isolates its photos:
+    a photo that still fails after its own retries is marked `failed` with the reason, the later
+    steps skip it, and the other photos go on. Each photo's partition carries its own metadata; the
+    step's summarises the batch."""
     with dagster_errors():
         repo = database.repository()
+        step = prepare(repo)
     photo_ids = context.partition_keys
     if len(photo_ids) == 1:
-        return run_step(lambda: step(repo, photo_ids[0]))
+        return run_step(lambda: step(photo_ids[0]))
     statuses: Counter[str] = Counter()
     for photo_id in photo_ids:
-        outcome = _one_of_a_batch(lambda key: step(repo, key), photo_id)
+        outcome = _one_of_a_batch(step, photo_id)
         if isinstance(outcome, StepResult):
             metadata = photo_metadata(outcome)
             statuses[outcome.status.value] += 1

@@ -1,5 +1,8 @@
 """The per-photo asset chain. Each body reads its partition and calls one service function."""
 
+from collections.abc import Callable
+from functools import partial
+
 import dagster as dg
 
 from picsaris_pipeline.assets.boundary import FACE_ENGINE_POOL, STEP_RETRY_POLICY, run_photo_step
@@ -18,9 +21,7 @@ def verified_upload(
     """The guest's upload checked and normalised: declared SHA-256 verified, exact duplicates in the
     event found, JPEG/PNG/HEIC/WebP decoded, EXIF orientation applied, converted to RGB and resized
     to at most 2400 px (stored as a derived JPEG). Undecodable photos end `rejected` with a reason."""
-    return run_photo_step(
-        context, database, lambda repo, photo_id: photos.verify_upload(repo, object_store.store(), photo_id)
-    )
+    return run_photo_step(context, database, lambda repo: partial(photos.verify_upload, repo, object_store.store()))
 
 
 @dg.asset(
@@ -41,9 +42,7 @@ def faces_detected(
     reduced copy and maps the boxes back; Rekognition's IndexFaces detects and stores the faces in
     the event's collection in one call, and their engine face ids are recorded with the boxes."""
     return run_photo_step(
-        context,
-        database,
-        lambda repo, photo_id: photos.detect_faces(repo, object_store.store(), face_engine.get(), photo_id),
+        context, database, lambda repo: partial(photos.detect_faces, repo, object_store.store(), face_engine.get())
     )
 
 
@@ -65,9 +64,7 @@ def embeddings_stored(
     128-d vector in our database (dlib), or the face's id in the Rekognition collection of that
     face-model version (Rekognition never hands out vectors)."""
     return run_photo_step(
-        context,
-        database,
-        lambda repo, photo_id: photos.store_embeddings(repo, object_store.store(), face_engine.get(), photo_id),
+        context, database, lambda repo: partial(photos.store_embeddings, repo, object_store.store(), face_engine.get())
     )
 
 
@@ -90,16 +87,15 @@ def matches_published(
     by vector distance (dlib) or one SearchUsers per face (Rekognition), each face to at most one
     guest; written to the database and announced to the matched guests' galleries."""
 
-    def publish(repo: Repository, photo_id: str) -> photos.StepResult:
-        engine = face_engine.get()
-        return photos.publish_matches(
-            repo,
+    def prepare(repo: Repository) -> Callable[[str], photos.StepResult]:
+        store, publisher, engine, threshold = (
             object_store.store(),
             realtime.publisher(),
-            photo_id,
-            engine.model_version,
+            face_engine.get(),
             face_engine.threshold(),
-            engine,
+        )
+        return lambda photo_id: photos.publish_matches(
+            repo, store, publisher, photo_id, engine.model_version, threshold, engine
         )
 
-    return run_photo_step(context, database, publish)
+    return run_photo_step(context, database, prepare)

@@ -853,29 +853,11 @@ class Repository:
     def store_face_vectors(self, photo: Photo, faces: Sequence[Face], model_version: str, vectors: np.ndarray) -> None:
         if len(faces) != len(vectors):
             raise ValueError("one vector per face")
-        now = _now()
-        with self._tx() as conn:
-            conn.execute(
-                t.face_vectors.delete()
-                .where(t.face_vectors.c.photo_id == photo.id)
-                .where(t.face_vectors.c.model_version == model_version)
-            )
-            if faces:
-                conn.execute(
-                    t.face_vectors.insert(),
-                    [
-                        dict(
-                            face_id=f.id,
-                            model_version=model_version,
-                            event_id=photo.event_id,
-                            photo_id=photo.id,
-                            dimension=int(v.shape[-1]),
-                            vector=_to_blob(v),
-                            created_at=now,
-                        )
-                        for f, v in zip(faces, vectors, strict=True)
-                    ],
-                )
+        rows = [
+            dict(face_id=f.id, dimension=int(v.shape[-1]), vector=_to_blob(v))
+            for f, v in zip(faces, vectors, strict=True)
+        ]
+        self._replace_photo_rows(t.face_vectors, photo, model_version, rows)
 
     def photo_vectors(self, photo_id: str, model_version: str) -> tuple[list[str], np.ndarray]:
         query = (
@@ -916,29 +898,25 @@ class Repository:
         what an earlier run recorded)."""
         if len(faces) != len(external_ids):
             raise ValueError("one engine face id per face")
+        rows = [
+            dict(face_id=f.id, collection_id=collection_id, external_face_id=external)
+            for f, external in zip(faces, external_ids, strict=True)
+        ]
+        self._replace_photo_rows(t.engine_faces, photo, model_version, rows)
+
+    def _replace_photo_rows(
+        self, table: sa.Table, photo: Photo, model_version: str, rows: Sequence[dict[str, Any]]
+    ) -> None:
+        """Replace what an earlier run stored for the photo under the model version (per-face rows of
+        face_vectors or engine_faces) with `rows`, in one transaction."""
         now = _now()
         with self._tx() as conn:
             conn.execute(
-                t.engine_faces.delete()
-                .where(t.engine_faces.c.photo_id == photo.id)
-                .where(t.engine_faces.c.model_version == model_version)
+                table.delete().where(table.c.photo_id == photo.id).where(table.c.model_version == model_version)
             )
-            if faces:
-                conn.execute(
-                    t.engine_faces.insert(),
-                    [
-                        dict(
-                            face_id=f.id,
-                            model_version=model_version,
-                            event_id=photo.event_id,
-                            photo_id=photo.id,
-                            collection_id=collection_id,
-                            external_face_id=external,
-                            created_at=now,
-                        )
-                        for f, external in zip(faces, external_ids, strict=True)
-                    ],
-                )
+            if rows:
+                common = dict(model_version=model_version, event_id=photo.event_id, photo_id=photo.id, created_at=now)
+                conn.execute(table.insert(), [{**common, **row} for row in rows])
 
     def photo_engine_faces(self, photo_id: str, model_version: str | None = None) -> list[tuple[str, str, str]]:
         """(face id, model version, engine face id) of a photo's faces, in face order."""

@@ -216,17 +216,7 @@ class RekognitionEngine(CollectionFaceEngine):
     # -- photos ------------------------------------------------------------------------------
     def index_photo(self, event_id: str, photo_id: str, jpeg: bytes, size: tuple[int, int]) -> list[IndexedFace]:
         collection = self._collection(event_id)
-        response = self._call(
-            "IndexFaces",
-            image_call=True,
-            CollectionId=collection,
-            Image={"Bytes": fit_for_rekognition(jpeg)},
-            ExternalImageId=photo_id,
-            DetectionAttributes=["DEFAULT"],
-            MaxFaces=MAX_FACES_PER_PHOTO,
-            QualityFilter="AUTO",
-        )
-        self._check_model(response, collection)
+        response = self._index_faces(collection, jpeg, photo_id, MAX_FACES_PER_PHOTO)
         faces = [
             IndexedFace(
                 _box(record["Face"]["BoundingBox"], size, record["Face"].get("Confidence", 0.0)),
@@ -235,6 +225,21 @@ class RekognitionEngine(CollectionFaceEngine):
             for record in response.get("FaceRecords", [])
         ]
         return sorted(faces, key=lambda face: face.box.area, reverse=True)
+
+    def _index_faces(self, collection: str, jpeg: bytes, external_id: str, max_faces: int) -> dict[str, Any]:
+        """IndexFaces on one image into the collection, its face model checked against ours."""
+        response = self._call(
+            "IndexFaces",
+            image_call=True,
+            CollectionId=collection,
+            Image={"Bytes": fit_for_rekognition(jpeg)},
+            ExternalImageId=external_id,
+            DetectionAttributes=["DEFAULT"],
+            MaxFaces=max_faces,
+            QualityFilter="AUTO",
+        )
+        self._check_model(response, collection)
+        return response
 
     def _check_model(self, response: dict[str, Any], collection: str) -> None:
         model = response.get("FaceModelVersion")
@@ -277,17 +282,8 @@ class RekognitionEngine(CollectionFaceEngine):
         from botocore.exceptions import ClientError
 
         collection = self._collection(event_id)
-        response = self._call(
-            "IndexFaces",
-            image_call=True,
-            CollectionId=collection,
-            Image={"Bytes": fit_for_rekognition(jpeg)},
-            ExternalImageId=f"{SELFIE_IMAGE_PREFIX}{attendee_id}",
-            DetectionAttributes=["DEFAULT"],
-            MaxFaces=1,  # Rekognition keeps the largest: the person taking the selfie
-            QualityFilter="AUTO",
-        )
-        self._check_model(response, collection)
+        # Rekognition keeps the largest face: the person taking the selfie.
+        response = self._index_faces(collection, jpeg, f"{SELFIE_IMAGE_PREFIX}{attendee_id}", 1)
         records = response.get("FaceRecords", [])
         if not records:
             raise BadInputError("no face found in the selfie")

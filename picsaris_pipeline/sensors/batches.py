@@ -28,11 +28,12 @@ def batch_run_requests(instance: dg.DagsterInstance, photos: Sequence[Photo], so
     """Run requests for these photos: consecutive partitions of one event grouped into range runs
     (their partitions are added here first, in order, where missing). A photo left alone gets a
     plain one-photo run with its uploader's tags."""
-    existing = set(instance.get_dynamic_partitions(PHOTO_PARTITIONS))
-    missing = [photo.id for photo in photos if photo.id not in existing]
-    if missing:
-        instance.add_dynamic_partitions(PHOTO_PARTITIONS, missing)
     order = instance.get_dynamic_partitions(PHOTO_PARTITIONS)  # a range is this insertion order
+    existing = set(order)
+    missing = [photo.id for photo in photos if photo.id not in existing]
+    if missing:  # read again: intake may have added partitions in between
+        instance.add_dynamic_partitions(PHOTO_PARTITIONS, missing)
+        order = instance.get_dynamic_partitions(PHOTO_PARTITIONS)
     by_event: dict[str, list[str]] = {}
     for photo in photos:
         by_event.setdefault(photo.event_id, []).append(photo.id)
