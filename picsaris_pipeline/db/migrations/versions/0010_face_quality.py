@@ -1,4 +1,4 @@
-"""Near-duplicates confirmed by a second, independent signal.
+"""Face quality: size, blur and pose per face, so a face too small or blurred to match is counted but not matched.
 
 Revision ID: 0010
 Revises: 0009
