@@ -22,7 +22,7 @@ def test_upgrading_twice_changes_nothing(database_url):
     upgrade(repo.engine)
     with repo.engine.connect() as conn:
         version = conn.execute(sa.text(f"select version_num from {VERSION_TABLE}")).scalar_one()
-    assert version == "0010"
+    assert version == "0014"
 
 
 def test_the_app_and_dagster_can_share_one_postgres_database(postgres_server, tmp_path, monkeypatch):
