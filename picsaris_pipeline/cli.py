@@ -18,6 +18,7 @@ import click
 from picsaris_pipeline.app import App
 from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.errors import BadInputError, PicsarisError
+from picsaris_pipeline.fault_lines import FaultBoundary
 from picsaris_pipeline.listings import MATCH_COLUMNS, PHOTO_COLUMNS, match_row, photo_row
 
 
@@ -59,7 +60,7 @@ class _Progress:
         self._bar.__exit__(None, None, None)
 
 
-@click.group()
+@click.group(cls=FaultBoundary)  # a damaged store ends in one line (fault_lines.py)
 @click.option("-v", "--verbose", is_flag=True, help="Log what each step does.")
 def main(verbose: bool) -> None:
     """picsaris: guests' event photos in, "this guest is in this photo" out."""

@@ -23,3 +23,8 @@ class NotFoundError(PicsarisError):
 
 class ConfigurationError(PicsarisError):
     """The deployment is misconfigured (missing bucket, bad credentials, unknown model)."""
+
+
+class UnreadableStoreError(ConfigurationError):
+    """A store we keep state in (the application database, Dagster's storage or home) is damaged or
+    unreadable: an operator must restore or move it aside; retrying will not help."""
