@@ -285,8 +285,11 @@ def attendee_consent(attendee_id: str, action: str | None) -> None:
             )
             click.echo(f"consent withdrawn; removed from {len(photos)} photo(s), face data deleted", err=True)
         else:
-            give_consent(app.repo, attendee_id)
-            click.echo("consent given; `picsaris process` (or the sensor) builds their reference", err=True)
+            given = give_consent(app.repo, attendee_id)
+            if given.reason:  # e.g. their selfie was deleted while there was no consent
+                click.echo(f"consent given; {given.reason}", err=True)
+            else:
+                click.echo("consent given; `picsaris process` (or the sensor) builds their reference", err=True)
 
 
 @attendee.command("delete")

@@ -144,3 +144,18 @@ def malformed_vectors(repo: Repository, dimensions: dict[str, int]) -> Finding:
         "every stored vector is finite and of its model's dimension" if count == 0 else f"{count} malformed vector(s)",
         bad,
     )
+
+
+def face_data_without_consent(repo: Repository) -> Finding:
+    """Attendees without consent who still have a reference vector, an engine user or a reference
+    marked ready: what a withdrawal racing a selfie's embedding would leave if a write skipped its
+    consent re-check."""
+    count, examples = repo.face_data_without_consent()
+    return Finding(
+        count == 0,
+        count,
+        "no attendee without consent has face data"
+        if count == 0
+        else f"{count} attendee(s) without consent still have face data",
+        examples,
+    )

@@ -10,6 +10,10 @@ service's default).
 Faults are scripted per operation: `fail(operation, code, times)` makes the next calls answer with
 that error (ThrottlingException, InternalServerError, AccessDeniedException, ...), as AWS does:
 HTTP 400 (500 for InternalServerError) with `{"__type": code, "message": ...}`.
+
+Races are scripted with `hold(operation)`: the next call of that operation is carried out (faces
+indexed, users created) but its response waits until the test calls `release()` on the hold, so a
+test can act in the middle of an engine call (withdraw consent while IndexFaces is answering).
 """
 
 from __future__ import annotations
@@ -60,6 +64,19 @@ class Collection:
     users: dict[str, set[str]] = field(default_factory=dict)
 
 
+@dataclass
+class Hold:
+    """The next call of an operation, done but not yet answered: `reached` is set once it is, and
+    the answer goes out when the test calls `release()`."""
+
+    operation: str
+    reached: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
 class RekognitionState:
     def __init__(self, face_model_version: str = FACE_MODEL_VERSION) -> None:
         self.face_model_version = face_model_version
@@ -68,6 +85,7 @@ class RekognitionState:
         self.validation_errors: list[str] = []
         self.faults: dict[str, list[tuple[str, int]]] = defaultdict(list)
         self.access_keys: set[str] = set()  # the access key ids requests were signed with
+        self.holds: dict[str, list[Hold]] = defaultdict(list)
         self.lock = threading.Lock()
         self._model = get_session().get_service_model("rekognition")
 
@@ -75,6 +93,12 @@ class RekognitionState:
         status = 500 if code in ("InternalServerError", "ServiceUnavailableException") else 400
         with self.lock:
             self.faults[operation] += [(code, status)] * times
+
+    def hold(self, operation: str) -> Hold:
+        held = Hold(operation)
+        with self.lock:
+            self.holds[operation].append(held)
+        return held
 
     def count(self, operation: str) -> int:
         return sum(1 for name, _ in self.calls if name == operation)
@@ -97,7 +121,14 @@ class RekognitionState:
         handler = getattr(self, f"op_{operation}", None)
         if handler is None:
             raise ServiceError("UnknownOperationException", f"{operation} is not served by this test server")
-        return handler(params)
+        answer = handler(params)
+        with self.lock:
+            held = self.holds[operation].pop(0) if self.holds.get(operation) else None
+        if held is not None:
+            held.reached.set()
+            if not held.released.wait(timeout=60):
+                raise ServiceError("InternalServerError", f"the test never released its hold on {operation}", 500)
+        return answer
 
     def _collection(self, params: dict[str, Any]) -> Collection:
         collection = self.collections.get(params["CollectionId"])

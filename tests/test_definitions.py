@@ -42,6 +42,7 @@ def test_definitions_load_with_every_asset_job_and_sensor():
         "no_version_mixing",
         "active_version_complete",
         "vectors_well_formed",
+        "no_face_data_without_consent",
     }
 
 

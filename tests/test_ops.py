@@ -91,6 +91,7 @@ def test_the_health_checks_job_evaluates_every_check(pipeline):
         "no_version_mixing": True,
         "active_version_complete": True,
         "vectors_well_formed": True,
+        "no_face_data_without_consent": True,
     }
 
 

@@ -76,6 +76,15 @@ def vectors_well_formed(database: DatabaseResource, face_engine: FaceEngineResou
     return _result(health.malformed_vectors(database.repository(), dimensions), dg.AssetCheckSeverity.ERROR)
 
 
+@dg.asset_check(
+    asset=attendee_reference,
+    description="Must be zero: attendees without consent who still have a reference vector, an engine user "
+    "or a reference marked ready.",
+)
+def no_face_data_without_consent(database: DatabaseResource) -> dg.AssetCheckResult:
+    return _result(health.face_data_without_consent(database.repository()), dg.AssetCheckSeverity.ERROR)
+
+
 HEALTH_CHECKS = [
     no_matches_without_consent,
     no_stuck_photos,
@@ -84,4 +93,5 @@ HEALTH_CHECKS = [
     no_version_mixing,
     active_version_complete,
     vectors_well_formed,
+    no_face_data_without_consent,
 ]

@@ -373,6 +373,9 @@ class Repository:
         back leaves the selfie pending, for a new reference to be built."""
         attendee = self.get_attendee(attendee_id)
         with self._tx() as conn:
+            # First, so a writer of face data that re-read consent finishes before this runs (and
+            # this transaction's deletes see what it stored), or waits and then sees no consent.
+            _lock_attendees(conn, [attendee.id], share=False)
             photo_ids = sorted(
                 {
                     r.photo_id
@@ -451,8 +454,12 @@ class Repository:
         with self._read() as conn:
             return [_attendee(r) for r in conn.execute(query).all()]
 
-    def store_attendee_vector(self, attendee: Attendee, model_version: str, vector: np.ndarray) -> None:
+    def store_attendee_vector(self, attendee: Attendee, model_version: str, vector: np.ndarray) -> bool:
+        """Store the reference vector and mark it ready, in the transaction that re-reads consent:
+        False (nothing stored) if the attendee withdrew consent since the vector was computed."""
         with self._tx() as conn:
+            if attendee.id not in _consenting(conn, [attendee.id]):
+                return False
             # Replace, not add: re-running an attendee under the same version leaves one vector.
             conn.execute(
                 t.attendee_vectors.delete()
@@ -474,6 +481,7 @@ class Repository:
                 .where(t.attendees.c.id == attendee.id)
                 .values(reference_status=ReferenceStatus.READY.value, reason=None, updated_at=_now())
             )
+        return True
 
     def drop_attendee_vectors(self, attendee_id: str) -> None:
         with self._tx() as conn:
@@ -933,8 +941,13 @@ class Repository:
 
     def store_engine_user(
         self, attendee: Attendee, model_version: str, collection_id: str, user_id: str, face_id: str
-    ) -> None:
+    ) -> bool:
+        """Record the engine's user and selfie face and mark the reference ready, in the transaction
+        that re-reads consent: False (nothing recorded) if consent was withdrawn meanwhile, and the
+        caller deletes what the engine enrolled."""
         with self._tx() as conn:
+            if attendee.id not in _consenting(conn, [attendee.id]):
+                return False
             conn.execute(
                 t.engine_users.delete()
                 .where(t.engine_users.c.attendee_id == attendee.id)
@@ -956,6 +969,7 @@ class Repository:
                 .where(t.attendees.c.id == attendee.id)
                 .values(reference_status=ReferenceStatus.READY.value, reason=None, updated_at=_now())
             )
+        return True
 
     def engine_users_of(self, attendee_id: str, model_version: str | None = None) -> list[tuple[str, str, str]]:
         """(model version, engine user id, engine face id of the selfie) for an attendee."""
@@ -991,12 +1005,19 @@ class Repository:
         model_version: str,
         rows: Sequence[tuple[str, str, float]],
         messages: Sequence[RealtimeMessage] = (),
-    ) -> None:
+    ) -> set[str]:
         """Set a photo's matches under one model version to exactly rows of (face_id, attendee_id,
         similarity), in one transaction, so a re-run never duplicates or leaves stale matches; and
-        enqueue the messages announcing them in the same transaction (see _enqueue)."""
+        enqueue the messages announcing them in the same transaction (see _enqueue).
+
+        The transaction first re-reads the matched attendees' consent: if any withdrew it since the
+        rows were computed, nothing is stored and their ids are returned (match again without them)."""
         now = _now()
         with self._tx() as conn:
+            matched = {attendee_id for _, attendee_id, _ in rows}
+            withdrawn = matched - _consenting(conn, matched)
+            if withdrawn:
+                return withdrawn
             _enqueue(conn, photo, model_version, messages, now)
             conn.execute(
                 t.matches.delete()
@@ -1019,6 +1040,7 @@ class Repository:
                         for face_id, attendee_id, similarity in rows
                     ],
                 )
+        return set()
 
     def list_matches(
         self, event_id: str, photo_id: str | None = None, model_version: str | None = None
@@ -1149,6 +1171,89 @@ class Repository:
             query = query.where(t.matches.c.model_version == model_version)
         with self._read() as conn:
             return {photo_id: int(count) for photo_id, count in conn.execute(query).all()}
+
+    # -- consent and selfies (face data only where consent holds at write time) --------------
+    def face_data_without_consent(self, limit: int = 20) -> tuple[int, list[str]]:
+        """Attendees without consent who still have face data: a reference vector, an engine user,
+        or a reference marked ready. Must be zero; returns (count, examples)."""
+        has_vector = (
+            sa.select(t.attendee_vectors.c.attendee_id)
+            .where(t.attendee_vectors.c.attendee_id == t.attendees.c.id)
+            .exists()
+        )
+        has_user = (
+            sa.select(t.engine_users.c.attendee_id).where(t.engine_users.c.attendee_id == t.attendees.c.id).exists()
+        )
+        condition = t.attendees.c.consent.is_(False) & (
+            has_vector | has_user | (t.attendees.c.reference_status == ReferenceStatus.READY.value)
+        )
+        query = sa.select(
+            t.attendees.c.id, t.attendees.c.event_id, t.attendees.c.reference_status, has_vector.label("vector")
+        ).where(condition)
+        with self._read() as conn:
+            count = conn.execute(sa.select(sa.func.count()).select_from(t.attendees).where(condition)).scalar_one()
+            rows = conn.execute(query.order_by(t.attendees.c.id).limit(limit)).all()
+        return int(count), [
+            f"{r.id} (event {r.event_id}): reference {r.reference_status}, "
+            f"{'a reference vector' if r.vector else 'an engine user'} kept"
+            for r in rows
+        ]
+
+    def forget_selfie(self, attendee_id: str, reason: str, reason_if_consenting: str) -> Attendee:
+        """Record that the attendee's selfie image was deleted from the bucket (its key is cleared;
+        the file name stays, so we know there was one) with the reason. If consent came back while
+        it was being deleted, the attendee cannot become ready without a new selfie: rejected with
+        reason_if_consenting."""
+        with self._tx() as conn:
+            consent = _lock_attendees(conn, [attendee_id], share=False).get(attendee_id)
+            values: dict[str, Any] = {"selfie_key": None, "reason": reason, "updated_at": _now()}
+            if consent:
+                values |= {"reference_status": ReferenceStatus.REJECTED.value, "reason": reason_if_consenting}
+            conn.execute(t.attendees.update().where(t.attendees.c.id == attendee_id).values(**values))
+        return self.get_attendee(attendee_id)
+
+    def set_selfie(self, attendee_id: str, selfie_file_name: str, selfie_ext: str) -> Attendee:
+        """A new sign-up selfie for an attendee (after the old one was deleted): its key under the
+        upload contract, and the reference pending again."""
+        attendee = self.get_attendee(attendee_id)
+        key = selfie_key(attendee.event_id, attendee.id, selfie_ext)
+        with self._tx() as conn:
+            conn.execute(
+                t.attendees.update()
+                .where(t.attendees.c.id == attendee.id)
+                .values(
+                    selfie_key=key,
+                    selfie_file_name=selfie_file_name[:255],
+                    reference_status=ReferenceStatus.PENDING.value,
+                    reason=None,
+                    updated_at=_now(),
+                )
+            )
+        return self.get_attendee(attendee.id)
+
+
+def _lock_attendees(conn: Connection, attendee_ids: Iterable[str], share: bool) -> dict[str, bool]:
+    """Lock attendee rows for the rest of the transaction; returns attendee id -> consent.
+
+    Writers of face data share the lock (Postgres `FOR SHARE`), a change of consent takes it
+    alone (`FOR UPDATE`), so neither can commit between the other's read of consent and its
+    writes. SQLite has no row locks: the transaction takes the database's write lock before
+    reading (`BEGIN IMMEDIATE`; call this first in the transaction), which serialises it with
+    every other writer."""
+    ids = sorted(set(attendee_ids))
+    if conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    if not ids:
+        return {}
+    query = sa.select(t.attendees.c.id, t.attendees.c.consent).where(t.attendees.c.id.in_(ids))
+    if conn.dialect.name == "postgresql":
+        query = query.order_by(t.attendees.c.id).with_for_update(read=share)
+    return {r.id: bool(r.consent) for r in conn.execute(query).all()}
+
+
+def _consenting(conn: Connection, attendee_ids: Iterable[str]) -> set[str]:
+    """Of these attendees, those who consent now, re-read under a shared lock (see _lock_attendees)."""
+    return {attendee_id for attendee_id, consent in _lock_attendees(conn, attendee_ids, share=True).items() if consent}
 
 
 def _enqueue(

@@ -4,12 +4,15 @@ existing faces so a guest who signs up late still finds the photos they are alre
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
+from pathlib import PurePath
 
 from PIL import Image
 
 from picsaris_pipeline import imaging
 from picsaris_pipeline.db import vector_reads
 from picsaris_pipeline.db.repository import Repository
+from picsaris_pipeline.discovery import STALE_AFTER
 from picsaris_pipeline.domain import Attendee, PhotoStatus, ReferenceStatus
 from picsaris_pipeline.errors import BadInputError, NotFoundError
 from picsaris_pipeline.faces.engine import CollectionFaceEngine, FaceEngine, VectorFaceEngine, collection_engine_for
@@ -23,6 +26,16 @@ from picsaris_pipeline.storage import ObjectStore
 
 logger = logging.getLogger("picsaris.attendees")
 
+NO_CONSENT = "no consent: no face data is kept"
+SELFIE_DELETED = f"{NO_CONSENT}; the selfie image was deleted from the bucket"
+NEW_SELFIE_NEEDED = (
+    "consent given, but the selfie image was deleted when there was no consent: a new selfie is needed "
+    "(services.attendees.replace_selfie, or sign up again)"
+)
+# A selfie the bucket still lacks this long after sign-up is not coming (the same window after
+# which the bucket sensor relaunches a lost run).
+SELFIE_MISSING_AFTER = STALE_AFTER
+
 
 def build_reference(
     repo: Repository, store: ObjectStore, engine: FaceEngine, attendee_id: str
@@ -32,13 +45,10 @@ def build_reference(
     attendee = repo.get_attendee(attendee_id)
     watch = Stopwatch()
     if not attendee.consent:
-        # No consent, no biometric data: the selfie is never turned into a vector (and any old one goes).
-        repo.drop_attendee_vectors(attendee.id)
-        forget_enrollments(repo, engine, attendee)
-        repo.set_reference_status(attendee.id, ReferenceStatus.NO_CONSENT, "no consent: no face data is kept")
-        return repo.get_attendee(attendee.id), {}, watch.ms
+        return _without_consent(repo, store, engine, attendee), {}, watch.ms
     if attendee.selfie_key is None:
-        repo.set_reference_status(attendee.id, ReferenceStatus.REJECTED, "no sign-up selfie")
+        reason = NEW_SELFIE_NEEDED if attendee.selfie_file_name else "no sign-up selfie"
+        repo.set_reference_status(attendee.id, ReferenceStatus.REJECTED, reason)
         return repo.get_attendee(attendee.id), {}, watch.ms
     try:
         with watch.lap("fetch"):
@@ -46,14 +56,22 @@ def build_reference(
         with watch.lap("decode"):
             image = imaging.decode_photo(data).image
     except NotFoundError:
-        # Sign-up writes the record before the selfie lands: wait for it rather than reject for good.
-        repo.set_reference_status(attendee.id, ReferenceStatus.PENDING, "the selfie is not in the bucket yet")
+        # Sign-up writes the record before the selfie lands: wait for it, but not for ever.
+        missing_for = datetime.now(UTC) - attendee.created_at
+        if missing_for > SELFIE_MISSING_AFTER:
+            reason = (
+                f"the selfie is missing from the bucket {int(missing_for.total_seconds() // 60)} minutes after "
+                "sign-up: a new selfie is needed"
+            )
+            repo.set_reference_status(attendee.id, ReferenceStatus.REJECTED, reason)
+        else:
+            repo.set_reference_status(attendee.id, ReferenceStatus.PENDING, "the selfie is not in the bucket yet")
         return repo.get_attendee(attendee.id), {}, watch.ms
     except BadInputError as error:
         repo.set_reference_status(attendee.id, ReferenceStatus.REJECTED, f"selfie unusable: {error}")
         return repo.get_attendee(attendee.id), {}, watch.ms
     if isinstance(engine, CollectionFaceEngine):
-        return _enroll(repo, engine, attendee, image, watch)
+        return _enroll(repo, store, engine, attendee, image, watch)
     if not isinstance(engine, VectorFaceEngine):
         raise TypeError(f"unsupported face engine {engine!r}")
     with watch.lap("detect"):
@@ -64,13 +82,20 @@ def build_reference(
     # The largest face is the person taking the selfie; others are bystanders.
     with watch.lap("embed"):
         vector = engine.embed(image, boxes[:1])[0]
-    repo.store_attendee_vector(attendee, engine.model_version, vector)
+    if not repo.store_attendee_vector(attendee, engine.model_version, vector):
+        # Consent was withdrawn while the selfie was embedded: the write stored nothing.
+        return _without_consent(repo, store, engine, repo.get_attendee(attendee.id)), {}, watch.ms
     details = {"faces_in_selfie": len(boxes), "model_version": engine.model_version}
     return repo.get_attendee(attendee.id), details, watch.ms
 
 
 def _enroll(
-    repo: Repository, engine: CollectionFaceEngine, attendee: Attendee, image: Image.Image, watch: Stopwatch
+    repo: Repository,
+    store: ObjectStore,
+    engine: CollectionFaceEngine,
+    attendee: Attendee,
+    image: Image.Image,
+    watch: Stopwatch,
 ) -> tuple[Attendee, dict, dict]:
     """Register the attendee as a user of the event's collection from their selfie; a re-run replaces
     the earlier selfie face (a user holds at most 100 faces, and only the newest selfie counts)."""
@@ -85,9 +110,15 @@ def _enroll(
     if stale:
         engine.forget_faces(attendee.event_id, stale)
     collection = engine.collection_id(attendee.event_id)
-    repo.store_engine_user(
+    stored = repo.store_engine_user(
         attendee, engine.model_version, collection, enrollment.external_user_id, enrollment.external_face_id
     )
+    if not stored:
+        # Consent was withdrawn while the engine enrolled the selfie: nothing was recorded, and what
+        # the engine holds goes too (the withdrawal could not see it to delete it).
+        engine.forget_user(attendee.event_id, enrollment.external_user_id)
+        engine.forget_faces(attendee.event_id, [enrollment.external_face_id])
+        return _without_consent(repo, store, engine, repo.get_attendee(attendee.id)), {"engine": engine.name}, watch.ms
     details = {
         "faces_in_selfie": enrollment.faces_in_image,
         "model_version": engine.model_version,
@@ -96,6 +127,41 @@ def _enroll(
         "engine_user_id": enrollment.external_user_id,
     }
     return repo.get_attendee(attendee.id), details, watch.ms
+
+
+def _without_consent(repo: Repository, store: ObjectStore, engine: FaceEngine, attendee: Attendee) -> Attendee:
+    """No consent, no biometric data: the selfie is never turned into a reference (any old one goes),
+    and once that decision is recorded the selfie image itself is deleted from the bucket."""
+    repo.drop_attendee_vectors(attendee.id)
+    forget_enrollments(repo, engine, attendee)
+    repo.set_reference_status(attendee.id, ReferenceStatus.NO_CONSENT, NO_CONSENT)
+    if attendee.selfie_key is None:
+        return repo.get_attendee(attendee.id)
+    store.delete(attendee.selfie_key)
+    return repo.forget_selfie(attendee.id, SELFIE_DELETED, NEW_SELFIE_NEEDED)
+
+
+def replace_selfie(
+    repo: Repository, store: ObjectStore, attendee_id: str, selfie: bytes, selfie_file_name: str
+) -> Attendee:
+    """A new sign-up selfie (after the old one was deleted for lack of consent, or never arrived):
+    stored at the contract key first, then recorded, so the reference is pending only once the
+    image is there; the attendee's next run builds it."""
+    from picsaris_pipeline.keys import normalise_extension, selfie_key
+    from picsaris_pipeline.services.intake import MAX_UPLOAD_BYTES, content_type_for
+
+    attendee = repo.get_attendee(attendee_id)
+    if not selfie:
+        raise BadInputError("the selfie file is empty")
+    if len(selfie) > MAX_UPLOAD_BYTES:
+        raise BadInputError(f"selfie is {len(selfie)} bytes; the limit is {MAX_UPLOAD_BYTES}")
+    name = PurePath(selfie_file_name).name or "selfie.jpg"
+    ext = normalise_extension(PurePath(name).suffix or "jpg")
+    key = selfie_key(attendee.event_id, attendee.id, ext)
+    store.put(key, selfie, content_type_for(name))
+    if attendee.selfie_key and attendee.selfie_key != key:
+        store.delete(attendee.selfie_key)  # the old selfie under another extension
+    return repo.set_selfie(attendee.id, name, ext)
 
 
 def forget_enrollments(repo: Repository, engine: FaceEngine | None, attendee: Attendee) -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.domain import PhotoStatus
+from picsaris_pipeline.domain import Attendee, PhotoStatus, ReferenceStatus
 from picsaris_pipeline.faces.engine import CollectionFaceEngine, FaceEngine
 from picsaris_pipeline.realtime import RealtimePublisher
-from picsaris_pipeline.services.attendees import forget_enrollments
+from picsaris_pipeline.services.attendees import NEW_SELFIE_NEEDED, forget_enrollments
 from picsaris_pipeline.services.delivery import deliver
 from picsaris_pipeline.services.photos import match_photo
 from picsaris_pipeline.services.versions import active_version
@@ -43,7 +43,13 @@ def withdraw_consent(
     return photo_ids
 
 
-def give_consent(repo: Repository, attendee_id: str) -> None:
+def give_consent(repo: Repository, attendee_id: str) -> Attendee:
     """The selfie becomes pending again; the attendee's next run builds the reference and finds them
-    in the photos already published (as for a late joiner)."""
+    in the photos already published (as for a late joiner). A selfie deleted while there was no
+    consent cannot come back: the attendee is rejected with the reason that a new one is needed."""
     repo.set_consent(attendee_id, True)
+    attendee = repo.get_attendee(attendee_id)
+    if attendee.selfie_key is None and attendee.selfie_file_name:
+        repo.set_reference_status(attendee.id, ReferenceStatus.REJECTED, NEW_SELFIE_NEEDED)
+        attendee = repo.get_attendee(attendee_id)
+    return attendee

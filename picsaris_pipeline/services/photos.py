@@ -367,7 +367,10 @@ def match_photo(
     messages = []
     if versions.announce(repo.get_event(photo.event_id), model_version):
         messages = photo_messages(photo.event_id, photo.id, [attendee for _, attendee, _ in rows], model_version)
-    repo.replace_matches(photo, model_version, rows, messages)
+    if repo.replace_matches(photo, model_version, rows, messages):
+        # An attendee withdrew consent while this photo was matched: nothing was stored (the write
+        # re-reads consent); match again, now without them.
+        return match_photo(repo, photo, model_version, min_similarity, engine)
     return rows
 
 
