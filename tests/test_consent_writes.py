@@ -295,3 +295,55 @@ def test_a_selfie_missing_for_longer_than_the_stale_window_ends_rejected(repo, b
     assert rejected.reference_status is ReferenceStatus.REJECTED
     assert "missing from the bucket 11 minutes after sign-up" in str(rejected.reason)
     assert repo.attendees_needing_reference(DlibEngine.shared().model_version) == []  # no longer waited for
+
+
+def test_withdrawing_consent_while_rekognition_searches_a_photo_leaves_no_match(
+    pipeline, event, shared_photos, monkeypatch
+):
+    """The photo's matching asks SearchUsers per face with the guest list read before; the guest
+    withdraws while the first answer is held: the match write refuses them and the photo is matched
+    again without them."""
+    from picsaris_pipeline.assets import PHOTO_ASSETS
+    from picsaris_pipeline.faces.rekognition import RekognitionEngine
+    from picsaris_pipeline.resources import FaceEngineResource
+    from picsaris_pipeline.services.photos import publish_matches
+
+    from .rekognition_server import RekognitionServer
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    with RekognitionServer() as server:
+        monkeypatch.setenv("PICSARIS_REKOGNITION_ENDPOINT_URL", server.url)
+        RekognitionEngine._instances.clear()
+        pipeline.resources["face_engine"] = FaceEngineResource(engine="rekognition")
+        engine = pipeline.resources["face_engine"].get()
+        obama = pipeline.attendee(event, "Barack Obama", shared_photos["obama_1.jpg"].path)
+        biden = pipeline.attendee(event, "Joe Biden", shared_photos["biden_2.jpg"].path)
+        for attendee in (obama, biden):
+            assert pipeline.run_attendee(attendee.id).success
+        data = shared_photos["group_two_people.jpg"].path.read_bytes()
+        photo = pipeline.upload(event, biden, data, "group_two_people.jpg")
+        assert pipeline.run_photo(photo.id, assets=PHOTO_ASSETS[:3]).success  # up to embedded
+        held = server.state.hold("SearchUsers")
+
+        matching = _InThread(
+            publish_matches,
+            pipeline.repo,
+            pipeline.store,
+            RecordingPublisher(),
+            photo.id,
+            engine.model_version,
+            0.80,
+            engine,
+        )
+        assert held.reached.wait(60), "SearchUsers was never called"
+        withdraw_consent(pipeline.repo, engine, RecordingPublisher(), obama.id, 0.80)
+        held.release()
+        result = matching.result()
+
+        assert {m.attendee_id for m in pipeline.repo.list_matches(event.id)} == {biden.id}
+        assert result.details["matched"] == "Joe Biden"
+        assert health.matches_without_consent(pipeline.repo).passed
+        assert health.face_data_without_consent(pipeline.repo).passed
+        RekognitionEngine._instances.clear()
