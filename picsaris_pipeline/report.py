@@ -17,7 +17,6 @@ comes from users and is HTML-escaped.
 
 from __future__ import annotations
 
-
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass

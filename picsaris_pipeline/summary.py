@@ -35,7 +35,6 @@ Costs are what the production stack would bill for this event, at `UnitPrices`:
 
 from __future__ import annotations
 
-
 import math
 import os
 from collections.abc import Mapping

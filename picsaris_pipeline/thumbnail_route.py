@@ -73,13 +73,13 @@ def make_server(
             if with_body:
                 self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             self._answer(with_body=True)
 
-        def do_HEAD(self) -> None:  # noqa: N802
+        def do_HEAD(self) -> None:
             self._answer(with_body=False)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass  # request lines name photo ids only, but nobody needs them on stderr
 
     return http.server.ThreadingHTTPServer((host, port), ThumbnailHandler)

@@ -230,7 +230,7 @@ def test_the_same_shot_from_a_second_phone_ends_duplicate_and_is_never_matched_t
 
     original = pipeline.repo.get_photo(first.id)
     assert original.status is PhotoStatus.PUBLISHED
-    assert metadata(first_run, "matches_published")["matched"] == "Barack Obama"
+    assert metadata(first_run, "matches_published")["matched_attendee_ids"] == [obama.id]
     assert (
         metadata(first_run, "verified_upload")["perceptual_hash"]
         == f"{pipeline.repo.perceptual_hash_of(first.id):016x}"

@@ -448,9 +448,7 @@ def redraw_thumbnail(repo: Repository, store: ObjectStore, photo_id: str, model_
     """Draw the photo's thumbnail again from its current matches (after a guest withdrew consent,
     so their name is no longer on it). False when the photo has no verified image to draw from."""
     photo = repo.get_photo(photo_id)
-    try:
-        store.get(verified_image_key(photo.event_id, photo.id))
-    except NotFoundError:
+    if store.head(verified_image_key(photo.event_id, photo.id)) is None:
         return False
     matched = repo.list_matches(photo.event_id, photo_id=photo.id, model_version=model_version)
     names = {m.face_id: m.attendee_name for m in matched}
