@@ -288,6 +288,7 @@ def attendee_consent(attendee_id: str, action: str | None) -> None:
                 app.face_engine.threshold(),
             )
             click.echo(f"consent withdrawn; {withdrawal.describe()}", err=True)
+            _scrub_old_dagster_metadata(app)
         else:
             give_consent(app.repo, attendee_id)
             click.echo("consent given; `picsaris process` (or the sensor) builds their reference", err=True)
@@ -522,6 +523,19 @@ def _report_erasure(done: Any) -> None:
         click.echo(f"warning: not reached: {store}; run `picsaris privacy scrub` once it is repaired", err=True)
     if done.unreached:
         sys.exit(1)
+
+
+def _scrub_old_dagster_metadata(app: App) -> None:
+    """Once per instance: remove names and previews that versions before this one left in Dagster."""
+    from picsaris_pipeline.privacy_scrub import scrub_once
+
+    try:
+        scrubbed = scrub_once(app.instance)
+    except Exception as error:  # Dagster's storage is not the guest's data: report, do not fail
+        click.echo(f"warning: Dagster storage not reached ({error}); run `picsaris privacy scrub` later", err=True)
+        return
+    if scrubbed:
+        click.echo(f"scrubbed {scrubbed} old Dagster event(s) holding names or previews", err=True)
 
 
 @main.group()

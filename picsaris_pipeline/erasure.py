@@ -36,6 +36,8 @@ class Erasure:
     objects: int = 0
     dagster_partitions: int = 0
     dagster_rows_scrubbed: int = 0
+    face_vectors: int = 0  # of the attendee's faces in other guests' photos
+    thumbnails_redrawn: int = 0  # other guests' photos, without the attendee's name
     unreached: list[str] = field(default_factory=list)
 
     @property
@@ -47,6 +49,11 @@ class Erasure:
             f"{len(self.photo_ids)} photo(s), {self.objects} object(s) and "
             f"{self.dagster_partitions} Dagster partition(s) deleted"
         )
+        if self.face_vectors or self.thumbnails_redrawn:
+            text += (
+                f", {self.face_vectors} face vector(s) of theirs in other photos deleted"
+                f" and {self.thumbnails_redrawn} thumbnail(s) redrawn without their name"
+            )
         if self.dagster_rows_scrubbed:
             text += f", {self.dagster_rows_scrubbed} old Dagster event(s) scrubbed"
         return text
@@ -80,15 +87,22 @@ def delete_attendee(
 ) -> Erasure:
     """The attendee's selfie, reference vectors, engine-side user and selfie face (Rekognition) and
     matches, and the photos they uploaded (with all of those photos' data)."""
+    from picsaris_pipeline.services.consent import forget_matched_faces, redraw_thumbnails
+
     attendee = repo.get_attendee(attendee_id)
     erasure = Erasure()
     for photo in [p for p in repo.list_photos(attendee.event_id) if p.uploader_id == attendee.id]:
         _erase_photo(repo, store, photo.id, engine, erasure)
+    # Their faces in other guests' photos: vectors (and Rekognition faces) go, boxes stay unnamed.
+    matched_in = sorted({photo_id for _, photo_id in repo.faces_matched_to(attendee.id)})
+    forgotten = forget_matched_faces(repo, engine, attendee)
+    erasure.face_vectors = forgotten.face_vectors + forgotten.engine_faces
     forget_enrollments(repo, engine, attendee)
     if attendee.selfie_key:
         store.delete(attendee.selfie_key)
         erasure.objects += 1
     repo.delete_attendee(attendee.id)
+    erasure.thumbnails_redrawn = redraw_thumbnails(repo, store, engine, attendee.event_id, matched_in)
     repo.flush_erased()
     _erase_in_dagster(instance, erasure, photo_ids=erasure.photo_ids, attendee_ids=[attendee.id])
     return erasure

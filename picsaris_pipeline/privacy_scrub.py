@@ -24,20 +24,22 @@ import dagster as dg
 import sqlalchemy as sa
 
 # Labels whose values were personal in every version that wrote them.
-_PERSONAL_LABELS = frozenset({"preview", "matched", "file_name", "boxes", "name"})
+_PERSONAL_LABELS = frozenset({"preview", "matched", "file_name", "boxes", "name", "perceptual_hash"})
 # "photo <id> (<file name>)" in old duplicate reasons.
 _QUOTED_FILE_NAME = re.compile(r"(photo [0-9A-Za-z]+) \([^)]*\)")
 # Old health-check examples: "<id> (<file name>): ..." and "<id> (<name>, event <id>)".
 _NAMED_EXAMPLE = re.compile(r"^[0-9A-Za-z]+ \((?!event [0-9A-Za-z]+\)$)")
 # The old event summary's per-guest table was headed by names ("| attendee |"), the new by ids.
 _OLD_SUMMARY = "| attendee | consent |"
+# Candidate rows, in both serializations of metadata: a list of entries with "label" (older
+# events) and a mapping from label to value (newer ones).
 _LIKE_PATTERNS = [
     "%data:image/%",
-    *(f'%"label": "{label}"%' for label in sorted(_PERSONAL_LABELS)),
-    '%"label": "examples"%',
-    '%"label": "summary"%',
-    '%"label": "reason"%',
-    '%"label": "matched"%',
+    *(
+        pattern
+        for label in sorted(_PERSONAL_LABELS | {"examples", "summary", "reason"})
+        for pattern in (f'%"label": "{label}"%', f'%"{label}": {{"__class__"%')
+    ),
 ]
 # (table, key column, serialized event column)
 _TABLES = [

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, field
 
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.domain import PhotoStatus
+from picsaris_pipeline.domain import Attendee, PhotoStatus
 from picsaris_pipeline.faces.engine import CollectionFaceEngine, FaceEngine, collection_engine_for
 from picsaris_pipeline.realtime import RealtimePublisher
 from picsaris_pipeline.services.attendees import forget_enrollments
@@ -55,6 +55,22 @@ def withdraw_everywhere(
 ) -> Withdrawal:
     """Withdraw consent and delete the guest's face data everywhere; the counts of what went."""
     attendee = repo.get_attendee(attendee_id)
+    forgotten = forget_matched_faces(repo, engine, attendee)
+    photo_ids = _withdraw(repo, engine, publisher, attendee.id, min_similarity)
+    redrawn = redraw_thumbnails(repo, store, engine, attendee.event_id, photo_ids) if store is not None else 0
+    return Withdrawal(photo_ids, forgotten.matches, forgotten.face_vectors, forgotten.engine_faces, redrawn)
+
+
+@dataclass
+class ForgottenFaces:
+    matches: int
+    face_vectors: int
+    engine_faces: int
+
+
+def forget_matched_faces(repo: Repository, engine: FaceEngine | None, attendee: Attendee) -> ForgottenFaces:
+    """Delete the representations (vectors; Rekognition faces) of the faces in event photos that are
+    matched to the attendee: their face data as much as their selfie's. The boxes stay, unnamed."""
     matched_faces = repo.faces_matched_to(attendee.id)
     face_ids = sorted({face_id for face_id, _ in matched_faces})
     # The engine's copies first: if it fails, our records still say what to delete on the next try.
@@ -66,13 +82,19 @@ def withdraw_everywhere(
         if collection_engine is not None:
             collection_engine.forget_faces(attendee.event_id, externals)
     vectors, engine_faces = repo.delete_face_representations(face_ids)
-    photo_ids = _withdraw(repo, engine, publisher, attendee.id, min_similarity)
-    redrawn = 0
-    if store is not None:
-        version = active_version(repo.get_event(attendee.event_id), engine.model_version)
-        for photo_id in photo_ids:
-            redrawn += redraw_thumbnail(repo, store, photo_id, version)
-    return Withdrawal(photo_ids, len(matched_faces), vectors, engine_faces, redrawn)
+    return ForgottenFaces(len(matched_faces), vectors, engine_faces)
+
+
+def redraw_thumbnails(
+    repo: Repository, store: ObjectStore, engine: FaceEngine | None, event_id: str, photo_ids: list[str]
+) -> int:
+    """Draw the thumbnails of these photos again from their current matches (names of guests who
+    withdrew or were erased disappear); returns how many were redrawn."""
+    event = repo.get_event(event_id)
+    version = active_version(event, engine.model_version) if engine is not None else event.active_model_version
+    if version is None:
+        return 0
+    return sum(redraw_thumbnail(repo, store, photo_id, version) for photo_id in photo_ids if repo.find_photo(photo_id))
 
 
 def withdraw_consent(

@@ -113,8 +113,7 @@ def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepRe
             original.reason,
             details={
                 "duplicate_of": original.photo_id,
-                "hash_distance": original.distance,
-                "perceptual_hash": f"{perceptual_hash:016x}",
+                "hash_distance": original.distance,  # no hash: a photo's fingerprint stays out of Dagster
             },
             timings_ms=watch.ms,
         )
@@ -141,7 +140,6 @@ def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepRe
         "verified_size": f"{width}x{height}",
         "exif_orientation": decoded.orientation,
         "bytes": len(data),
-        "perceptual_hash": f"{perceptual_hash:016x}",
     }
     if decoded.frames > 1:
         details["frames"] = decoded.frames
