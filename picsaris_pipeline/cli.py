@@ -273,17 +273,23 @@ def attendee_add(event_id: str, name: str, selfie: Path, no_consent: bool) -> No
 def attendee_consent(attendee_id: str, action: str | None) -> None:
     """Withdraw or give an attendee's consent to be matched in photos."""
     from picsaris_pipeline.resources import RealtimeResource
-    from picsaris_pipeline.services.consent import give_consent, withdraw_consent
+    from picsaris_pipeline.services.consent import give_consent, withdraw_everywhere
 
     if action is None:
         raise click.UsageError("give --withdraw or --give")
     with _errors():
         app = App.from_env()
         if action == "withdraw":
-            photos = withdraw_consent(
-                app.repo, app.engine, RealtimeResource().publisher(), attendee_id, app.face_engine.threshold()
+            withdrawal = withdraw_everywhere(
+                app.repo,
+                app.store,
+                app.engine,
+                RealtimeResource().publisher(),
+                attendee_id,
+                app.face_engine.threshold(),
             )
-            click.echo(f"consent withdrawn; removed from {len(photos)} photo(s), face data deleted", err=True)
+            click.echo(f"consent withdrawn; {withdrawal.describe()}", err=True)
+            _scrub_old_dagster_metadata(app)
         else:
             given = give_consent(app.repo, attendee_id)
             if given.reason:  # e.g. their selfie was deleted while there was no consent
@@ -300,8 +306,11 @@ def attendee_delete(attendee_id: str) -> None:
 
     with _errors():
         app = App.from_env()
-        photos = erasure.delete_attendee(app.repo, app.store, app.instance, attendee_id, app.engine)
-        click.echo(f"deleted attendee {attendee_id} and {len(photos)} photo(s) they uploaded", err=True)
+        # The Dagster instance is built last, inside the erasure: a broken Dagster store must not
+        # keep the person's data in the database and the bucket.
+        done = erasure.delete_attendee(app.repo, app.store, lambda: app.instance, attendee_id, app.engine)
+        click.echo(f"deleted attendee {attendee_id} and {len(done.photo_ids)} photo(s) they uploaded", err=True)
+        _report_erasure(done)
 
 
 @main.group()
@@ -317,8 +326,9 @@ def photo_delete(photo_id: str) -> None:
 
     with _errors():
         app = App.from_env()
-        erasure.delete_photo(app.repo, app.store, app.instance, photo_id, app.engine)
+        done = erasure.delete_photo(app.repo, app.store, lambda: app.instance, photo_id, app.engine)
         click.echo(f"deleted photo {photo_id}", err=True)
+        _report_erasure(done)
 
 
 # -- uploads and processing -------------------------------------------------------------------
@@ -507,6 +517,75 @@ def demo(selfies: Path | None, photos_dir: Path | None) -> None:
         ok = run_demo(App.from_env(), selfies, photos_dir, echo=click.echo)
     if not ok:
         sys.exit(1)
+
+
+# -- privacy: erasure reports, scrubbing old Dagster metadata, the thumbnail route ----------------
+def _report_erasure(done: Any) -> None:
+    """What an erasure did; exit status 1 when a store could not be reached (the rest is erased)."""
+    click.echo(done.describe(), err=True)
+    for store in done.unreached:
+        click.echo(f"warning: not reached: {store}; run `picsaris privacy scrub` once it is repaired", err=True)
+    if done.unreached:
+        sys.exit(1)
+
+
+def _scrub_old_dagster_metadata(app: App) -> None:
+    """Once per instance: remove names and previews that versions before this one left in Dagster."""
+    from picsaris_pipeline.privacy_scrub import scrub_once
+
+    try:
+        scrubbed = scrub_once(app.instance)
+    except Exception as error:  # Dagster's storage is not the guest's data: report, do not fail
+        click.echo(f"warning: Dagster storage not reached ({error}); run `picsaris privacy scrub` later", err=True)
+        return
+    if scrubbed:
+        click.echo(f"scrubbed {scrubbed} old Dagster event(s) holding names or previews", err=True)
+
+
+@main.group()
+def privacy() -> None:
+    """Keep Dagster's own storage free of personal data (DESIGN §5)."""
+
+
+@privacy.command("scrub")
+@click.option("--dry-run", is_flag=True, help="Only count what would be rewritten.")
+def privacy_scrub(dry_run: bool) -> None:
+    """Remove the face previews, names, file names and face boxes that versions before this one
+    wrote into Dagster's event log, cached materializations and asset check executions."""
+    from picsaris_pipeline.privacy_scrub import scrub_instance
+
+    with _errors():
+        counts = scrub_instance(App.from_env().instance, dry_run=dry_run)
+    verb = "would rewrite" if dry_run else "rewrote"
+    for table, count in counts.items():
+        click.echo(f"{table}\t{count}")
+    click.echo(f"{verb} {sum(counts.values())} stored Dagster event(s) holding personal data", err=True)
+
+
+@main.group()
+def thumbnails() -> None:
+    """The read-only thumbnail route the Dagster UI links to on the embedded default."""
+
+
+@thumbnails.command("serve")
+@click.option("--port", type=int, default=None, help="Default: PICSARIS_THUMBNAIL_PORT or 3071.")
+def thumbnails_serve(port: int | None) -> None:
+    """Serve derived/<photo>/thumb.jpg at http://127.0.0.1:PORT/photos/<photo_id>/thumb.jpg until
+    interrupted; an erased photo answers 404."""
+    from picsaris_pipeline.thumbnail_route import make_server, route_port
+
+    with _errors():
+        app = App.from_env()
+        server = make_server(lambda: app.repo, app.store, port or route_port())
+    click.echo(
+        f"serving thumbnails on http://127.0.0.1:{server.server_address[1]}/photos/<photo_id>/thumb.jpg", err=True
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 if __name__ == "__main__":

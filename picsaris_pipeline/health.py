@@ -55,7 +55,7 @@ def stuck_photos(repo: Repository, older_than: timedelta, now: datetime | None =
         f"no photo has been on its way for more than {older_than}"
         if count == 0
         else f"{count} photo(s) have not moved for more than {older_than}",
-        [f"{p.id} ({p.file_name}): {p.status.value} since {p.updated_at:%Y-%m-%d %H:%M} UTC" for p in photos],
+        [f"{p.id}: {p.status.value} since {p.updated_at:%Y-%m-%d %H:%M} UTC" for p in photos],
     )
 
 
@@ -85,7 +85,7 @@ def missing_references(repo: Repository, model_version: str) -> Finding:
         f"every consenting attendee has a {model_version} reference"
         if not waiting
         else f"{len(waiting)} consenting attendee(s) have no {model_version} reference yet",
-        [f"{a.id} ({a.name}, event {a.event_id})" for a in waiting[:20]],
+        [f"{a.id} (event {a.event_id})" for a in waiting[:20]],  # ids only: checks are kept in Dagster
     )
 
 

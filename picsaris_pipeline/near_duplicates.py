@@ -120,7 +120,8 @@ class NearDuplicate:
     @property
     def reason(self) -> str:
         return (
-            f"near-duplicate of photo {self.photo_id} ({self.file_name}): the same shot re-encoded, resized or "
+            # Ids only (no file name): the reason goes into Dagster's metadata, which is never erased.
+            f"near-duplicate of photo {self.photo_id}: the same shot re-encoded, resized or "
             f"stripped of its metadata (perceptual hash distance {self.distance} of 64 bits; up to {MAX_DISTANCE} "
             "means the same shot)"
         )

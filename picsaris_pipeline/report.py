@@ -17,7 +17,6 @@ comes from users and is HTML-escaped.
 
 from __future__ import annotations
 
-import html
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from PIL import Image
 from picsaris_pipeline.app import App
 from picsaris_pipeline.domain import Attendee, Event, Face, MatchRow, Photo, PhotoStatus
 from picsaris_pipeline.errors import BadInputError, NotFoundError
+from picsaris_pipeline.escaping import html_text
 from picsaris_pipeline.imaging import encode_jpeg, load_rgb
 from picsaris_pipeline.keys import verified_image_key
 from picsaris_pipeline.listings import match_row, photo_row
@@ -250,7 +250,7 @@ figcaption { font-size: 0.85rem; margin-top: 0.35rem; max-width: 480px; overflow
 
 def _e(value: object) -> str:
     """Escape for both text and attribute values: everything shown may have come from a guest."""
-    return html.escape(str(value), quote=True)
+    return html_text(value)
 
 
 def _n(value: float) -> str:

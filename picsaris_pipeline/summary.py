@@ -35,7 +35,6 @@ Costs are what the production stack would bill for this event, at `UnitPrices`:
 
 from __future__ import annotations
 
-import html
 import math
 import os
 from collections.abc import Mapping
@@ -50,6 +49,7 @@ from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.domain import TERMINAL_STATUSES, PhotoStatus, ReferenceStatus
 from picsaris_pipeline.errors import ConfigurationError
+from picsaris_pipeline.escaping import markdown_text
 from picsaris_pipeline.storage.base import ObjectStore
 
 PRICE_ENV = {
@@ -358,13 +358,15 @@ def _costs(quantities: Mapping[str, float], prices: UnitPrices) -> pl.DataFrame:
 
 # -- markdown -----------------------------------------------------------------------------------
 def summary_markdown(summary: EventSummary) -> str:
-    """Markdown tables for the Dagster UI: totals, photos by status and reason, matches per attendee,
-    costs. Names and reasons come from guests and are escaped so they cannot break a table."""
+    """Markdown tables for the Dagster UI: totals, photos by status and reason, matches per attendee
+    (by id: no guest's name goes to Dagster), costs. Reasons and the event's name are escaped so
+    they cannot break a table."""
     totals = [[m, _number(m, v)] for m, v in summary.totals.iter_rows()]
     statuses = [[s, _text(r) or "–", str(n)] for s, r, n in summary.by_status.iter_rows()]
+    # Attendee ids, not names: this markdown is kept in Dagster's event log, which is never erased.
     attendees = [
-        [_text(name), "yes" if consent else "no", reference, str(matched)]
-        for _, name, consent, reference, matched in summary.per_attendee.iter_rows()
+        [attendee_id, "yes" if consent else "no", reference, str(matched)]
+        for attendee_id, _, consent, reference, matched in summary.per_attendee.iter_rows()
     ]
     costs = [
         [
@@ -383,7 +385,7 @@ def summary_markdown(summary: EventSummary) -> str:
         "## Photos by status and reason",
         _table(["status", "reason", "photos"], statuses),
         "## Matches per attendee",
-        _table(["attendee", "consent", "reference", "photos matched"], attendees),
+        _table(["attendee id", "consent", "reference", "photos matched"], attendees),
         "## Costs (USD)",
         _table(["item", "quantity", "unit price (USD)", "cost (USD)"], costs),
         "Face engine calls are priced as AWS Rekognition; the local dlib engine costs nothing per call.",
@@ -399,13 +401,9 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-_MARKDOWN_SPECIALS = "\\`*_[]|#"
-
-
 def _text(value: object) -> str:
     """Text a guest typed, shown literally: one line, no HTML, no markdown syntax, no table breaks."""
-    text = html.escape(" ".join(str(value).split()), quote=False)
-    return "".join("\\" + char if char in _MARKDOWN_SPECIALS else char for char in text)
+    return markdown_text(value)
 
 
 def _number(metric: str, value: float) -> str:

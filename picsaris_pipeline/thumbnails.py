@@ -1,13 +1,12 @@
 """Small pictures of what was found, for people: the photo with its face boxes and matched names.
 
-A thumbnail is stored next to the verified image (derived/{photo}/thumb.jpg) and linked from the
-materializations. Only matches_published also carries a tiny inline preview, so the Dagster event
-log grows by ~5 KB a photo rather than by an image per step.
+A thumbnail is stored next to the verified image (derived/{photo}/thumb.jpg), where erasing the
+photo deletes it, and only linked from the materializations (thumbnail_route.py): no picture and no
+name ever goes into Dagster's event log, which cannot be erased (DESIGN §5).
 """
 
 from __future__ import annotations
 
-import base64
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw, ImageFont
 
 THUMB_SIDE = 320
-PREVIEW_SIDE = 160
 MATCHED = (46, 160, 67)  # green: a guest we know
 UNMATCHED = (245, 124, 0)  # orange: a face nobody matched
 
@@ -61,9 +59,3 @@ def to_jpeg(image: Image.Image, quality: int = 75) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality, optimize=True)
     return buffer.getvalue()
-
-
-def markdown_image(jpeg: bytes, alt: str) -> str:
-    """Markdown the Dagster UI renders as a picture (a data URI: nothing to serve, nothing to expire)."""
-    safe_alt = alt.replace("[", "(").replace("]", ")")
-    return f"![{safe_alt}](data:image/jpeg;base64,{base64.b64encode(jpeg).decode()})"

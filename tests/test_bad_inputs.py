@@ -159,7 +159,7 @@ def _assert_published_and_matched(pipeline: Pipeline, photo: Photo, guest: Atten
     assert photo.status is PhotoStatus.PUBLISHED, photo.reason
     assert photo.face_count == 1
     assert [(m.attendee_id, m.photo_id) for m in pipeline.repo.list_matches(photo.event_id)] == [(guest.id, photo.id)]
-    assert metadata(result, "matches_published")["matched"] == guest.name
+    assert metadata(result, "matches_published")["matched_attendee_ids"] == [guest.id]
 
 
 # -- awkward but legal: published and matched -----------------------------------------------------

@@ -12,6 +12,7 @@ from picsaris_pipeline.assets.photos import faces_detected
 from picsaris_pipeline.definitions import defs
 from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.keys import thumbnail_key
+from picsaris_pipeline.thumbnail_route import route_port
 from picsaris_pipeline.thumbnails import DrawnFace, draw
 
 from .pipeline_helpers import metadata, run_failure_sensor
@@ -25,14 +26,19 @@ def _obama(pipeline, event, shared_photos):
     return attendee
 
 
-def test_materializations_link_a_thumbnail_and_show_a_preview_with_names(pipeline, event, shared_photos):
+def test_materializations_link_a_thumbnail_and_carry_no_picture_or_name(pipeline, event, shared_photos):
     obama = _obama(pipeline, event, shared_photos)
     photo = pipeline.upload(event, obama, shared_photos["group_two_people.jpg"].path.read_bytes(), "two.jpg")
     result = pipeline.run_photo(photo.id)
     for asset in ("verified_upload", "faces_detected", "matches_published"):
-        assert metadata(result, asset)["thumbnail"].startswith("file://")
-    preview = metadata(result, "matches_published")["preview"]
-    assert preview.startswith("![two.jpg](data:image/jpeg;base64,") and len(preview) < 12_000
+        assert metadata(result, asset)["thumbnail"] == f"http://127.0.0.1:{route_port()}/photos/{photo.id}/thumb.jpg"
+    published = metadata(result, "matches_published")
+    assert published["matched_attendee_ids"] == [obama.id] and "preview" not in published
+    assert not any(
+        text in repr(metadata(result, asset))
+        for asset in ("verified_upload", "faces_detected", "embeddings_stored", "matches_published")
+        for text in ("two.jpg", "Barack Obama", "base64", "boxes")
+    )
     thumb = Image.open(io.BytesIO(pipeline.store.get(thumbnail_key(event.id, photo.id)))).convert("RGB")
     assert max(thumb.size) == 320
     # The matched face is boxed and labelled in green.

@@ -207,7 +207,7 @@ def test_the_photo_graph_indexes_searches_and_matches_on_rekognition(rekognition
     stored = metadata(result, "embeddings_stored")
     assert "no vectors" in stored["representation"] and len(stored["engine_face_ids"]) == 2
     published = metadata(result, "matches_published")
-    assert published["matched"] == "Barack Obama" and published["model_version"] == "rekognition-7.0"
+    assert published["matched_attendee_ids"] == [obama.id] and published["model_version"] == "rekognition-7.0"
     (match,) = p.repo.list_matches(event.id)
     assert match.attendee_id == obama.id and match.similarity >= 0.8 and match.model_version == "rekognition-7.0"
     assert server.state.count("SearchUsers") == 2  # one per face

@@ -1,6 +1,7 @@
 """The Dagster UI shows what the CLI did: a real dagster-webserver on the embedded default's
 instance, asked over GraphQL (what the UI itself reads) for partitions, materializations and runs."""
 
+import json
 import os
 
 from .cli_runner import picsaris
@@ -13,7 +14,7 @@ QUERY = """
       partitionKeys
       assetMaterializations(limit: 20) {
         partition
-        metadataEntries { label ... on TextMetadataEntry { text } }
+        metadataEntries { label ... on TextMetadataEntry { text } ... on JsonMetadataEntry { jsonString } }
       }
     }
   }
@@ -43,10 +44,11 @@ def test_the_ui_shows_the_photos_processed_by_the_cli(picsaris_home, shared_phot
     node = data["assetNodeOrError"]
     assert sorted(node["partitionKeys"]) == sorted(photo_ids)
     matched = {
-        m["partition"]: {e["label"]: e.get("text") for e in m["metadataEntries"]} for m in node["assetMaterializations"]
+        m["partition"]: {e["label"]: e.get("text") or e.get("jsonString") for e in m["metadataEntries"]}
+        for m in node["assetMaterializations"]
     }
-    assert matched[photo_ids[0]]["matched"] == "Barack Obama"
-    assert matched[photo_ids[1]]["matched"] == "nobody"
+    assert json.loads(matched[photo_ids[0]]["matched_attendee_ids"]) == [obama]
+    assert json.loads(matched[photo_ids[1]]["matched_attendee_ids"]) == []
     runs = data["runsOrError"]["results"]
     assert sorted(r["jobName"] for r in runs) == [
         "ops_health_checks",

@@ -32,7 +32,6 @@ def attendee_reference(
         )
     metadata = {
         "event_id": attendee.event_id,
-        "name": attendee.name,
         "consent": attendee.consent,
         "reference_status": attendee.reference_status.value,
         **details,

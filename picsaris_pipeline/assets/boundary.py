@@ -54,8 +54,7 @@ def photo_metadata(result: StepResult, **extra: Any) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "status": result.status.value,
         "event_id": photo.event_id,
-        "uploader_id": photo.uploader_id,
-        "file_name": photo.file_name,
+        "uploader_id": photo.uploader_id,  # ids, counts and statuses only: no names, file names or pictures
         "step_skipped": result.skipped,
     }
     if result.reason:
@@ -64,8 +63,6 @@ def photo_metadata(result: StepResult, **extra: Any) -> dict[str, Any]:
     metadata.update(extra)
     if result.thumbnail_url:
         metadata["thumbnail"] = dg.MetadataValue.url(result.thumbnail_url)
-    if result.preview_markdown:
-        metadata["preview"] = dg.MetadataValue.md(result.preview_markdown)
     if result.timings_ms:
         metadata["timings_ms"] = dg.MetadataValue.json(result.timings_ms)
         metadata["step_ms"] = round(sum(result.timings_ms.values()), 1)

@@ -1231,6 +1231,47 @@ class Repository:
             )
         return self.get_attendee(attendee.id)
 
+    # -- privacy: a withdrawn guest's faces in other people's photos ---------------------------
+    def flush_erased(self) -> None:
+        """On SQLite, empty the write-ahead log into the database and truncate it, so erased rows'
+        old page images do not linger in the -wal file (secure_delete has zeroed them in the database)."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def faces_matched_to(self, attendee_id: str) -> list[tuple[str, str]]:
+        """(face id, photo id) of every event-photo face matched to the attendee, any model version."""
+        query = (
+            sa.select(t.matches.c.face_id, t.matches.c.photo_id)
+            .where(t.matches.c.attendee_id == attendee_id)
+            .distinct()
+            .order_by(t.matches.c.photo_id, t.matches.c.face_id)
+        )
+        with self._read() as conn:
+            return [(r.face_id, r.photo_id) for r in conn.execute(query).all()]
+
+    def engine_faces_of(self, face_ids: Sequence[str]) -> list[tuple[str, str, str]]:
+        """(event id, model version, engine face id) recorded for these faces."""
+        if not face_ids:
+            return []
+        query = sa.select(
+            t.engine_faces.c.event_id, t.engine_faces.c.model_version, t.engine_faces.c.external_face_id
+        ).where(t.engine_faces.c.face_id.in_(list(face_ids)))
+        with self._read() as conn:
+            return [(r.event_id, r.model_version, r.external_face_id) for r in conn.execute(query).all()]
+
+    def delete_face_representations(self, face_ids: Sequence[str]) -> tuple[int, int]:
+        """Delete the vectors and engine-face records of these faces (their boxes stay, unnamed), in one
+        transaction. Returns (vectors deleted, engine faces deleted)."""
+        if not face_ids:
+            return 0, 0
+        ids = list(face_ids)
+        with self._tx() as conn:
+            vectors = conn.execute(t.face_vectors.delete().where(t.face_vectors.c.face_id.in_(ids))).rowcount
+            engine_faces = conn.execute(t.engine_faces.delete().where(t.engine_faces.c.face_id.in_(ids))).rowcount
+        return int(vectors or 0), int(engine_faces or 0)
+
 
 def _lock_attendees(conn: Connection, attendee_ids: Iterable[str], share: bool) -> dict[str, bool]:
     """Lock attendee rows for the rest of the transaction; returns attendee id -> consent.
@@ -1426,6 +1467,9 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Erased rows are overwritten, not just unlinked: a deleted guest's name must not survive in
+    # the file's free pages (DESIGN §5).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 

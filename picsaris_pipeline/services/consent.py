@@ -1,31 +1,113 @@
 """Giving and withdrawing consent to be matched, as the API calls it when a guest changes their mind.
 
 Withdrawal takes effect everywhere at once: the guest's reference vectors, Rekognition user and
-selfie face, and matches under every model version are deleted, and each photo they were matched in
-is matched again without them (another guest may now be found in that face) and re-announced to
-the event's gallery with the new guest list.
+selfie face, and matches under every model version are deleted; so are the vectors (and Rekognition
+faces) of the faces in event photos that were matched to them, which are their face data too (the
+boxes stay, unnamed). Each photo they were matched in is matched again without them and re-announced
+to the event's gallery with the new guest list, and its thumbnail is drawn again without their name.
+Dagster holds no picture or name of theirs (DESIGN §5); `picsaris privacy scrub` cleans instances
+written before that rule.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.domain import Attendee, PhotoStatus, ReferenceStatus
-from picsaris_pipeline.faces.engine import CollectionFaceEngine, FaceEngine
+from picsaris_pipeline.faces.engine import CollectionFaceEngine, FaceEngine, collection_engine_for
 from picsaris_pipeline.realtime import RealtimePublisher
 from picsaris_pipeline.services.attendees import NEW_SELFIE_NEEDED, forget_enrollments
 from picsaris_pipeline.services.delivery import deliver
-from picsaris_pipeline.services.photos import match_photo
+from picsaris_pipeline.services.photos import match_photo, redraw_thumbnail
 from picsaris_pipeline.services.versions import active_version
+from picsaris_pipeline.storage import ObjectStore
 
 logger = logging.getLogger("picsaris.consent")
+
+
+@dataclass
+class Withdrawal:
+    """What a withdrawal deleted, for the guest's (and the operator's) confirmation."""
+
+    photo_ids: list[str] = field(default_factory=list)  # photos they were matched in, re-matched without them
+    matches: int = 0  # match rows (every model version)
+    face_vectors: int = 0  # vectors of their faces in event photos
+    engine_faces: int = 0  # Rekognition faces of their faces in event photos
+    thumbnails_redrawn: int = 0
+
+    def describe(self) -> str:
+        return (
+            f"deleted {self.matches} match(es) in {len(self.photo_ids)} photo(s), {self.face_vectors} face vector(s)"
+            f" and {self.engine_faces} engine face(s) of their faces in event photos, and their reference; "
+            f"redrew {self.thumbnails_redrawn} thumbnail(s) without their name"
+        )
+
+
+def withdraw_everywhere(
+    repo: Repository,
+    store: ObjectStore | None,
+    engine: FaceEngine,
+    publisher: RealtimePublisher,
+    attendee_id: str,
+    min_similarity: float,
+) -> Withdrawal:
+    """Withdraw consent and delete the guest's face data everywhere; the counts of what went."""
+    attendee = repo.get_attendee(attendee_id)
+    forgotten = forget_matched_faces(repo, engine, attendee)
+    photo_ids = _withdraw(repo, engine, publisher, attendee.id, min_similarity)
+    redrawn = redraw_thumbnails(repo, store, engine, attendee.event_id, photo_ids) if store is not None else 0
+    return Withdrawal(photo_ids, forgotten.matches, forgotten.face_vectors, forgotten.engine_faces, redrawn)
+
+
+@dataclass
+class ForgottenFaces:
+    matches: int
+    face_vectors: int
+    engine_faces: int
+
+
+def forget_matched_faces(repo: Repository, engine: FaceEngine | None, attendee: Attendee) -> ForgottenFaces:
+    """Delete the representations (vectors; Rekognition faces) of the faces in event photos that are
+    matched to the attendee: their face data as much as their selfie's. The boxes stay, unnamed."""
+    matched_faces = repo.faces_matched_to(attendee.id)
+    face_ids = sorted({face_id for face_id, _ in matched_faces})
+    # The engine's copies first: if it fails, our records still say what to delete on the next try.
+    by_version: dict[str, list[str]] = {}
+    for _, version, external in repo.engine_faces_of(face_ids):
+        by_version.setdefault(version, []).append(external)
+    for version, externals in by_version.items():
+        collection_engine = collection_engine_for(engine, version)
+        if collection_engine is not None:
+            collection_engine.forget_faces(attendee.event_id, externals)
+    vectors, engine_faces = repo.delete_face_representations(face_ids)
+    return ForgottenFaces(len(matched_faces), vectors, engine_faces)
+
+
+def redraw_thumbnails(
+    repo: Repository, store: ObjectStore, engine: FaceEngine | None, event_id: str, photo_ids: list[str]
+) -> int:
+    """Draw the thumbnails of these photos again from their current matches (names of guests who
+    withdrew or were erased disappear); returns how many were redrawn."""
+    event = repo.get_event(event_id)
+    version = active_version(event, engine.model_version) if engine is not None else event.active_model_version
+    if version is None:
+        return 0
+    return sum(redraw_thumbnail(repo, store, photo_id, version) for photo_id in photo_ids if repo.find_photo(photo_id))
 
 
 def withdraw_consent(
     repo: Repository, engine: FaceEngine, publisher: RealtimePublisher, attendee_id: str, min_similarity: float
 ) -> list[str]:
-    """Returns the ids of the photos that were re-matched without the attendee."""
+    """withdraw_everywhere without a bucket (thumbnails are not redrawn). Returns the ids of the
+    photos that were re-matched without the attendee."""
+    return withdraw_everywhere(repo, None, engine, publisher, attendee_id, min_similarity).photo_ids
+
+
+def _withdraw(
+    repo: Repository, engine: FaceEngine, publisher: RealtimePublisher, attendee_id: str, min_similarity: float
+) -> list[str]:
     attendee = repo.get_attendee(attendee_id)
     forget_enrollments(repo, engine, attendee)
     photo_ids = repo.set_consent(attendee.id, False)

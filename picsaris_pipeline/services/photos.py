@@ -24,15 +24,8 @@ from picsaris_pipeline.services import versions
 from picsaris_pipeline.services.delivery import deliver
 from picsaris_pipeline.services.timing import Stopwatch
 from picsaris_pipeline.storage import ObjectStore
-from picsaris_pipeline.thumbnails import (
-    PREVIEW_SIDE,
-    THUMB_SIDE,
-    DrawnFace,
-    draw,
-    markdown_image,
-    open_reduced,
-    to_jpeg,
-)
+from picsaris_pipeline.thumbnail_route import thumbnail_link
+from picsaris_pipeline.thumbnails import THUMB_SIDE, DrawnFace, draw, open_reduced, to_jpeg
 
 logger = logging.getLogger("picsaris.photos")
 _T = TypeVar("_T")
@@ -48,8 +41,7 @@ class StepResult:
     skipped: bool = False  # the photo stopped earlier (duplicate, rejected, failed)
     details: dict[str, Any] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
-    thumbnail_url: str | None = None  # link to the stored thumbnail with face boxes
-    preview_markdown: str | None = None  # a tiny inline picture (matches_published only)
+    thumbnail_url: str | None = None  # link to the stored thumbnail (thumbnail_route: no picture in Dagster)
 
 
 def _skipped(photo: Photo) -> StepResult:
@@ -99,7 +91,7 @@ def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepRe
             PhotoStatus.DUPLICATE,
             sha256=sha,
             duplicate_of=first.id,
-            reason=f"same bytes as photo {first.id} ({first.file_name})",
+            reason=f"same bytes as photo {first.id}",  # ids only: reasons reach Dagster's metadata
         )
         return StepResult(
             repo.get_photo(photo.id), PhotoStatus.DUPLICATE, f"duplicate of {first.id}", timings_ms=watch.ms
@@ -121,8 +113,7 @@ def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepRe
             original.reason,
             details={
                 "duplicate_of": original.photo_id,
-                "hash_distance": original.distance,
-                "perceptual_hash": f"{perceptual_hash:016x}",
+                "hash_distance": original.distance,  # no hash: a photo's fingerprint stays out of Dagster
             },
             timings_ms=watch.ms,
         )
@@ -149,7 +140,6 @@ def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepRe
         "verified_size": f"{width}x{height}",
         "exif_orientation": decoded.orientation,
         "bytes": len(data),
-        "perceptual_hash": f"{perceptual_hash:016x}",
     }
     if decoded.frames > 1:
         details["frames"] = decoded.frames
@@ -165,7 +155,7 @@ def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepRe
 def _store_thumbnail(store: ObjectStore, photo: Photo, picture: Any) -> str:
     key = thumbnail_key(photo.event_id, photo.id)
     store.put(key, to_jpeg(picture), "image/jpeg")
-    return store.link(key)
+    return thumbnail_link(store, photo.event_id, photo.id)
 
 
 class _RecentImages(Generic[_T]):
@@ -267,7 +257,7 @@ def detect_faces(repo: Repository, store: ObjectStore, engine: FaceEngine, photo
         repo.get_photo(photo.id),
         PhotoStatus.FACES_DETECTED,
         thumbnail_url=thumbnail_url,
-        details={"faces": len(faces), **details, "boxes": [[f.left, f.top, f.right, f.bottom] for f in faces]},
+        details={"faces": len(faces), **details},  # no boxes: the thumbnail shows them
         timings_ms=watch.ms,
     )
 
@@ -418,17 +408,16 @@ def publish_matches(
     with watch.lap("publish"):
         delivery = deliver(repo, publisher, photo.id)
     matched = repo.list_matches(photo.event_id, photo_id=photo.id, model_version=model_version)
-    names = {m.attendee_id: m.attendee_name for m in matched}
     with watch.lap("thumbnail"):
         detector = engine.detector_version if engine is not None else None
         names = {m.face_id: m.attendee_name for m in matched}
-        thumbnail_url, preview = _matched_pictures(repo, store, photo, names, detector)
+        thumbnail_url = _matched_pictures(repo, store, photo, names, detector)
     return StepResult(
         repo.get_photo(photo.id),
         PhotoStatus.PUBLISHED,
         details={
             "matches": len(rows),
-            "matched": ", ".join(sorted(names.values())) or "nobody",
+            "matched_attendee_ids": sorted({m.attendee_id for m in matched}),  # ids, never names
             "model_version": model_version,
             "active_model_version": active,
             "event_cut_over": cut_over,
@@ -439,20 +428,34 @@ def publish_matches(
         },
         timings_ms=watch.ms,
         thumbnail_url=thumbnail_url,
-        preview_markdown=preview,
     )
 
 
 def _matched_pictures(
     repo: Repository, store: ObjectStore, photo: Photo, names_by_face: dict[str, str], detector: str | None
-) -> tuple[str, str]:
-    """The stored thumbnail and a tiny inline preview, both with face boxes and matched names."""
+) -> str:
+    """The stored thumbnail with face boxes and matched names (in the bucket, erasable; Dagster only
+    gets the link)."""
     key = verified_image_key(photo.event_id, photo.id)
     verified = _VERIFIED.get(key)  # in memory unless another process ran the earlier steps
     image = _reduced(key, verified) if verified is not None else open_reduced(store.get(key), THUMB_SIDE)
     full_size = (photo.width or image.width, photo.height or image.height)
     faces = repo.get_faces(photo.id, detector)  # one detector's faces: a re-embedding may hold two
     drawn = [DrawnFace(f.left, f.top, f.right, f.bottom, names_by_face.get(f.id)) for f in faces]
-    thumbnail_url = _store_thumbnail(store, photo, draw(image, drawn, THUMB_SIDE, full_size))
-    preview = markdown_image(to_jpeg(draw(image, drawn, PREVIEW_SIDE, full_size), quality=70), photo.file_name)
-    return thumbnail_url, preview
+    return _store_thumbnail(store, photo, draw(image, drawn, THUMB_SIDE, full_size))
+
+
+def redraw_thumbnail(repo: Repository, store: ObjectStore, photo_id: str, model_version: str) -> bool:
+    """Draw the photo's thumbnail again from its current matches (after a guest withdrew consent,
+    so their name is no longer on it). False when the photo has no verified image to draw from."""
+    photo = repo.get_photo(photo_id)
+    if store.head(verified_image_key(photo.event_id, photo.id)) is None:
+        return False
+    matched = repo.list_matches(photo.event_id, photo_id=photo.id, model_version=model_version)
+    names = {m.face_id: m.attendee_name for m in matched}
+    faces = repo.get_faces(photo.id)
+    # One detector's faces (a re-embedding may hold two): the matched faces', else the first found.
+    detectors = [f.detector_version for f in faces if f.id in names] or [f.detector_version for f in faces]
+    detector = detectors[0] if detectors else None
+    _matched_pictures(repo, store, photo, names, detector)
+    return True
