@@ -135,3 +135,15 @@ class LeaseKeeper:
         self._stop.set()
         self._thread.join(timeout=10)
         self.claimer.repo.release_leases(self.holder)
+
+
+def held_elsewhere(repo: Repository, kind: str, item_ids: Sequence[str]) -> set[str]:
+    """The items a live holder has a running lease on: a `picsaris process` is running them, so
+    the daemon's sensors leave them alone (a holder that dies lets them go stale, and the sensors'
+    stale-photo relaunch or the next process takes them up)."""
+    now = datetime.now(UTC)
+    running = {
+        item: holder for item, (holder, expires_at) in repo.leases_on(kind, item_ids).items() if expires_at > now
+    }
+    alive = {holder: holder_alive(repo, holder, now) for holder in set(running.values())}
+    return {item for item, holder in running.items() if alive[holder]}

@@ -20,6 +20,7 @@ import dagster as dg
 
 from picsaris_pipeline.abandoned_runs import fail_abandoned_runs
 from picsaris_pipeline.db.repository import Repository, connect
+from picsaris_pipeline.discovery import STALE_AFTER
 from picsaris_pipeline.leases import ATTENDEE, HOLDER_TAG, PHOTO, Claimer, LeaseKeeper
 from picsaris_pipeline.partitions import (
     ATTENDEE_JOB,
@@ -38,6 +39,7 @@ from picsaris_pipeline.partitions import (
     UPLOADER_TAG,
     batch_tags,
     contiguous_batches,
+    run_photo_ids,
 )
 from picsaris_pipeline.services.intake import expire_abandoned_uploads
 from picsaris_pipeline.services.photos import mark_failed
@@ -357,6 +359,9 @@ def _run_inline(
         kind = ATTENDEE if job_name == ATTENDEE_JOB else PHOTO
         if claimer is not None:
             won = claimer.claim(kind, keys)
+            if kind == PHOTO and (busy := _photos_in_other_runs(instance, won)):
+                claimer.release(kind, list(busy))
+                won = [key for key in won if key not in busy]
             if len(won) < len(keys):
                 yield job_name, tuple(k for k in keys if k not in won), True, LEFT_TO_OTHERS, "", {}
                 runs = _regrouped(instance, won, tags)
@@ -373,6 +378,22 @@ def _run_inline(
             yield job_name, run_keys, result.success, message, result.run_id, failed
             if claimer is not None:  # after the outcome is recorded (a failed photo is marked failed first)
                 claimer.release(kind, run_keys)
+
+
+def _photos_in_other_runs(instance: dg.DagsterInstance, keys: Sequence[str]) -> set[str]:
+    """Those of `keys` a STARTED run covers that no `picsaris process` runs (one intake or the
+    daemon's sensors launched): left to it, as to a lease holder. Queued runs are not counted
+    (without a daemon they never start), nor runs started over STALE_AFTER ago (stuck: the
+    sensors relaunch their photos too)."""
+    busy: set[str] = set()
+    if not keys:
+        return busy
+    recent = time.time() - STALE_AFTER.total_seconds()
+    started = dg.RunsFilter(job_name=PHOTO_JOB, statuses=[dg.DagsterRunStatus.STARTED])
+    for record in instance.get_run_records(started):
+        if HOLDER_TAG not in record.dagster_run.tags and (record.start_time or 0) > recent:
+            busy.update(run_photo_ids(record.dagster_run, instance))
+    return busy & set(keys)
 
 
 def _regrouped(

@@ -6,6 +6,7 @@ is marked failed by the next `picsaris process`, which then finishes its photos.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -173,9 +174,10 @@ def test_two_processes_at_once_run_each_photo_once(picsaris_home, shared_photos,
         run.tags.get("dagster/partition") for run in instance.get_runs(dg.RunsFilter(job_name="process_attendee"))
     )
     assert set(attendee_runs.values()) == {1}
-    # Both returned only once every photo was done; each says how many the other one ran.
-    reported = [err.decode() for _, err in outputs]
-    assert all("processed" in text for text in reported)
+    # The two split the work: what each says it ran adds up to the event, once.
+    ran = [re.search(r"processed (\d+) attendee\(s\) and (\d+) photo\(s\)", err.decode()) for _, err in outputs]
+    assert all(ran)
+    assert sum(int(m.group(1)) for m in ran if m) == 2 and sum(int(m.group(2)) for m in ran if m) == len(PHOTOS)
 
 
 def test_a_run_left_started_by_a_killed_process_is_marked_failed_and_its_photos_finished(
@@ -213,3 +215,109 @@ def test_a_run_left_started_by_a_killed_process_is_marked_failed_and_its_photos_
         assert failures[0].message.startswith("Run abandoned: the picsaris process that ran it")
     assert {photo.status for photo in app.repo.list_photos(event_id)} == {PhotoStatus.PUBLISHED}
     assert not [run for run in instance.get_runs() if run.status is dg.DagsterRunStatus.STARTED]
+
+
+# -- the daemon's side ----------------------------------------------------------------------------
+def test_the_batch_sensor_leaves_queued_photos_a_live_process_holds_to_it(pipeline, event, shared_photos):
+    from picsaris_pipeline.partitions import PHOTO_PARTITIONS
+    from picsaris_pipeline.sensors.batches import upload_batch_sensor
+
+    guest = pipeline.repo.add_attendee(event.id, "Flooder", True, None, None)
+
+    def announce(photo):
+        pipeline.instance.add_dynamic_partitions(PHOTO_PARTITIONS, [photo.id])
+
+    names = ["obama_2.jpg", "obama_4.jpg", "biden_1.jpg"]
+    photos = [
+        pipeline.upload(
+            event, guest, shared_photos[n].path.read_bytes(), n, on_uploaded=lambda p: None, on_deferred=announce
+        )
+        for n in names
+    ]
+    queued = [photo.id for photo in photos[1:]]  # the first launched its own run; the rest wait for a batch
+    with LeaseKeeper(pipeline.repo) as process:  # a `picsaris process` running the first queued photo
+        assert process.claimer.claim(PHOTO, queued[:1]) == queued[:1]
+        context = dg.build_sensor_context(instance=pipeline.instance, resources=pipeline.resources)
+        result = upload_batch_sensor(context)
+    requested = [
+        photo_id for request in result.run_requests for photo_id in _request_photo_ids(request, pipeline.instance)
+    ]
+    assert requested == queued[1:]
+
+
+def _request_photo_ids(request: dg.RunRequest, instance: dg.DagsterInstance) -> list[str]:
+    from picsaris_pipeline.partitions import PHOTO_PARTITIONS, RANGE_END_TAG, RANGE_START_TAG
+
+    if request.partition_key:
+        return [request.partition_key]
+    order = instance.get_dynamic_partitions(PHOTO_PARTITIONS)
+    return list(order[order.index(request.tags[RANGE_START_TAG]) : order.index(request.tags[RANGE_END_TAG]) + 1])
+
+
+_RUN_WORKER = """
+import os, socket, sys
+from picsaris_pipeline.definitions import defs
+from picsaris_pipeline.runner import QUIET_CONSOLE, dagster_instance
+from picsaris_pipeline.settings import Settings
+from picsaris_pipeline.warm_runs.launcher import WORKER_HOST_TAG, WORKER_PID_TAG
+# What WarmRunLauncher's forked run worker does: one run, tagged with its pid and host.
+defs.resolve_job_def("process_photo").execute_in_process(
+    partition_key=sys.argv[1],
+    instance=dagster_instance(Settings.from_env()),
+    run_config=QUIET_CONSOLE,
+    tags={WORKER_PID_TAG: str(os.getpid()), WORKER_HOST_TAG: socket.gethostname(), "picsaris/photo": sys.argv[1]},
+)
+"""
+
+
+def test_a_run_left_started_by_a_killed_run_worker_is_marked_failed_by_the_sensor(
+    picsaris_home, shared_photos, monkeypatch
+):
+    from picsaris_pipeline.app import App
+    from picsaris_pipeline.partitions import PHOTO_PARTITIONS
+    from picsaris_pipeline.resources import DatabaseResource
+    from picsaris_pipeline.sensors.abandoned import abandoned_run_sensor
+    from picsaris_pipeline.sensors.failures import photo_failure_sensor
+
+    event_id = picsaris("event", "create", "Worker").strip()
+    obama = picsaris("attendee", "add", event_id, "--name", "Obama", "--selfie", str(shared_photos["obama_1.jpg"].path))
+    photo_id = picsaris("upload", event_id, "--uploader", obama.strip(), str(shared_photos["obama_2.jpg"].path)).strip()
+    app = App.from_env()
+    instance = app.instance
+    instance.add_dynamic_partitions(PHOTO_PARTITIONS, [photo_id])
+    monkeypatch.setenv("PICSARIS_LEASE_SECONDS", "2")  # how old a run must be before its worker is checked
+    worker = subprocess.Popen([sys.executable, "-c", _RUN_WORKER, photo_id], env=dict(os.environ))
+    deadline = time.monotonic() + 300
+    while not [run for run in _photo_runs(instance) if run.status is dg.DagsterRunStatus.STARTED]:
+        assert worker.poll() is None and time.monotonic() < deadline, "the run never started"
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    (run,) = _photo_runs(instance)
+    assert instance.get_run_by_id(run.run_id).status is dg.DagsterRunStatus.STARTED
+
+    def tick():
+        context = dg.build_sensor_context(instance=instance, resources={"database": DatabaseResource()})
+        return abandoned_run_sensor(context)
+
+    time.sleep(2.5)  # older than the threshold
+    assert "marked 1 abandoned run(s) failed" in str(tick().skip_message)
+    failed = instance.get_run_by_id(run.run_id)
+    assert failed.status is dg.DagsterRunStatus.FAILURE
+    (failure,) = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    pid = run.tags["picsaris/run_worker_pid"]
+    assert failure.message.startswith(f"Run abandoned: its run worker process {pid} on ")
+    assert tick().skip_message == "no abandoned runs"  # reported once
+
+    # The failure sensor leaves its photo on its way (not `failed`), so the next process finishes it.
+    failure_context = dg.build_run_status_sensor_context(
+        sensor_name="photo_failure_sensor",
+        dagster_instance=instance,
+        dagster_run=failed,
+        dagster_event=failure.dagster_event,
+        resources={"database": DatabaseResource()},
+    ).for_run_failure()
+    assert "abandoned" in str(photo_failure_sensor(failure_context).skip_message)
+    assert app.repo.get_photo(photo_id).status is not PhotoStatus.FAILED
+    picsaris("process")
+    assert app.repo.get_photo(photo_id).status is PhotoStatus.PUBLISHED
