@@ -13,6 +13,7 @@ process is gone is known dead at once, without waiting for its leases to run out
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -23,6 +24,8 @@ from datetime import UTC, datetime
 
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.settings import whole_number_from_env
+
+logger = logging.getLogger("picsaris.leases")
 
 PHOTO = "photo"
 ATTENDEE = "attendee"
@@ -119,6 +122,10 @@ class LeaseKeeper:
     def holder(self) -> str:
         return self.claimer.holder
 
+    @property
+    def seconds(self) -> int:
+        return self.claimer.seconds
+
     def __enter__(self) -> LeaseKeeper:
         self.claimer.repo.claim_lease(HOLDER, self.holder, self.holder, self.claimer.seconds)
         self._thread.start()
@@ -128,8 +135,8 @@ class LeaseKeeper:
         while not self._stop.wait(self.claimer.seconds / 3):
             try:
                 self.claimer.repo.renew_leases(self.holder, self.claimer.seconds)
-            except Exception:  # a database blip: the next renewal (well before expiry) tries again
-                continue
+            except Exception as error:  # a database blip: the next renewal (well before expiry) tries again
+                logger.warning("could not renew the leases of %s: %s", self.holder, error)
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()

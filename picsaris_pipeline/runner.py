@@ -214,9 +214,11 @@ def reembed_pending(
     ]
     if limit is not None:
         work = work[:limit]
-    with ExitStack() as exits:  # worker processes finish exiting while the event views refresh
+    # Leases as in process_pending: what another process holds is left to it (not waited for).
+    with LeaseKeeper(repo) as keeper, ExitStack() as exits:  # workers finish exiting while views refresh
+        summary.abandoned_runs += [run.run_id for run in fail_abandoned_runs(instance, keeper.claimer, keeper.seconds)]
         tags = {"picsaris/source": "cli", REEMBED_TAG: model_version}
-        _execute(instance, repo, work, tags, summary, progress, exits=exits)
+        _execute(instance, repo, work, tags, summary, progress, exits=exits, claimer=keeper.claimer)
         if work:
             events = sorted({a.event_id for a in attendees} | {p.event_id for p in photos})
             _refresh_event_views(instance, events, summary)
