@@ -382,6 +382,11 @@ def _run_pending(app: App, label: str, total: int, **options: Any) -> None:
         if progress:
             progress.close()
     click.echo(f"processed {summary.attendees} attendee(s) and {summary.photos} photo(s)", err=True)
+    # Work leases (leases.py): what another `picsaris process` ran meanwhile, runs a killed one left.
+    if summary.by_others:
+        click.echo(f"{summary.by_others} more were run by another process at the same time", err=True)
+    for run_id in summary.abandoned_runs:
+        click.echo(f"run {run_id[:8]} was left STARTED by a process that is gone: marked failed", err=True)
     # No daemon runs the outbox sensor here: send what earlier (failed or killed) runs left queued.
     delivery = drain(app.repo, RealtimeResource().publisher())
     if delivery.sent:

@@ -27,6 +27,7 @@ from picsaris_pipeline.jobs import (
 )
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
 from picsaris_pipeline.sensors import bucket_sensor, photo_failure_sensor, realtime_outbox_sensor, upload_batch_sensor
+from picsaris_pipeline.sensors.abandoned import abandoned_run_sensor
 from picsaris_pipeline.settings import Settings
 
 # Bump when decoding, orientation or resizing changes what verified_upload writes.
@@ -65,7 +66,13 @@ def _build(engine: str, model: str | None, match_threshold: float | None) -> dg.
         # Runs Dagster builds itself (asset backfills, materializing from the UI): one process per
         # run, as the photo jobs, instead of one per step.
         executor=dg.in_process_executor,
-        sensors=[bucket_sensor, upload_batch_sensor, photo_failure_sensor, realtime_outbox_sensor],
+        sensors=[
+            bucket_sensor,
+            upload_batch_sensor,
+            photo_failure_sensor,
+            realtime_outbox_sensor,
+            abandoned_run_sensor,
+        ],
         resources={
             "database": DatabaseResource(),
             "object_store": ObjectStoreResource(),

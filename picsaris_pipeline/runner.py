@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -17,7 +18,10 @@ from typing import Any
 
 import dagster as dg
 
-from picsaris_pipeline.db.repository import Repository
+from picsaris_pipeline.abandoned_runs import fail_abandoned_runs
+from picsaris_pipeline.db.repository import Repository, connect
+from picsaris_pipeline.discovery import STALE_AFTER
+from picsaris_pipeline.leases import ATTENDEE, HOLDER_TAG, PHOTO, Claimer, LeaseKeeper
 from picsaris_pipeline.partitions import (
     ATTENDEE_JOB,
     ATTENDEE_PARTITIONS,
@@ -35,6 +39,7 @@ from picsaris_pipeline.partitions import (
     UPLOADER_TAG,
     batch_tags,
     contiguous_batches,
+    run_photo_ids,
 )
 from picsaris_pipeline.services.intake import expire_abandoned_uploads
 from picsaris_pipeline.services.photos import mark_failed
@@ -81,6 +86,10 @@ class ProcessSummary:
     attendees: int = 0
     photos: int = 0
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, id, error)
+    # Leased by another process when this one reached them: (kind, id); waited for at the end.
+    left_to_others: list[tuple[str, str]] = field(default_factory=list)
+    by_others: int = 0  # of those, how many the other process finished
+    abandoned_runs: list[str] = field(default_factory=list)  # runs left STARTED by a killed process, now failed
 
     @property
     def ok(self) -> bool:
@@ -115,25 +124,70 @@ def process_pending(
 ) -> ProcessSummary:
     """Attendees first (so this batch's photos are matched against them), then photos. A photo whose
     run fails after its step retries is marked `failed` with the error, as the daemon's failure
-    sensor does; `retry_failed` runs such photos again."""
+    sensor does; `retry_failed` runs such photos again.
+
+    Each photo and attendee is claimed with a lease just before its run (leases.py), so two
+    processes at once split the work; what another process holds is waited for at the end, and
+    taken up if that process dies. Runs a killed process left STARTED are marked failed first."""
     summary = ProcessSummary()
-    attendees = repo.attendees_needing_reference(model_version, event_id)
-    expire_abandoned_uploads(repo, store)
-    photos = repo.photos_to_process(event_id, include_failed=retry_failed)
-    if only_photos is not None:
-        wanted = set(only_photos)
-        attendees = []
-        photos = [p for p in photos if p.id in wanted]
-    _ensure_partitions(instance, ATTENDEE_PARTITIONS, [a.id for a in attendees])
-    _ensure_partitions(instance, PHOTO_PARTITIONS, [p.id for p in photos])
+    with LeaseKeeper(repo) as keeper:
+        claimer = keeper.claimer
+        summary.abandoned_runs += [run.run_id for run in fail_abandoned_runs(instance, claimer, claimer.seconds)]
+        attendees = repo.attendees_needing_reference(model_version, event_id)
+        expire_abandoned_uploads(repo, store)
+        photos = repo.photos_to_process(event_id, include_failed=retry_failed)
+        if only_photos is not None:
+            wanted = set(only_photos)
+            attendees = []
+            photos = [p for p in photos if p.id in wanted]
+        _ensure_partitions(instance, ATTENDEE_PARTITIONS, [a.id for a in attendees])
+        _ensure_partitions(instance, PHOTO_PARTITIONS, [p.id for p in photos])
+        work = _work_for(attendees, photos)
+        with ExitStack() as exits:  # worker processes finish exiting while the event views refresh
+            common_tags = {"picsaris/source": "cli"}
+            _execute(instance, repo, work, common_tags, summary, progress, exits=exits, claimer=claimer)
+            _finish_left_to_others(instance, repo, model_version, claimer, common_tags, summary)
+            if work:
+                events = sorted({a.event_id for a in attendees} | {p.event_id for p in photos})
+                _refresh_event_views(instance, events, summary)
+    return summary
+
+
+def _work_for(attendees: Sequence[Any], photos: Sequence[Any]) -> list[SingleItem]:
     work = [(ATTENDEE_JOB, a.id, {EVENT_TAG: a.event_id}) for a in attendees]
     work += [(PHOTO_JOB, p.id, {EVENT_TAG: p.event_id, UPLOADER_TAG: p.uploader_id, PHOTO_TAG: p.id}) for p in photos]
-    with ExitStack() as exits:  # worker processes finish exiting while the event views refresh
-        _execute(instance, repo, work, {"picsaris/source": "cli"}, summary, progress, exits=exits)
-        if work:
-            events = sorted({a.event_id for a in attendees} | {p.event_id for p in photos})
-            _refresh_event_views(instance, events, summary)
-    return summary
+    return work
+
+
+# How often a process waiting for another's leases looks again.
+WAIT_FOR_OTHERS_SECONDS = 1.0
+
+
+def _finish_left_to_others(
+    instance: dg.DagsterInstance,
+    repo: Repository,
+    model_version: str,
+    claimer: Claimer,
+    common_tags: dict[str, str],
+    summary: ProcessSummary,
+) -> None:
+    """Wait until what other processes held is done, so `picsaris process` still returns when
+    the work is done; what a holder that died left (its lease ran out) is claimed and run here.
+    A photo the other process failed stays failed (no retry here)."""
+    while summary.left_to_others:
+        left, summary.left_to_others = summary.left_to_others, []
+        attendee_ids = {key for kind, key in left if kind == "attendee"}
+        photo_ids = {key for kind, key in left if kind == "photo"}
+        attendees = [a for a in repo.attendees_needing_reference(model_version) if a.id in attendee_ids]
+        photos = [p for p in repo.photos_to_process() if p.id in photo_ids]
+        summary.by_others += len(left) - len(attendees) - len(photos)
+        if not attendees and not photos:
+            return
+        # Runs of the holder that died are marked failed as soon as its lease ran out.
+        summary.abandoned_runs += [run.run_id for run in fail_abandoned_runs(instance, claimer, claimer.seconds)]
+        _execute(instance, repo, _work_for(attendees, photos), common_tags, summary, None, claimer=claimer, workers=1)
+        if len(summary.left_to_others) == len(attendees) + len(photos):  # all still held elsewhere
+            time.sleep(WAIT_FOR_OTHERS_SECONDS)
 
 
 def reembed_pending(
@@ -160,9 +214,11 @@ def reembed_pending(
     ]
     if limit is not None:
         work = work[:limit]
-    with ExitStack() as exits:  # worker processes finish exiting while the event views refresh
+    # Leases as in process_pending: what another process holds is left to it (not waited for).
+    with LeaseKeeper(repo) as keeper, ExitStack() as exits:  # workers finish exiting while views refresh
+        summary.abandoned_runs += [run.run_id for run in fail_abandoned_runs(instance, keeper.claimer, keeper.seconds)]
         tags = {"picsaris/source": "cli", REEMBED_TAG: model_version}
-        _execute(instance, repo, work, tags, summary, progress, exits=exits)
+        _execute(instance, repo, work, tags, summary, progress, exits=exits, claimer=keeper.claimer)
         if work:
             events = sorted({a.event_id for a in attendees} | {p.event_id for p in photos})
             _refresh_event_views(instance, events, summary)
@@ -236,6 +292,7 @@ def _execute(
     progress: Progress | None,
     workers: int | None = None,
     exits: ExitStack | None = None,
+    claimer: Claimer | None = None,
 ) -> None:
     """Run the work, attendees before photos (photos are matched against their references). Photo
     runs are spread over this process and worker processes, one per core, each keeping its models
@@ -253,7 +310,9 @@ def _execute(
         kind = "attendee" if job_name == ATTENDEE_JOB else "photo"
         for key in keys:
             done += 1
-            if ok and key not in failed_in_run:
+            if message == LEFT_TO_OTHERS:
+                summary.left_to_others.append((kind, key))
+            elif ok and key not in failed_in_run:
                 summary.attendees += kind == "attendee"
                 summary.photos += kind == "photo"
             elif ok:
@@ -265,14 +324,16 @@ def _execute(
             if progress:
                 progress(kind, done, len(work))
 
-    for outcome in _run_inline(instance, attendees, common_tags):
+    if claimer is not None:
+        common_tags = {**common_tags, HOLDER_TAG: claimer.holder}
+    for outcome in _run_inline(instance, attendees, common_tags, claimer):
         record(*outcome)
     count = min(workers or default_workers(), len(photos) // MIN_RUNS_PER_WORKER)
     runs = _batched(instance, photos, max(1, count))
     if count > 1:
-        outcomes = _run_in_workers(instance, runs, common_tags, count, exits)
+        outcomes = _run_in_workers(instance, runs, common_tags, count, exits, claimer)
     else:
-        outcomes = _run_inline(instance, runs, common_tags)
+        outcomes = _run_inline(instance, runs, common_tags, claimer)
     for outcome in outcomes:
         record(*outcome)
 
@@ -280,28 +341,80 @@ def _execute(
 SingleItem = tuple[str, str, dict[str, str]]  # (job name, partition key, tags): one photo or attendee
 # (job name, keys, run succeeded, failure message, run id, photos a successful batch run marked failed)
 Outcome = tuple[str, tuple[str, ...], bool, str, str, dict[str, str]]
+# The message of an outcome for keys another process holds a lease on: not run here.
+LEFT_TO_OTHERS = "leased by another process"
 
 
 def _run_inline(
-    instance: dg.DagsterInstance, work: Iterable[WorkItem], common_tags: dict[str, str]
+    instance: dg.DagsterInstance, work: Iterable[WorkItem], common_tags: dict[str, str], claimer: Claimer | None = None
 ) -> Iterator[Outcome]:
-    """Each run of `work` (taken lazily: it may be shared with other processes), in this process."""
+    """Each run of `work` (taken lazily: it may be shared with other processes), in this process.
+    With a claimer, only the keys it wins a lease on are run (the rest come back LEFT_TO_OTHERS),
+    and each run's leases are released once its outcome is taken."""
     from picsaris_pipeline.definitions import defs
 
     jobs: dict[str, Any] = {}
     for job_name, keys, tags in work:
         if job_name not in jobs:
             jobs[job_name] = defs.resolve_job_def(job_name)
-        result = jobs[job_name].execute_in_process(
-            partition_key=keys[0] if len(keys) == 1 else None,
-            instance=instance,
-            raise_on_error=False,
-            run_config=QUIET_CONSOLE,
-            tags={**tags, **common_tags, **(batch_tags(list(keys)) if len(keys) > 1 else {})},
+        runs = [(keys, tags)]
+        kind = ATTENDEE if job_name == ATTENDEE_JOB else PHOTO
+        if claimer is not None:
+            won = claimer.claim(kind, keys)
+            if kind == PHOTO and (busy := _photos_in_other_runs(instance, won)):
+                claimer.release(kind, list(busy))
+                won = [key for key in won if key not in busy]
+            if len(won) < len(keys):
+                yield job_name, tuple(k for k in keys if k not in won), True, LEFT_TO_OTHERS, "", {}
+                runs = _regrouped(instance, won, tags)
+        for run_keys, run_tags in runs:
+            result = jobs[job_name].execute_in_process(
+                partition_key=run_keys[0] if len(run_keys) == 1 else None,
+                instance=instance,
+                raise_on_error=False,
+                run_config=QUIET_CONSOLE,
+                tags={**run_tags, **common_tags, **(batch_tags(list(run_keys)) if len(run_keys) > 1 else {})},
+            )
+            message = "" if result.success else _failure_message(result)
+            failed = _failed_in_batch(result) if result.success and len(run_keys) > 1 else {}
+            yield job_name, run_keys, result.success, message, result.run_id, failed
+            if claimer is not None:  # after the outcome is recorded (a failed photo is marked failed first)
+                claimer.release(kind, run_keys)
+
+
+def _photos_in_other_runs(instance: dg.DagsterInstance, keys: Sequence[str]) -> set[str]:
+    """Those of `keys` a STARTED run covers that no `picsaris process` runs (one intake or the
+    daemon's sensors launched): left to it, as to a lease holder. Queued runs are not counted
+    (without a daemon they never start), nor runs started over STALE_AFTER ago (stuck: the
+    sensors relaunch their photos too)."""
+    busy: set[str] = set()
+    if not keys:
+        return busy
+    recent = time.time() - STALE_AFTER.total_seconds()
+    started = dg.RunsFilter(job_name=PHOTO_JOB, statuses=[dg.DagsterRunStatus.STARTED])
+    for record in instance.get_run_records(started):
+        if HOLDER_TAG not in record.dagster_run.tags and (record.start_time or 0) > recent:
+            busy.update(run_photo_ids(record.dagster_run, instance))
+    return busy & set(keys)
+
+
+def _regrouped(
+    instance: dg.DagsterInstance, won: list[str], tags: dict[str, str]
+) -> list[tuple[tuple[str, ...], dict[str, str]]]:
+    """The part of a batch this process won a lease on, as runs over contiguous partitions."""
+    if len(won) == 1:
+        return [((won[0],), {EVENT_TAG: tags.get(EVENT_TAG, ""), PHOTO_TAG: won[0]})]
+    order = instance.get_dynamic_partitions(PHOTO_PARTITIONS)
+    batches = contiguous_batches(won, order, len(won))
+    return [
+        (
+            tuple(batch),
+            {EVENT_TAG: tags.get(EVENT_TAG, ""), BATCH_TAG: str(len(batch))}
+            if len(batch) > 1
+            else {EVENT_TAG: tags.get(EVENT_TAG, ""), PHOTO_TAG: batch[0]},
         )
-        message = "" if result.success else _failure_message(result)
-        failed = _failed_in_batch(result) if result.success and len(keys) > 1 else {}
-        yield job_name, keys, result.success, message, result.run_id, failed
+        for batch in batches
+    ]
 
 
 def _claim(work: Work, next_index: Any) -> Iterator[WorkItem]:
@@ -317,7 +430,12 @@ def _claim(work: Work, next_index: Any) -> Iterator[WorkItem]:
 
 
 def _run_in_workers(
-    instance: dg.DagsterInstance, work: Work, common_tags: dict[str, str], count: int, exits: ExitStack | None
+    instance: dg.DagsterInstance,
+    work: Work,
+    common_tags: dict[str, str],
+    count: int,
+    exits: ExitStack | None,
+    claimer: Claimer | None = None,
 ) -> Iterator[Outcome]:
     """The work shared by this process and `count - 1` spawned ones; outcomes as they finish. This
     process has imported Dagster and the code location already, so it starts on the first run at
@@ -327,17 +445,19 @@ def _run_in_workers(
     context = multiprocessing.get_context("spawn")  # no fork of a process holding DB and thread state
     outcomes = context.Queue()
     next_index = context.Value("q", 0)
+    # Workers claim under this process's holder id, whose keeper renews their leases too.
+    lease = None if claimer is None else (_database_url(claimer.repo), claimer.holder, claimer.seconds)
     processes = [
-        context.Process(target=_worker, args=(work, next_index, common_tags, outcomes), daemon=True)
+        context.Process(target=_worker, args=(work, next_index, common_tags, outcomes, lease), daemon=True)
         for _ in range(count - 1)
     ]
     for process in processes:
         process.start()
-    pending = {keys for _, keys, _ in work}
+    pending = {key for _, keys, _ in work for key in keys}  # per key: a batch may come back in parts
     finished = False
     try:
-        for outcome in _run_inline(instance, _claim(work, next_index), common_tags):
-            pending.discard(outcome[1])
+        for outcome in _run_inline(instance, _claim(work, next_index), common_tags, claimer):
+            pending.difference_update(outcome[1])
             yield outcome
             yield from _reported(outcomes, pending, processes, wait=False)
         yield from _reported(outcomes, pending, processes, wait=True)
@@ -349,11 +469,11 @@ def _run_in_workers(
         else:
             _reap(processes)
     for job_name, keys, _ in work:  # a worker that died (killed, out of memory) leaves its run undone
-        if keys in pending:
-            yield job_name, keys, False, "its worker process exited before finishing it", "", {}
+        if undone := tuple(key for key in keys if key in pending):
+            yield job_name, undone, False, "its worker process exited before finishing it", "", {}
 
 
-def _reported(outcomes: Any, pending: set[tuple[str, ...]], processes: list[Any], wait: bool) -> Iterator[Outcome]:
+def _reported(outcomes: Any, pending: set[str], processes: list[Any], wait: bool) -> Iterator[Outcome]:
     """Outcomes the worker processes have reported: those already queued, or with `wait` every one
     until nothing is pending or every worker is gone."""
     while pending:
@@ -366,7 +486,7 @@ def _reported(outcomes: Any, pending: set[tuple[str, ...]], processes: list[Any]
             continue
         if item[0] == "crashed":
             raise RuntimeError(f"a worker process failed: {item[1]}")
-        pending.discard(item[1])
+        pending.difference_update(item[1])
         yield item
 
 
@@ -377,10 +497,17 @@ def _reap(processes: list[Any]) -> None:
             process.terminate()
 
 
-def _worker(work: Work, next_index: Any, common_tags: dict[str, str], outcomes: Any) -> None:
+def _database_url(repo: Repository) -> str:
+    return repo.engine.url.render_as_string(hide_password=False)
+
+
+def _worker(
+    work: Work, next_index: Any, common_tags: dict[str, str], outcomes: Any, lease: tuple[str, str, int] | None
+) -> None:
     try:
         instance = dagster_instance(Settings.from_env())
-        for outcome in _run_inline(instance, _claim(work, next_index), common_tags):
+        claimer = None if lease is None else Claimer(connect(lease[0]), lease[1], lease[2])
+        for outcome in _run_inline(instance, _claim(work, next_index), common_tags, claimer):
             outcomes.put(outcome)
     except BaseException as error:  # reported to the parent, which stops with it
         outcomes.put(("crashed", f"{type(error).__name__}: {error}", False, "", "", {}))

@@ -228,3 +228,18 @@ matches = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_matches_attendee_id", "attendee_id"),
 )
+
+# Work leases (leases.py): who is working on a photo or an attendee right now, until when. Claimed
+# with a conditional insert/update so two claimers never both win; renewed while the holder works;
+# a killed holder's leases expire and the next claimer takes the work. kind "holder" rows are each
+# holder's own heartbeat (item_id = holder id), so a run it left STARTED can be told from a live one.
+work_leases = Table(
+    "work_leases",
+    metadata,
+    Column("kind", String(20), primary_key=True),  # "photo" | "attendee" | "holder"
+    Column("item_id", String(100), primary_key=True),
+    Column("holder", String(100), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    Index("ix_work_leases_holder", "holder"),
+)

@@ -8,6 +8,8 @@ import dagster as dg
 
 from picsaris_pipeline.domain import Photo
 from picsaris_pipeline.jobs import photo_job
+from picsaris_pipeline.leases import PHOTO as PHOTO_LEASE
+from picsaris_pipeline.leases import held_elsewhere
 from picsaris_pipeline.partitions import (
     BATCH_TAG,
     EVENT_TAG,
@@ -71,7 +73,11 @@ def batch_run_requests(instance: dg.DagsterInstance, photos: Sequence[Photo], so
     "uploader already had a photo waiting: bursts run a few photos per run.",
 )
 def upload_batch_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SensorResult:
-    photos = database.repository().take_batch_queue(MAX_PHOTOS_PER_TICK)
+    repo = database.repository()
+    photos = repo.take_batch_queue(MAX_PHOTOS_PER_TICK)
+    if leased := held_elsewhere(repo, PHOTO_LEASE, [photo.id for photo in photos]):
+        context.log.info(f"{len(leased)} queued photo(s) left to the picsaris process running them")
+        photos = [photo for photo in photos if photo.id not in leased]
     if not photos:
         return dg.SensorResult(skip_reason=dg.SkipReason("no photos queued for a batch"))
     requests = batch_run_requests(context.instance, photos, source="batch")

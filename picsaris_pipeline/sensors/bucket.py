@@ -4,8 +4,10 @@ import time
 
 import dagster as dg
 
+from picsaris_pipeline import leases
 from picsaris_pipeline.discovery import STALE_AFTER, ScanCursor, scan_bucket
 from picsaris_pipeline.jobs import attendee_job, photo_job
+from picsaris_pipeline.leases import held_elsewhere
 from picsaris_pipeline.partitions import (
     ATTENDEE_JOB,
     ATTENDEE_PARTITIONS,
@@ -47,6 +49,9 @@ def bucket_sensor(
     window = int(time.time() // STALE_AFTER.total_seconds())
     keyed = [(pid, f"photo:{pid}") for pid in scan.photo_ids]
     keyed += [(pid, f"photo:{pid}:relaunch:{window}") for pid in scan.stale_photo_ids]
+    # Photos and attendees a `picsaris process` holds a lease on are being run there already.
+    leased = held_elsewhere(repo, leases.PHOTO, [photo_id for photo_id, _ in keyed])
+    keyed = [(photo_id, run_key) for photo_id, run_key in keyed if photo_id not in leased]
     photos = repo.photos_by_ids([photo_id for photo_id, _ in keyed])
     for photo_id, run_key in keyed:
         photo = photos[photo_id]
@@ -62,6 +67,10 @@ def bucket_sensor(
     attendees = repo.attendees_by_ids(scan.attendee_ids + scan.stale_attendee_ids)
     keyed_attendees = [(aid, f"attendee:{aid}") for aid in scan.attendee_ids]
     keyed_attendees += [(aid, f"attendee:{aid}:relaunch:{window}") for aid in scan.stale_attendee_ids]
+    leased |= held_elsewhere(repo, leases.ATTENDEE, [attendee_id for attendee_id, _ in keyed_attendees])
+    keyed_attendees = [(attendee_id, key) for attendee_id, key in keyed_attendees if attendee_id not in leased]
+    if leased:
+        context.log.info(f"{len(leased)} upload(s) left to the picsaris process running them")
     for attendee_id, run_key in keyed_attendees:
         attendee = attendees[attendee_id]
         run_requests.append(

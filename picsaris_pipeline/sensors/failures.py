@@ -3,6 +3,7 @@ error, so it shows among the failed photos with its reason and `picsaris process
 
 import dagster as dg
 
+from picsaris_pipeline.abandoned_runs import ABANDONED_TAG
 from picsaris_pipeline.jobs import photo_job
 from picsaris_pipeline.partitions import run_photo_ids
 from picsaris_pipeline.resources import DatabaseResource
@@ -22,6 +23,8 @@ def photo_failure_sensor(context: dg.RunFailureSensorContext, database: Database
     run = context.dagster_run
     if run.tags.get(WILL_RETRY_TAG) == "true":
         return dg.SkipReason(f"run {run.run_id} will be retried")
+    if run.tags.get(ABANDONED_TAG) == "true":  # its photos are left on their way, to be taken up again
+        return dg.SkipReason(f"run {run.run_id} was abandoned by a process that is gone; its photos run again")
     photo_ids = run_photo_ids(run, context.instance)
     if not photo_ids:
         return dg.SkipReason(f"run {run.run_id} has no photo partition")

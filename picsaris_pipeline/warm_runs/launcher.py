@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import threading
 from collections.abc import Mapping
@@ -46,6 +47,7 @@ logger = logging.getLogger("picsaris.warm_runs")
 CODE_LOCATION_MODULE = "picsaris_pipeline.definitions"
 WORKER_PID_TAG = "picsaris/run_worker_pid"
 WORKER_KIND_TAG = "picsaris/run_worker"  # "warm" (forked) or "fresh" (a new interpreter)
+WORKER_HOST_TAG = "picsaris/run_worker_host"  # where the pid is: a run left STARTED is checked there
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_SECONDS = 180.0  # imports and model loads on a cold, busy machine
 
@@ -197,7 +199,9 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         self._record(run, process.pid, "fresh")
 
     def _record(self, run: DagsterRun, pid: int, kind: str) -> None:
-        self._instance.add_run_tags(run.run_id, {WORKER_PID_TAG: str(pid), WORKER_KIND_TAG: kind})
+        self._instance.add_run_tags(
+            run.run_id, {WORKER_PID_TAG: str(pid), WORKER_KIND_TAG: kind, WORKER_HOST_TAG: socket.gethostname()}
+        )
 
     # -- after the launch ---------------------------------------------------------------------
     def _worker_pid(self, run_id: str) -> int | None:
