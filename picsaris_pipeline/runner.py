@@ -408,3 +408,21 @@ def _refresh_event_views(instance: dg.DagsterInstance, event_ids: list[str], sum
     )
     if not checks.success:
         summary.failures.append(("health checks", "-", _failure_message(checks)))
+
+
+# -- guest-list import ------------------------------------------------------------------------
+def process_attendees(
+    instance: dg.DagsterInstance, repo: Repository, attendee_ids: Sequence[str], progress: Progress | None = None
+) -> ProcessSummary:
+    """The attendee runs (reference, then late-joiner matching) of just these attendees, in this
+    process, then their events' summaries and the health checks: what `picsaris process` does for
+    them, without touching the rest of the pending work (`picsaris attendee import`)."""
+    summary = ProcessSummary()
+    attendees = [repo.get_attendee(attendee_id) for attendee_id in attendee_ids]
+    _ensure_partitions(instance, ATTENDEE_PARTITIONS, [a.id for a in attendees])
+    work: list[SingleItem] = [(ATTENDEE_JOB, a.id, {EVENT_TAG: a.event_id}) for a in attendees]
+    with ExitStack() as exits:
+        _execute(instance, repo, work, {"picsaris/source": "import"}, summary, progress, exits=exits)
+        if work:
+            _refresh_event_views(instance, sorted({a.event_id for a in attendees}), summary)
+    return summary
