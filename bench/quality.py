@@ -127,7 +127,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--lfw", type=Path, default=LFW)
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for every picsaris process")
-    parser.add_argument("--keep", type=Path, default=None, help="copy the run's home (logs, no images) here")
+    parser.add_argument(
+        "--keep-logs", dest="keep", type=Path, default=None, help="copy the run's home (logs, no images) here"
+    )
     options = parser.parse_args()
     wedding = build_wedding(options.lfw, options.guests, options.strangers, options.seed)
     bench.note(
