@@ -272,6 +272,8 @@ def attendee_import(event_id: str, guest_list: Path) -> None:
     """Sign up a guest list in one go: a folder of selfies named after each guest (Jane_Doe.jpg), or
     a CSV `name,selfie[,consent]` (paths relative to the CSV). Builds their references here; prints
     `attendee_id,name` rows; a refused file is reported and the others still go."""
+    from picsaris_pipeline.resources import RealtimeResource
+    from picsaris_pipeline.runner import ImportedReferences
     from picsaris_pipeline.services.guest_import import IMPORT_COLUMNS, import_guests, read_guest_list
 
     with _errors():
@@ -290,10 +292,12 @@ def attendee_import(event_id: str, guest_list: Path) -> None:
 
         try:
             result = import_guests(
-                app.instance,
                 app.repo,
                 app.store,
                 app.engine,
+                RealtimeResource().publisher(),
+                app.face_engine.threshold(),
+                ImportedReferences(app.instance),
                 event_id,
                 entries,
                 progress,

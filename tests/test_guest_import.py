@@ -70,6 +70,7 @@ def test_a_folder_signs_up_one_guest_per_selfie_and_refuses_the_rest(event_id, s
     assert "Two_Friends.jpg: Two Friends: 2 faces in the selfie" in result.stderr
     assert "seating_plan.txt: seating plan: not an image we can read" in result.stderr
     assert "imported 2 guest(s), refused 3" in result.stderr
+    assert "checking selfies" in result.stderr and "building references" in result.stderr  # progress
     guests = listed(event_id)
     assert set(guests) == {"Barack Obama", "Kit Harington"}
     assert {row["reference_status"] for row in guests.values()} == {"ready"}
@@ -227,3 +228,40 @@ def test_an_import_produces_what_attendee_add_and_process_produce(picsaris_home,
     assert found_by_import == found_by_add
     assert found_by_import["Barack Obama"] == {"obama_2.jpg", "group_obama_and_biden.jpg"}
     assert found_by_import["Kit Harington"] == {"kit_harington_1.jpg", "group_kit_with_rose.jpg"}
+
+
+def test_a_guest_imported_late_finds_the_photos_already_published(picsaris_home, shared_photos, tmp_path) -> None:
+    """The late-joiner step runs at import too; Dagster holds each imported guest's partitions,
+    materialized with the asset's metadata."""
+    import dagster as dg
+
+    from picsaris_pipeline.app import App
+
+    event_id = picsaris("event", "create", "Late list").strip()
+    kit = picsaris(
+        "attendee",
+        "add",
+        event_id,
+        "--name",
+        "Kit Harington",
+        "--selfie",
+        str(shared_photos["kit_harington_2.jpg"].path),
+    ).strip()
+    picsaris("upload", event_id, "--uploader", kit, str(shared_photos["obama_2.jpg"].path))
+    picsaris("process")
+    folder = linked(tmp_path / "late", {"Barack_Obama.jpg": shared_photos["obama_1.jpg"].path})
+
+    result = run("attendee", "import", event_id, str(folder))
+
+    assert result.exit_code == 0, result.output
+    obama = imported(result)["Barack Obama"]
+    assert found_by_name(json.loads(picsaris("matches", event_id, "--format", "json")))["Barack Obama"] == {
+        "obama_2.jpg"
+    }
+    instance = App.from_env().instance
+    assert obama in instance.get_dynamic_partitions("attendees")
+    for asset in ("attendee_reference", "attendee_matches"):
+        assert obama in instance.get_materialized_partitions(dg.AssetKey(asset))
+    event = instance.get_latest_materialization_event(dg.AssetKey("attendee_matches"))
+    assert event is not None and event.asset_materialization is not None
+    assert event.asset_materialization.metadata["photos_matched"].value == 1

@@ -3,9 +3,10 @@
 `picsaris attendee add` once per guest pays the interpreter, Dagster and database start-up for
 every guest (400 guests took 931 s), and their selfies still wait for `picsaris process`. Here the
 list is read once, each selfie is checked with the engine loaded once, the guests are signed up
-with the same intake function `attendee add` uses, and their attendee runs (reference, then the
-late-joiner match) run in this process on the configured Dagster instance, as `picsaris process`
-runs them. A file that cannot be a guest's selfie is refused with its reason and the rest go on.
+with the same intake function `attendee add` uses, and the service functions of their attendee
+assets (reference, then the late-joiner match) run here, recorded on the Dagster instance as
+materializations of those assets' partitions. A file that cannot be a guest's selfie is refused
+with its reason and the rest go on.
 """
 
 from __future__ import annotations
@@ -15,18 +16,17 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from picsaris_pipeline import imaging
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.domain import Attendee
-from picsaris_pipeline.errors import BadInputError
+from picsaris_pipeline.errors import BadInputError, PicsarisError
 from picsaris_pipeline.faces.engine import FaceEngine, VectorFaceEngine
+from picsaris_pipeline.realtime import RealtimePublisher
+from picsaris_pipeline.services.attendees import build_reference, match_late_joiner
 from picsaris_pipeline.services.intake import register_attendee
 from picsaris_pipeline.storage import ObjectStore
-
-if TYPE_CHECKING:
-    import dagster as dg
 
 # The columns of `picsaris attendee import`'s stdout and of `picsaris attendee list`.
 IMPORT_COLUMNS = ("attendee_id", "name")
@@ -198,31 +198,76 @@ def sign_up_guests(
     return added, refused
 
 
-def import_guests(
-    instance: dg.DagsterInstance,
+@dataclass(frozen=True)
+class BuiltReference:
+    """What one attendee's two steps produced, as their assets would record it."""
+
+    attendee: Attendee
+    details: dict[str, Any]
+    timings: dict[str, Any]
+    photos_matched: list[str]
+
+
+class ReferenceLog(Protocol):
+    """Where the orchestrator records references built outside a run (runner.ImportedReferences)."""
+
+    def add_partitions(self, attendee_ids: Sequence[str]) -> None: ...
+
+    def record(self, built: BuiltReference) -> None: ...
+
+    def finish(self, event_ids: Sequence[str]) -> list[tuple[str, str, str]]: ...
+
+
+def build_references(
     repo: Repository,
     store: ObjectStore,
     engine: FaceEngine,
+    publisher: RealtimePublisher,
+    min_similarity: float,
+    attendees: Sequence[Attendee],
+    progress: Progress | None = None,
+    on_built: Callable[[BuiltReference], Any] | None = None,
+) -> list[tuple[str, str, str]]:
+    """Each attendee's reference, then their late-joiner matches: the two service calls of the
+    attendee assets, here in a loop, so one engine load serves the whole list instead of one Dagster
+    run per guest (~3 s each on the shared two cores). A guest whose steps raise stays pending for
+    `picsaris process`; the failures are returned as (kind, attendee id, error)."""
+    failures: list[tuple[str, str, str]] = []
+    for done, attendee in enumerate(attendees, start=1):
+        try:
+            built, details, timings = build_reference(repo, store, engine, attendee.id)
+            found = match_late_joiner(repo, publisher, attendee.id, engine.model_version, min_similarity, engine)
+        except PicsarisError as error:
+            failures.append(("attendee", attendee.id, f"{error} (`picsaris process` tries it again)"))
+        else:
+            if on_built:
+                on_built(BuiltReference(repo.get_attendee(built.id), details, timings, found))
+        if progress:
+            progress("building references", done, len(attendees))
+    return failures
+
+
+def import_guests(
+    repo: Repository,
+    store: ObjectStore,
+    engine: FaceEngine,
+    publisher: RealtimePublisher,
+    min_similarity: float,
+    log: ReferenceLog,
     event_id: str,
     entries: Sequence[GuestEntry],
     progress: Progress | None = None,
     on_refused: Callable[[Refusal], Any] | None = None,
 ) -> ImportResult:
-    """Sign the guests up, then build their references in this process (the attendee runs
-    `picsaris process` would run), so the import ends with every accepted guest ready to match."""
-    from picsaris_pipeline.runner import process_attendees
-
+    """Sign the guests up, then build their references in this process, so the import ends with
+    every accepted guest ready to match, recorded in `log` as their attendee assets would be."""
     added, refused = sign_up_guests(repo, store, engine, event_id, entries, progress, on_refused)
     result = ImportResult(refused=refused)
     if not added:
         return result
-
-    def on_run(_: str, done: int, total: int) -> None:
-        if progress:
-            progress("building references", done, total)
-
-    summary = process_attendees(instance, repo, [a.id for a in added], on_run)
-    result.failures = summary.failures
+    log.add_partitions([a.id for a in added])
+    result.failures = build_references(repo, store, engine, publisher, min_similarity, added, progress, log.record)
+    result.failures += log.finish([event_id])
     result.imported = [repo.get_attendee(a.id) for a in added]
     return result
 
