@@ -266,6 +266,73 @@ def attendee_add(event_id: str, name: str, selfie: Path, no_consent: bool) -> No
                 click.echo(f"warning: {added.id}: signed up, but its run was not launched: {error}", err=True)
 
 
+@attendee.command("import")
+@click.argument("event_id")
+@click.argument("guest_list", type=click.Path(exists=True, path_type=Path))
+def attendee_import(event_id: str, guest_list: Path) -> None:
+    """Sign up a guest list in one go: a folder of selfies named after each guest (Jane_Doe.jpg), or
+    a CSV `name,selfie[,consent]` (paths relative to the CSV). Builds their references here; prints
+    `attendee_id,name` rows; a refused file is reported and the others still go."""
+    from picsaris_pipeline.resources import RealtimeResource
+    from picsaris_pipeline.runner import ImportedReferences
+    from picsaris_pipeline.services.guest_import import IMPORT_COLUMNS, import_guests, read_guest_list
+
+    with _errors():
+        app = App.from_env()
+        entries, refused = read_guest_list(guest_list)
+        for refusal in refused:
+            click.echo(f"refused {refusal.source}: {refusal.reason}", err=True)
+        bars: dict[str, _Progress] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in bars:
+                for bar in bars.values():
+                    bar.close()
+                bars[phase] = _Progress(phase, total)
+            bars[phase].advance()
+
+        try:
+            result = import_guests(
+                app.repo,
+                app.store,
+                app.engine,
+                RealtimeResource().publisher(),
+                app.face_engine.threshold(),
+                ImportedReferences(app.instance),
+                event_id,
+                entries,
+                progress,
+                lambda r: click.echo(f"\nrefused {r.source}: {r.reason}", err=True),
+            )
+        finally:
+            for bar in bars.values():
+                bar.close()
+        _emit(
+            [{"attendee_id": a.id, "name": a.name} for a in result.imported],
+            IMPORT_COLUMNS,
+            "csv",
+        )
+        for kind, key, message in result.failures:
+            click.echo(f"failed: {kind} {key}: {message}", err=True)
+        total_refused = len(refused) + len(result.refused)
+        click.echo(f"imported {len(result.imported)} guest(s), refused {total_refused}", err=True)
+    if not result.imported or result.failures:
+        sys.exit(1)
+
+
+@attendee.command("list")
+@click.argument("event_id")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+def attendee_list(event_id: str, fmt: str) -> None:
+    """The event's attendees with their consent and the state of their reference."""
+    from picsaris_pipeline.services.guest_import import ATTENDEE_COLUMNS, attendee_row
+
+    with _errors():
+        app = App.from_env()
+        app.repo.get_event(event_id)
+        _emit([attendee_row(a) for a in app.repo.list_attendees(event_id)], ATTENDEE_COLUMNS, fmt)
+
+
 @attendee.command("consent")
 @click.argument("attendee_id")
 @click.option("--withdraw", "action", flag_value="withdraw", help="Stop matching them and delete their face data.")

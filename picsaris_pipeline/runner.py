@@ -535,3 +535,44 @@ def _refresh_event_views(instance: dg.DagsterInstance, event_ids: list[str], sum
     )
     if not checks.success:
         summary.failures.append(("health checks", "-", _failure_message(checks)))
+
+
+# -- guest-list import ------------------------------------------------------------------------
+class ImportedReferences:
+    """Dagster's record of the references `picsaris attendee import` builds outside a run: the
+    attendees' partitions, added at once, and per attendee a materialization of `attendee_reference`
+    and `attendee_matches` with the metadata their asset bodies record; then the event's summary and
+    the health checks, as `picsaris process` ends."""
+
+    def __init__(self, instance: dg.DagsterInstance) -> None:
+        self.instance = instance
+
+    def add_partitions(self, attendee_ids: Sequence[str]) -> None:
+        _ensure_partitions(self.instance, ATTENDEE_PARTITIONS, list(attendee_ids))
+
+    def record(self, built: Any) -> None:
+        attendee = built.attendee
+        metadata: dict[str, Any] = {
+            "event_id": attendee.event_id,
+            "name": attendee.name,
+            "consent": attendee.consent,
+            "reference_status": attendee.reference_status.value,
+            **built.details,
+            "timings_ms": dg.MetadataValue.json(built.timings),
+            "source": "picsaris attendee import",
+        }
+        if attendee.reason:
+            metadata["reason"] = attendee.reason
+        matches: dict[str, Any] = {
+            "photos_matched": len(built.photos_matched),
+            "photo_ids": dg.MetadataValue.json(built.photos_matched),
+        }
+        for asset, values in (("attendee_reference", metadata), ("attendee_matches", matches)):
+            self.instance.report_runless_asset_event(
+                dg.AssetMaterialization(asset_key=asset, partition=attendee.id, metadata=values)
+            )
+
+    def finish(self, event_ids: Sequence[str]) -> list[tuple[str, str, str]]:
+        summary = ProcessSummary()
+        _refresh_event_views(self.instance, list(event_ids), summary)
+        return summary.failures
