@@ -1180,6 +1180,13 @@ class Repository:
         with self._read() as conn:
             return [(r.event_id, r.model_version, r.external_face_id) for r in conn.execute(query).all()]
 
+    def delete_private_messages(self, attendee_id: str) -> int:
+        """Delete the realtime outbox's messages on the attendee's private topic (sent or not)."""
+        topic = f"attendee:{attendee_id}"
+        with self._tx() as conn:
+            deleted = conn.execute(t.realtime_outbox.delete().where(t.realtime_outbox.c.topic == topic)).rowcount
+        return int(deleted or 0)
+
     def delete_face_representations(self, face_ids: Sequence[str]) -> tuple[int, int]:
         """Delete the vectors and engine-face records of these faces (their boxes stay, unnamed), in one
         transaction. Returns (vectors deleted, engine faces deleted)."""
