@@ -104,6 +104,9 @@ def test_no_trace_of_an_erased_guest_an_erased_photo_or_a_withdrawn_guests_old_p
     # skipped only when the file is exactly such an original (its SHA-256 as declared at upload).
     originals = frozenset(p.declared_sha256 for p in app.repo.list_photos(event))
     assert _found(picsaris_home, needles, originals) == []
+    # Nothing personal of anybody in Dagster's storage: no guest's name, no file name.
+    personal = {text: text.encode() for text in ("Kit Harington", "Joe Biden", *kits_photos, "obama_4.jpg")}
+    assert _found(picsaris_home / "dagster", personal) == []
     # The sweep would have seen them: the survivors are all still there.
     still = {
         "Kit Harington": b"Kit Harington",

@@ -56,6 +56,7 @@ def withdraw_everywhere(
     """Withdraw consent and delete the guest's face data everywhere; the counts of what went."""
     attendee = repo.get_attendee(attendee_id)
     forgotten = forget_matched_faces(repo, engine, attendee)
+    repo.delete_private_messages(attendee.id)
     photo_ids = _withdraw(repo, engine, publisher, attendee.id, min_similarity)
     redrawn = redraw_thumbnails(repo, store, engine, attendee.event_id, photo_ids) if store is not None else 0
     return Withdrawal(photo_ids, forgotten.matches, forgotten.face_vectors, forgotten.engine_faces, redrawn)
