@@ -290,8 +290,12 @@ def attendee_consent(attendee_id: str, action: str | None) -> None:
             click.echo(f"consent withdrawn; {withdrawal.describe()}", err=True)
             _scrub_old_dagster_metadata(app)
         else:
-            give_consent(app.repo, attendee_id)
-            click.echo("consent given; `picsaris process` (or the sensor) builds their reference", err=True)
+            again = give_consent(app.repo, attendee_id)
+            click.echo(
+                f"consent given; `picsaris process` (or the sensor) builds their reference and runs {len(again)} "
+                "photo(s) again whose faces' data a withdrawal deleted",
+                err=True,
+            )
 
 
 @attendee.command("delete")

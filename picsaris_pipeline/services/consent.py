@@ -126,7 +126,10 @@ def _withdraw(
     return photo_ids
 
 
-def give_consent(repo: Repository, attendee_id: str) -> None:
+def give_consent(repo: Repository, attendee_id: str) -> list[str]:
     """The selfie becomes pending again; the attendee's next run builds the reference and finds them
-    in the photos already published (as for a late joiner)."""
-    repo.set_consent(attendee_id, True)
+    in the photos already published (as for a late joiner). The photos whose faces lost their data at
+    a withdrawal are sent back for a re-run (the faces are embedded again and matched); returns their ids."""
+    attendee = repo.get_attendee(attendee_id)
+    repo.set_consent(attendee.id, True)
+    return repo.reset_for_rerun(repo.photos_with_forgotten_faces(attendee.event_id))
