@@ -359,10 +359,14 @@ def attendee_consent(attendee_id: str, action: str | None) -> None:
             _scrub_old_dagster_metadata(app)
         else:
             given = give_consent(app.repo, attendee_id)
-            if given.reason:  # e.g. their selfie was deleted while there was no consent
-                click.echo(f"consent given; {given.reason}", err=True)
+            if given.attendee.reason:  # e.g. their selfie was deleted while there was no consent
+                click.echo(f"consent given; {given.attendee.reason}", err=True)
             else:
-                click.echo("consent given; `picsaris process` (or the sensor) builds their reference", err=True)
+                click.echo(
+                    "consent given; `picsaris process` (or the sensor) builds their reference and runs "
+                    f"{len(given.rerun_photo_ids)} photo(s) again whose faces' data a withdrawal deleted",
+                    err=True,
+                )
 
 
 @attendee.command("delete")

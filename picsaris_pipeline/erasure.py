@@ -98,6 +98,7 @@ def delete_attendee(
     forgotten = forget_matched_faces(repo, engine, attendee)
     erasure.face_vectors = forgotten.face_vectors + forgotten.engine_faces
     forget_enrollments(repo, engine, attendee)
+    repo.delete_private_messages(attendee.id)
     if attendee.selfie_key:
         store.delete(attendee.selfie_key)
         erasure.objects += 1

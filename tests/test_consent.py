@@ -64,9 +64,13 @@ def test_giving_consent_back_finds_the_guest_again(pipeline, event, shared_photo
     obama, _, photos = _group_event(pipeline, event, shared_photos)
     engine = pipeline.resources["face_engine"].get()
     withdraw_consent(pipeline.repo, engine, RecordingPublisher(), obama.id, 0.45)
-    give_consent(pipeline.repo, obama.id)
+    again = give_consent(pipeline.repo, obama.id).rerun_photo_ids
     assert pipeline.repo.get_attendee(obama.id).reference_status is ReferenceStatus.PENDING
+    # His faces' vectors went with the withdrawal: those photos are embedded again.
+    assert sorted(again) == sorted(p.id for p in photos[:2])
     assert pipeline.run_attendee(obama.id).success  # reference, then found as a late joiner
+    for photo_id in again:
+        assert pipeline.run_photo(photo_id).success
     found = {m.photo_id for m in pipeline.repo.list_matches(event.id) if m.attendee_id == obama.id}
     assert found == {photos[0].id, photos[1].id}
 

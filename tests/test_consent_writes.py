@@ -251,7 +251,7 @@ def test_consent_given_back_after_the_selfie_was_deleted_asks_for_a_new_one(any_
     attendee = _sign_up(repo, any_store, shared_photos["obama_1.jpg"].path, consent=False)
     build_reference(repo, any_store, DlibEngine.shared(), attendee.id)
 
-    given = give_consent(repo, attendee.id)
+    given = give_consent(repo, attendee.id).attendee
 
     assert given.consent and given.reference_status is ReferenceStatus.REJECTED
     assert given.reason == NEW_SELFIE_NEEDED and "a new selfie is needed" in given.reason

@@ -222,3 +222,12 @@ def test_privacy_scrub_removes_what_old_versions_stored_and_a_second_run_finds_n
 def test_scrub_leaves_an_event_without_personal_metadata_untouched():
     event = json.dumps({"metadata": {"status": {"__class__": "TextMetadataValue", "text": "published"}}})
     assert scrub_serialized(event) == (event, 0)
+
+
+def test_the_scrub_command_counts_per_table_and_finds_nothing_on_a_new_instance(picsaris_home):
+    picsaris("event", "create", "Scrub")
+    for args in (["--dry-run"], []):
+        result = CliRunner().invoke(main, ["privacy", "scrub", *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines() == ["event_logs\t0", "asset_keys\t0", "asset_check_executions\t0"]
+        assert "0 stored Dagster event(s) holding personal data" in result.stderr

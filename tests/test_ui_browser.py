@@ -1,11 +1,16 @@
 """Ops look at pictures: a real dagster-webserver and a real headless Chromium open a photo
-partition's page, open its preview and find the photo with the matched guest's box and name.
+partition's page, follow its thumbnail link and find the photo with the matched guest's box (the
+metadata itself names nobody).
 The screenshot is kept in test-artifacts/ (or $PICSARIS_TEST_ARTIFACTS)."""
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
+
+from picsaris_pipeline.app import App
+from picsaris_pipeline.thumbnail_route import make_server
 
 from .browser import browser_page, chromium_path
 from .cli_runner import picsaris
@@ -18,16 +23,13 @@ DISMISS_DIALOGS = """
 (() => { for (const b of document.querySelectorAll('button')) {
   if (['Skip', 'Dismiss', 'Close'].includes(b.innerText.trim())) b.click(); } return true; })()
 """
-OPEN_PREVIEW = """
-(() => { for (const row of document.querySelectorAll('tr')) {
-  const cells = row.querySelectorAll('td');
-  if (cells.length > 1 && cells[0].innerText.trim() === 'preview') {
-    const button = [...row.querySelectorAll('a, button')].find(b => b.innerText.includes('Show Markdown'));
-    if (button) { button.click(); return true; } } } return false; })()
+THUMBNAIL_LINK = """
+(() => { const a = [...document.querySelectorAll('a')].find(a => a.href.includes('/thumb.jpg'));
+  return a ? a.href : null; })()
 """
-RENDERED_PREVIEW = """
-(() => { const img = [...document.querySelectorAll('img')].find(i => i.src.startsWith('data:image/jpeg'));
-  return img && img.complete && img.naturalWidth > 0 ? [img.naturalWidth, img.alt] : null; })()
+RENDERED_THUMBNAIL = """
+(() => { const img = document.querySelector('img');
+  return img && img.complete && img.naturalWidth > 0 ? img.naturalWidth : null; })()
 """
 
 
@@ -37,25 +39,35 @@ def chromium():
         missing("Debian's chromium is not installed (apt-get install chromium)")
 
 
-def test_a_photo_partition_page_shows_the_photo_with_its_matched_guest(
-    chromium, picsaris_home, shared_photos, tmp_path
+def test_a_photo_partition_page_links_the_photo_with_its_matched_guest(
+    chromium, picsaris_home, shared_photos, tmp_path, monkeypatch
 ):
     event = picsaris("event", "create", "Browser check").strip()
     selfie = str(shared_photos["obama_1.jpg"].path)
     obama = picsaris("attendee", "add", event, "--name", "Barack Obama", "--selfie", selfie).strip()
     photo = picsaris("upload", event, "--uploader", obama, str(shared_photos["group_two_people.jpg"].path)).strip()
+    app = App.from_env()
+    thumbnails = make_server(lambda: app.repo, app.store, 0)
+    threading.Thread(target=thumbnails.serve_forever, daemon=True).start()
+    monkeypatch.setenv("PICSARIS_THUMBNAIL_PORT", str(thumbnails.server_address[1]))
     picsaris("process")
 
     env = {**os.environ, "DAGSTER_HOME": str(picsaris_home / "dagster")}
-    with dagster_services(env, tmp_path) as port, browser_page() as page:
-        page.goto(f"http://127.0.0.1:{port}/assets/matches_published?view=partitions&partition={photo}")
-        page.wait_for("document.body.innerText.includes('Show Markdown')")
-        page.evaluate(DISMISS_DIALOGS)
-        assert page.wait_for("document.body.innerText.includes('Barack Obama')")
-        assert page.evaluate(OPEN_PREVIEW), "no preview row with a Show Markdown button"
-        width, alt = page.wait_for(RENDERED_PREVIEW)
-        shot = page.screenshot(ARTIFACTS / "matches_published_preview.png")
-    assert width == 160 and alt == "group_two_people.jpg"
+    try:
+        with dagster_services(env, tmp_path) as port, browser_page() as page:
+            page.goto(f"http://127.0.0.1:{port}/assets/matches_published?view=partitions&partition={photo}")
+            page.wait_for("document.body.innerText.includes('matched_attendee_ids')")
+            page.evaluate(DISMISS_DIALOGS)
+            assert page.wait_for(f"document.body.innerText.includes('{obama}')")
+            assert not page.evaluate("document.body.innerText.includes('Barack Obama')")
+            link = page.wait_for(THUMBNAIL_LINK)
+            page.goto(link)
+            width = page.wait_for(RENDERED_THUMBNAIL)
+            shot = page.screenshot(ARTIFACTS / "matches_published_thumbnail.png")
+    finally:
+        thumbnails.shutdown()
+        thumbnails.server_close()
+    assert link.endswith(f"/photos/{photo}/thumb.jpg") and width == 320
     assert shot.stat().st_size > 10_000
     if IN_CI:
         print(f"screenshot kept at {shot}")

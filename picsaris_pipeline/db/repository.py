@@ -1261,6 +1261,31 @@ class Repository:
         with self._read() as conn:
             return [(r.event_id, r.model_version, r.external_face_id) for r in conn.execute(query).all()]
 
+    def photos_with_forgotten_faces(self, event_id: str) -> list[str]:
+        """Published photos of the event holding a face with neither a vector nor an engine face under
+        any model version: faces whose data a withdrawal deleted (or a crashed run never stored)."""
+        has_vector = sa.exists().where(t.face_vectors.c.face_id == t.faces.c.id)
+        has_engine_face = sa.exists().where(t.engine_faces.c.face_id == t.faces.c.id)
+        query = (
+            sa.select(t.faces.c.photo_id)
+            .join(t.photos, t.photos.c.id == t.faces.c.photo_id)
+            .where(t.photos.c.event_id == event_id)
+            .where(t.photos.c.status == PhotoStatus.PUBLISHED.value)
+            .where(~has_vector)
+            .where(~has_engine_face)
+            .distinct()
+            .order_by(t.faces.c.photo_id)
+        )
+        with self._read() as conn:
+            return [r.photo_id for r in conn.execute(query).all()]
+
+    def delete_private_messages(self, attendee_id: str) -> int:
+        """Delete the realtime outbox's messages on the attendee's private topic (sent or not)."""
+        topic = f"attendee:{attendee_id}"
+        with self._tx() as conn:
+            deleted = conn.execute(t.realtime_outbox.delete().where(t.realtime_outbox.c.topic == topic)).rowcount
+        return int(deleted or 0)
+
     def delete_face_representations(self, face_ids: Sequence[str]) -> tuple[int, int]:
         """Delete the vectors and engine-face records of these faces (their boxes stay, unnamed), in one
         transaction. Returns (vectors deleted, engine faces deleted)."""

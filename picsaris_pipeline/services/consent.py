@@ -56,6 +56,7 @@ def withdraw_everywhere(
     """Withdraw consent and delete the guest's face data everywhere; the counts of what went."""
     attendee = repo.get_attendee(attendee_id)
     forgotten = forget_matched_faces(repo, engine, attendee)
+    repo.delete_private_messages(attendee.id)
     photo_ids = _withdraw(repo, engine, publisher, attendee.id, min_similarity)
     redrawn = redraw_thumbnails(repo, store, engine, attendee.event_id, photo_ids) if store is not None else 0
     return Withdrawal(photo_ids, forgotten.matches, forgotten.face_vectors, forgotten.engine_faces, redrawn)
@@ -125,13 +126,24 @@ def _withdraw(
     return photo_ids
 
 
-def give_consent(repo: Repository, attendee_id: str) -> Attendee:
+@dataclass
+class ConsentGiven:
+    """The attendee after consent came back, and the photos sent back for a re-run."""
+
+    attendee: Attendee
+    rerun_photo_ids: list[str] = field(default_factory=list)
+
+
+def give_consent(repo: Repository, attendee_id: str) -> ConsentGiven:
     """The selfie becomes pending again; the attendee's next run builds the reference and finds them
-    in the photos already published (as for a late joiner). A selfie deleted while there was no
-    consent cannot come back: the attendee is rejected with the reason that a new one is needed."""
+    in the photos already published (as for a late joiner). The photos whose faces lost their data at
+    a withdrawal are sent back for a re-run (the faces are embedded again and matched). A selfie
+    deleted while there was no consent cannot come back: the attendee is rejected with the reason
+    that a new one is needed."""
     repo.set_consent(attendee_id, True)
     attendee = repo.get_attendee(attendee_id)
     if attendee.selfie_key is None and attendee.selfie_file_name:
         repo.set_reference_status(attendee.id, ReferenceStatus.REJECTED, NEW_SELFIE_NEEDED)
         attendee = repo.get_attendee(attendee_id)
-    return attendee
+    rerun = repo.reset_for_rerun(repo.photos_with_forgotten_faces(attendee.event_id))
+    return ConsentGiven(attendee, rerun)
