@@ -135,6 +135,12 @@ def _without_consent(repo: Repository, store: ObjectStore, engine: FaceEngine, a
     repo.drop_attendee_vectors(attendee.id)
     forget_enrollments(repo, engine, attendee)
     repo.set_reference_status(attendee.id, ReferenceStatus.NO_CONSENT, NO_CONSENT)
+    return delete_selfie_without_consent(repo, store, attendee)
+
+
+def delete_selfie_without_consent(repo: Repository, store: ObjectStore, attendee: Attendee) -> Attendee:
+    """Delete the selfie image of an attendee whose lack of consent is recorded, then record that it
+    is gone (reason says so; consent given back later asks for a new selfie). Idempotent."""
     if attendee.selfie_key is None:
         return repo.get_attendee(attendee.id)
     store.delete(attendee.selfie_key)
