@@ -321,3 +321,20 @@ def test_a_run_left_started_by_a_killed_run_worker_is_marked_failed_by_the_senso
     assert app.repo.get_photo(photo_id).status is not PhotoStatus.FAILED
     picsaris("process")
     assert app.repo.get_photo(photo_id).status is PhotoStatus.PUBLISHED
+
+
+def test_the_bucket_sensor_leaves_uploads_a_live_process_holds_to_it(pipeline, event):
+    from picsaris_pipeline.sensors.bucket import bucket_sensor
+
+    guest = pipeline.repo.add_attendee(event.id, "Guest", True, None, None)
+    jpeg = b"\xff\xd8 not decoded by the sensor"
+    photos = []
+    for _ in range(3):  # bytes in the bucket, upload never announced: the bucket sensor's to find
+        photo = pipeline.repo.create_photo(event.id, guest.id, "p.jpg", "image/jpeg", "a" * 64, len(jpeg), "jpg")
+        pipeline.store.put(photo.object_key, jpeg)
+        photos.append(photo)
+    with LeaseKeeper(pipeline.repo) as process:
+        assert process.claimer.claim(PHOTO, [photos[0].id]) == [photos[0].id]
+        context = dg.build_sensor_context(instance=pipeline.instance, resources=pipeline.resources)
+        result = bucket_sensor(context)
+    assert sorted(request.partition_key for request in result.run_requests) == sorted(p.id for p in photos[1:])
