@@ -209,6 +209,18 @@ def report(options: argparse.Namespace, wedding: Wedding, figures: Figures) -> N
         ("selfies refused", f"{refused}: " + ", ".join(f"{r} {n}" for r, n in figures.refused.most_common())),
     ]
     print(bench.table(("figure", "value"), rows))
+    # What went wrong, one line each: the cases a threshold or policy change should fix.
+    faces_in = {p["file_name"]: int(p["faces"] or 0) for p in figures.photos}
+    wrong = [
+        (m["file_name"], wedding.person_of.get(m["file_name"], "?"), m["attendee_name"], float(m["similarity"]))
+        for m in figures.matches
+        if wedding.person_of.get(m["file_name"]) != m["attendee_name"]
+    ]
+    missed = [(f, name, "-", faces_in.get(f, 0)) for name, f in guest_photos if name not in matched_in.get(f, set())]
+    if wrong or missed:
+        errors = [(f, who, f"matched {guest} ({sim:.2f})") for f, who, guest, sim in sorted(wrong)]
+        errors += [(f, who, f"missed ({faces} face(s) found)") for f, who, _, faces in sorted(missed)]
+        print(bench.table(("photo", "person in it", "error"), errors))
     per = {"import": len(wedding.selfies), "upload": len(wedding.uploads), "process": len(wedding.uploads)}
     unit = {"import": "guest", "upload": "photo", "process": "photo"}
     stage_rows = [
