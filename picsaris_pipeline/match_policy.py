@@ -43,7 +43,7 @@ class MatchPolicy:
 
     @property
     def id(self) -> str:
-        """e.g. s0.485-m0.1-c0.48-cm0.06-r2-n8: every parameter, so two policies never share an id."""
+        """e.g. s0.5-m0.1-c0.47-cm0.06-r2-n8: every parameter, so two policies never share an id."""
         return (
             f"s{self.min_similarity:g}-m{self.margin:g}-c{self.candidate_similarity:g}"
             f"-cm{self.candidate_margin:g}-r{self.reference_similarity:g}-n{self.max_references}"
@@ -57,15 +57,16 @@ class MatchPolicy:
         )
 
 
-# Tuned on lfw-dev (bench/policy.py, docs/QUALITY.md "Matching policy"): 400 guests enrolled from one
-# selfie each, 800 strangers; precision 0.99 on the tuning seed and 0.989-0.990 on the held-out ones,
-# recall ~0.71 (the old rule: precision 0.79-0.81). Candidates: wrong proposals <= 2% of photos.
-# References from strong matches are off: they cost precision on held-out seeds (margins shrink as
-# guests gain references) for no recall; confirmed faces do become references.
+# Tuned on lfw-dev by bench/policy.py (docs/QUALITY.md "Matching policy"): 400 guests enrolled from
+# one selfie each, 800 strangers' photos; tuned for precision >= 0.993 on seed 1 (headroom over 0.99:
+# at ~550 matches an event, one error moves precision by ~0.002), reported on seeds 2-4. Candidates:
+# the most recall after confirmations with wrong proposals <= 2% of photos. References from strong
+# matches are off: no seed gained a point of recall from them, and precision fell (margins shrink as
+# guests gain references); confirmed faces do become references.
 DEFAULT_POLICY = MatchPolicy(
     min_similarity=DEFAULT_MIN_SIMILARITY,
     margin=0.1,
-    candidate_similarity=0.48,
+    candidate_similarity=0.47,
     reference_similarity=2.0,
     candidate_margin=0.06,
 )
