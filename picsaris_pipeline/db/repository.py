@@ -228,6 +228,8 @@ class Repository:
             t.engine_users,
             t.photo_model_versions,
             t.attendee_model_versions,
+            t.attendee_references,  # the match policy's extra references and policy markers
+            t.photo_match_policies,
         )
         with self._tx() as conn:
             for table in tables:
