@@ -664,5 +664,82 @@ def thumbnails_serve(port: int | None) -> None:
         server.server_close()
 
 
+# -- the matching policy: candidates a guest confirms or refuses, re-matching under a new policy --
+@main.group()
+def match() -> None:
+    """Candidate matches ("is this you?") and re-matching under the current matching policy."""
+
+
+@match.command("candidates")
+@click.argument("event_id")
+@click.option("--attendee", "attendee_id", default=None, help="Only this attendee's candidates.")
+@click.option("--status", type=click.Choice(["proposed", "confirmed", "refused"]), default=None)
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+def match_candidates(event_id: str, attendee_id: str | None, status: str | None, fmt: str) -> None:
+    """One row per candidate: photo_id,attendee_id,similarity,status,policy_id,model_version."""
+    with _errors():
+        app = App.from_env()
+        app.repo.get_event(event_id)
+        rows = [
+            {
+                "photo_id": c.photo_id,
+                "attendee_id": c.attendee_id,
+                "similarity": round(c.similarity, 4),
+                "status": c.status,
+                "policy_id": c.policy_id,
+                "model_version": c.model_version,
+            }
+            for c in app.repo.list_candidates(event_id, attendee_id, status)
+        ]
+        _emit(rows, ["photo_id", "attendee_id", "similarity", "status", "policy_id", "model_version"], fmt)
+
+
+@match.command("confirm")
+@click.argument("photo_id")
+@click.argument("attendee_id")
+def match_confirm(photo_id: str, attendee_id: str) -> None:
+    """The guest is in the photo: the candidate becomes a match (and a reference) and is announced."""
+    from picsaris_pipeline.resources import RealtimeResource
+    from picsaris_pipeline.services.confirmations import confirm
+
+    with _errors():
+        app = App.from_env()
+        answer = confirm(app.repo, RealtimeResource().publisher(), photo_id, attendee_id, app.face_engine.threshold())
+        click.echo(f"confirmed; matched: {'yes' if answer.matched else 'no'}", err=True)
+
+
+@match.command("refuse")
+@click.argument("photo_id")
+@click.argument("attendee_id")
+def match_refuse(photo_id: str, attendee_id: str) -> None:
+    """The guest is not in the photo: it is never proposed to them again."""
+    from picsaris_pipeline.services.confirmations import refuse
+
+    with _errors():
+        app = App.from_env()
+        refuse(app.repo, photo_id, attendee_id)
+        click.echo("refused; never proposed again", err=True)
+
+
+@match.command("rematch")
+@click.option("--event", "event_id", default=None, help="Only this event (default: every event).")
+def match_rematch(event_id: str | None) -> None:
+    """Re-match the published photos matched under another matching policy (or before there was one)."""
+    from picsaris_pipeline.resources import RealtimeResource
+    from picsaris_pipeline.services.versions import active_version, rematch_for_policy
+
+    with _errors():
+        app = App.from_env()
+        events = [app.repo.get_event(event_id)] if event_id else app.repo.list_events()
+        publisher = RealtimeResource().publisher()
+        for item in events:
+            version = active_version(item, app.engine.model_version)
+            if version != app.engine.model_version:
+                click.echo(f"event {item.id}: shows {version}, not the configured version; skipped", err=True)
+                continue
+            done = rematch_for_policy(app.repo, publisher, item.id, version, app.face_engine.threshold(), app.engine)
+            click.echo(f"event {item.id}: {len(done)} photo(s) re-matched", err=True)
+
+
 if __name__ == "__main__":
     main()

@@ -28,6 +28,7 @@ from picsaris_pipeline.jobs import (
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
 from picsaris_pipeline.sensors import bucket_sensor, photo_failure_sensor, realtime_outbox_sensor, upload_batch_sensor
 from picsaris_pipeline.sensors.abandoned import abandoned_run_sensor
+from picsaris_pipeline.services.policy_matching import collection_policy_id, policy_for
 from picsaris_pipeline.settings import Settings
 
 # Bump when decoding, orientation or resizing changes what verified_upload writes.
@@ -36,7 +37,12 @@ IMAGING_CODE_VERSION = "imaging-v2"  # v2: perceptual hash, near-duplicates
 
 def code_versions(versions: EngineVersions, match_threshold: float | None) -> dict[str, str]:
     """Asset name -> code version under one engine configuration."""
-    matching = f"{versions.model_version}/min-similarity-{match_threshold if match_threshold else 'default'}"
+    # The match policy's id names every parameter: a change of policy makes every photo's matches stale.
+    if versions.engine == "dlib":
+        policy = policy_for(match_threshold).id
+    else:  # a collection engine matches server-side under the plain threshold
+        policy = collection_policy_id(match_threshold) if match_threshold else "collection-default"
+    matching = f"{versions.model_version}/{policy}"
     return {
         "verified_upload": IMAGING_CODE_VERSION,
         "faces_detected": versions.detector_version,

@@ -63,7 +63,8 @@ class FaceEngineResource(dg.ConfigurableResource):
 
     def threshold(self) -> float:
         """The minimum similarity (0..1) for a match: configured, else the engine's own default
-        (0.45 for dlib's 1 - distance, 0.80 for Rekognition's similarity of 80)."""
+        (0.5 for dlib's 1 - distance, the match policy's confident bar; 0.80 for Rekognition's
+        similarity of 80)."""
         return self.min_similarity or Settings.from_env().match_threshold or self.get().default_min_similarity
 
 

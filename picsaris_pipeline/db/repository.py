@@ -10,6 +10,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -227,6 +228,8 @@ class Repository:
             t.engine_users,
             t.photo_model_versions,
             t.attendee_model_versions,
+            t.attendee_references,  # the match policy's extra references and policy markers
+            t.photo_match_policies,
         )
         with self._tx() as conn:
             for table in tables:
@@ -486,6 +489,8 @@ class Repository:
     def drop_attendee_vectors(self, attendee_id: str) -> None:
         with self._tx() as conn:
             conn.execute(t.attendee_vectors.delete().where(t.attendee_vectors.c.attendee_id == attendee_id))
+            # The extra references too (match policy): confirmed and strongly matched faces.
+            conn.execute(t.attendee_references.delete().where(t.attendee_references.c.attendee_id == attendee_id))
 
     def event_references(self, event_id: str, model_version: str) -> tuple[list[str], np.ndarray]:
         """Reference vectors of the event's consenting attendees under one model version."""
@@ -1005,16 +1010,21 @@ class Repository:
         model_version: str,
         rows: Sequence[tuple[str, str, float]],
         messages: Sequence[RealtimeMessage] = (),
+        policy: PolicyWrite | None = None,
     ) -> set[str]:
         """Set a photo's matches under one model version to exactly rows of (face_id, attendee_id,
         similarity), in one transaction, so a re-run never duplicates or leaves stale matches; and
-        enqueue the messages announcing them in the same transaction (see _enqueue).
+        enqueue the messages announcing them in the same transaction (see _enqueue). With a policy:
+        the policy id on every match, the photo's candidates and new references (see _write_policy).
 
-        The transaction first re-reads the matched attendees' consent: if any withdrew it since the
-        rows were computed, nothing is stored and their ids are returned (match again without them)."""
+        The transaction first re-reads the consent of the attendees matched or proposed: if any
+        withdrew it since the rows were computed, nothing is stored and their ids are returned
+        (match again without them)."""
         now = _now()
         with self._tx() as conn:
             matched = {attendee_id for _, attendee_id, _ in rows}
+            if policy is not None:  # a candidate is face data proposed to a guest: consent holds for it too
+                matched |= {attendee_id for _, attendee_id, _ in policy.candidates or ()}
             withdrawn = matched - _consenting(conn, matched)
             if withdrawn:
                 return withdrawn
@@ -1036,10 +1046,13 @@ class Repository:
                             face_id=face_id,
                             similarity=float(similarity),
                             created_at=now,
+                            policy_id=policy.policy_id if policy else None,
                         )
                         for face_id, attendee_id, similarity in rows
                     ],
                 )
+            if policy is not None:
+                _write_policy(conn, photo, model_version, policy, now)
         return set()
 
     def list_matches(
@@ -1370,6 +1383,126 @@ class Repository:
                     found[row.item_id] = (row.holder, _utc(row.expires_at))
         return found
 
+    # -- the matching policy: candidates, references, policy markers (migration 0007) ------------
+    def event_reference_sets(self, event_id: str, model_version: str) -> tuple[list[str], list[int], np.ndarray]:
+        """Every reference of the event's consenting attendees under one version: the selfie vectors
+        and the extra references. Returns (attendee ids, owner index into them per vector, vectors)."""
+        attendee_ids, selfies = self.event_references(event_id, model_version)
+        index = {attendee: i for i, attendee in enumerate(attendee_ids)}
+        query = (
+            sa.select(
+                t.attendee_references.c.attendee_id,
+                t.attendee_references.c.vector,
+                t.attendee_references.c.dimension,
+            )
+            .join(t.attendees, t.attendees.c.id == t.attendee_references.c.attendee_id)
+            .where(t.attendee_references.c.event_id == event_id)
+            .where(t.attendee_references.c.model_version == model_version)
+            .where(t.attendees.c.consent.is_(True))
+            .order_by(t.attendee_references.c.attendee_id, t.attendee_references.c.id)
+        )
+        with self._read() as conn:
+            extra = [r for r in conn.execute(query).all() if r.attendee_id in index]
+        owners = list(range(len(attendee_ids))) + [index[r.attendee_id] for r in extra]
+        if not extra:
+            return attendee_ids, owners, selfies
+        vectors = _from_blobs([r.vector for r in extra], extra[0].dimension)
+        return attendee_ids, owners, np.concatenate([selfies, vectors]) if len(selfies) else vectors
+
+    def attendee_reference_count(self, attendee_id: str, model_version: str) -> int:
+        """Extra references (beyond the selfie) of one attendee under one version."""
+        query = (
+            sa.select(sa.func.count())
+            .select_from(t.attendee_references)
+            .where(t.attendee_references.c.attendee_id == attendee_id)
+            .where(t.attendee_references.c.model_version == model_version)
+        )
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def photo_candidates(self, photo_id: str) -> dict[str, tuple[str, str]]:
+        """attendee id -> (status, face id) of every candidate row of one photo."""
+        query = sa.select(
+            t.match_candidates.c.attendee_id, t.match_candidates.c.status, t.match_candidates.c.face_id
+        ).where(t.match_candidates.c.photo_id == photo_id)
+        with self._read() as conn:
+            return {r.attendee_id: (r.status, r.face_id) for r in conn.execute(query).all()}
+
+    def list_candidates(
+        self, event_id: str, attendee_id: str | None = None, status: str | None = None
+    ) -> list[CandidateRow]:
+        query = (
+            sa.select(t.match_candidates)
+            .where(t.match_candidates.c.event_id == event_id)
+            .order_by(t.match_candidates.c.photo_id, t.match_candidates.c.attendee_id)
+        )
+        if attendee_id:
+            query = query.where(t.match_candidates.c.attendee_id == attendee_id)
+        if status:
+            query = query.where(t.match_candidates.c.status == status)
+        with self._read() as conn:
+            return [_candidate(r) for r in conn.execute(query).all()]
+
+    def get_candidate(self, photo_id: str, attendee_id: str) -> CandidateRow:
+        _check_id(photo_id, "photo")
+        _check_id(attendee_id, "attendee")
+        query = sa.select(t.match_candidates).where(
+            (t.match_candidates.c.photo_id == photo_id) & (t.match_candidates.c.attendee_id == attendee_id)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFoundError(f"attendee {attendee_id} has no candidate match in photo {photo_id}")
+        return _candidate(row)
+
+    def decide_candidate(self, photo_id: str, attendee_id: str, status: str) -> bool:
+        """Mark a proposed candidate confirmed or refused. False if it was already decided that way;
+        a decided candidate cannot be decided the other way (a refusal is final, so is a confirmation)."""
+        if status not in (CANDIDATE_CONFIRMED, CANDIDATE_REFUSED):
+            raise ValueError(f"unknown candidate decision {status!r}")
+        current = self.get_candidate(photo_id, attendee_id)
+        if current.status == status:
+            return False
+        if current.status != CANDIDATE_PROPOSED:
+            raise BadInputError(
+                f"attendee {attendee_id} already {current.status} photo {photo_id}; that decision is final"
+            )
+        now = _now()
+        with self._tx() as conn:
+            changed = conn.execute(
+                t.match_candidates.update()
+                .where(t.match_candidates.c.photo_id == photo_id)
+                .where(t.match_candidates.c.attendee_id == attendee_id)
+                .where(t.match_candidates.c.status == CANDIDATE_PROPOSED)
+                .values(status=status, decided_at=now, updated_at=now)
+            ).rowcount
+        return bool(changed)
+
+    def photo_policy(self, photo_id: str, model_version: str) -> str | None:
+        query = sa.select(t.photo_match_policies.c.policy_id).where(
+            (t.photo_match_policies.c.photo_id == photo_id) & (t.photo_match_policies.c.model_version == model_version)
+        )
+        with self._read() as conn:
+            return conn.execute(query).scalar()
+
+    def photos_matched_under_other_policy(self, event_id: str, model_version: str, policy_id: str) -> list[Photo]:
+        """Published photos of the event whose last matching under this version used another policy
+        (or none: matched before there was one)."""
+        marker = (
+            sa.select(t.photo_match_policies.c.photo_id)
+            .where(t.photo_match_policies.c.model_version == model_version)
+            .where(t.photo_match_policies.c.policy_id == policy_id)
+        )
+        query = (
+            sa.select(t.photos)
+            .where(t.photos.c.event_id == event_id)
+            .where(t.photos.c.status == PhotoStatus.PUBLISHED.value)
+            .where(t.photos.c.id.not_in(marker))
+            .order_by(t.photos.c.id)
+        )
+        with self._read() as conn:
+            return [_photo(r) for r in conn.execute(query).all()]
+
 
 def _lock_attendees(conn: Connection, attendee_ids: Iterable[str], share: bool) -> dict[str, bool]:
     """Lock attendee rows for the rest of the transaction; returns attendee id -> consent.
@@ -1442,8 +1575,128 @@ def _enqueue(
             )
         elif stored.payload != payload:
             conn.execute(
-                t.realtime_outbox.update().where(key).values(payload=payload, sent_at=None, attempts=0, updated_at=now)
+                # The event too: a candidate ("photo_candidate") the guest confirmed becomes "photo_matched".
+                t.realtime_outbox.update()
+                .where(key)
+                .values(payload=payload, event=message.event, sent_at=None, attempts=0, updated_at=now)
             )
+
+
+# -- the matching policy (migration 0007) -------------------------------------------------------
+CANDIDATE_PROPOSED = "proposed"
+CANDIDATE_CONFIRMED = "confirmed"
+CANDIDATE_REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    photo_id: str
+    attendee_id: str
+    event_id: str
+    model_version: str
+    face_id: str
+    similarity: float
+    policy_id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class PolicyWrite:
+    """What a policy decided for one photo beyond its matches, written with them by replace_matches."""
+
+    policy_id: str
+    # (face_id, attendee_id, similarity) proposed now; None: leave the photo's candidates as they are
+    candidates: Sequence[tuple[str, str, float]] | None = ()
+    references: Sequence[tuple[str, str, np.ndarray, str]] = ()  # (face_id, attendee_id, vector, source)
+    max_references: int = 8  # extra references per attendee and version
+
+
+def _candidate(row: Any) -> CandidateRow:
+    return CandidateRow(
+        row.photo_id,
+        row.attendee_id,
+        row.event_id,
+        row.model_version,
+        row.face_id,
+        float(row.similarity),
+        row.policy_id,
+        row.status,
+    )
+
+
+def _write_policy(conn: Connection, photo: Photo, model_version: str, policy: PolicyWrite, now: datetime) -> None:
+    """The photo's proposed candidates become exactly policy.candidates (decided ones are kept: a
+    refusal is never proposed again, a confirmation is a match); new references are added up to the
+    cap, consenting attendees only; the photo is marked matched under the policy."""
+    decided = {
+        r.attendee_id
+        for r in conn.execute(
+            sa.select(t.match_candidates.c.attendee_id)
+            .where(t.match_candidates.c.photo_id == photo.id)
+            .where(t.match_candidates.c.status != CANDIDATE_PROPOSED)
+        ).all()
+    }
+    if policy.candidates is not None:
+        conn.execute(
+            t.match_candidates.delete()
+            .where(t.match_candidates.c.photo_id == photo.id)
+            .where(t.match_candidates.c.status == CANDIDATE_PROPOSED)
+        )
+    fresh = [c for c in policy.candidates or () if c[1] not in decided]
+    if fresh:
+        conn.execute(
+            t.match_candidates.insert(),
+            [
+                dict(
+                    photo_id=photo.id,
+                    attendee_id=attendee_id,
+                    event_id=photo.event_id,
+                    model_version=model_version,
+                    face_id=face_id,
+                    similarity=float(similarity),
+                    policy_id=policy.policy_id,
+                    status=CANDIDATE_PROPOSED,
+                    decided_at=None,
+                    created_at=now,
+                    updated_at=now,
+                )
+                for face_id, attendee_id, similarity in fresh
+            ],
+        )
+    for face_id, attendee_id, vector, source in policy.references:
+        consenting = conn.execute(sa.select(t.attendees.c.consent).where(t.attendees.c.id == attendee_id)).scalar()
+        held = conn.execute(
+            sa.select(t.attendee_references.c.photo_id)
+            .where(t.attendee_references.c.attendee_id == attendee_id)
+            .where(t.attendee_references.c.model_version == model_version)
+        ).all()
+        if not consenting or len(held) >= policy.max_references or any(r.photo_id == photo.id for r in held):
+            continue
+        conn.execute(
+            t.attendee_references.insert().values(
+                id=new_id(),
+                attendee_id=attendee_id,
+                event_id=photo.event_id,
+                model_version=model_version,
+                photo_id=photo.id,
+                face_id=face_id,
+                source=source,
+                dimension=int(vector.shape[-1]),
+                vector=_to_blob(vector),
+                created_at=now,
+            )
+        )
+    key = (t.photo_match_policies.c.photo_id == photo.id) & (t.photo_match_policies.c.model_version == model_version)
+    conn.execute(t.photo_match_policies.delete().where(key))
+    conn.execute(
+        t.photo_match_policies.insert().values(
+            photo_id=photo.id,
+            model_version=model_version,
+            event_id=photo.event_id,
+            policy_id=policy.policy_id,
+            matched_at=now,
+        )
+    )
 
 
 def _heard_under_another_version(conn: Connection, photo: Photo, model_version: str, message: RealtimeMessage) -> bool:

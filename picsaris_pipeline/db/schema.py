@@ -243,3 +243,61 @@ work_leases = Table(
     Column("claimed_at", DateTime(timezone=True), nullable=False),
     Index("ix_work_leases_holder", "holder"),
 )
+
+
+# -- the matching policy (migration 0007) -------------------------------------------------------
+# The policy that made each match (match_policy.MatchPolicy.id); NULL for matches made before there
+# was one. Appended here rather than in the table above so the matches table stays as it was written.
+matches.append_column(Column("policy_id", VERSION))
+
+# Which policy each photo was last matched under, per model version: a photo matched under another
+# policy is re-matched (services/versions.rematch_for_policy), whether or not it has matches.
+photo_match_policies = Table(
+    "photo_match_policies",
+    metadata,
+    Column("photo_id", ID, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
+    Column("model_version", VERSION, primary_key=True),
+    Column("event_id", ID, nullable=False),
+    Column("policy_id", VERSION, nullable=False),
+    Column("matched_at", DateTime(timezone=True), nullable=False),
+    Index("ix_photo_match_policies_event_id_model_version", "event_id", "model_version"),
+)
+
+# Faces below the confident bar but above the loose one, proposed to one guest alone for a "this is
+# me": proposed -> confirmed (then also a match) or refused (never proposed or matched again). One
+# row per (photo, guest) whatever the model version, so a refusal outlives a re-embedding.
+match_candidates = Table(
+    "match_candidates",
+    metadata,
+    Column("photo_id", ID, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
+    Column("attendee_id", ID, ForeignKey("attendees.id", ondelete="CASCADE"), primary_key=True),
+    Column("event_id", ID, nullable=False, index=True),
+    Column("model_version", VERSION, nullable=False),
+    Column("face_id", ID, nullable=False),
+    Column("similarity", Float, nullable=False),
+    Column("policy_id", VERSION, nullable=False),
+    Column("status", String(20), nullable=False),  # proposed | confirmed | refused
+    Column("decided_at", DateTime(timezone=True)),
+    *_timestamps(),
+    Index("ix_match_candidates_attendee_id", "attendee_id"),
+)
+
+# References beyond the sign-up selfie (attendee_vectors): faces the guest confirmed, and faces
+# matched with high confidence, each under the model version that embedded it. Only for consenting
+# guests; they go with the guest (and with the photo they came from).
+attendee_references = Table(
+    "attendee_references",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("attendee_id", ID, ForeignKey("attendees.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", ID, nullable=False),
+    Column("model_version", VERSION, nullable=False),
+    Column("photo_id", ID, ForeignKey("photos.id", ondelete="CASCADE"), nullable=False),
+    Column("face_id", ID, nullable=False),
+    Column("source", String(20), nullable=False),  # confirmed | matched
+    Column("dimension", Integer, nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("attendee_id", "model_version", "photo_id"),
+    Index("ix_attendee_references_event_id_model_version", "event_id", "model_version"),
+)

@@ -21,6 +21,7 @@ from picsaris_pipeline.realtime import RealtimePublisher
 from picsaris_pipeline.services import versions
 from picsaris_pipeline.services.delivery import deliver
 from picsaris_pipeline.services.photos import match_photo
+from picsaris_pipeline.services.policy_matching import policy_for
 from picsaris_pipeline.services.timing import Stopwatch
 from picsaris_pipeline.storage import ObjectStore
 
@@ -224,7 +225,8 @@ def _match_late_joiner(
             return []
         # One round trip for the event's vectors under this version only (bench/matching.py).
         owners, vectors = vector_reads.event_face_vectors(repo, attendee.event_id, model_version)
-        photo_ids = candidates(reference, vectors, owners, min_similarity)
+        # The policy's loose bar: a late joiner is proposed the photos below the confident one too.
+        photo_ids = candidates(reference, vectors, owners, policy_for(min_similarity).candidate_similarity)
     found: list[str] = []
     for photo_id in sorted(photo_ids):
         photo = repo.find_photo(photo_id)

@@ -12,15 +12,15 @@ import numpy as np
 from PIL import Image
 
 from picsaris_pipeline import imaging, near_duplicates
-from picsaris_pipeline.db.repository import Repository
+from picsaris_pipeline.db.repository import PolicyWrite, Repository
 from picsaris_pipeline.domain import STOPPED_STATUSES, Photo, PhotoStatus
 from picsaris_pipeline.errors import BadInputError, NotFoundError, PicsarisError
 from picsaris_pipeline.faces.engine import CollectionFaceEngine, FaceBox, FaceEngine, VectorFaceEngine
 from picsaris_pipeline.keys import thumbnail_key, verified_image_key
-from picsaris_pipeline.matching import assign, assign_scores
+from picsaris_pipeline.matching import assign_scores
 from picsaris_pipeline.partitions import MAX_PHOTOS_PER_BATCH
 from picsaris_pipeline.realtime import RealtimePublisher, photo_messages
-from picsaris_pipeline.services import versions
+from picsaris_pipeline.services import policy_matching, versions
 from picsaris_pipeline.services.delivery import deliver
 from picsaris_pipeline.services.timing import Stopwatch
 from picsaris_pipeline.storage import ObjectStore
@@ -344,20 +344,27 @@ def match_photo(
     engine: CollectionFaceEngine | None = None,
 ) -> list[tuple[str, str, float]]:
     """Recompute a photo's matches against the event's consenting attendees, same version only.
-    Vectors are matched here; a collection engine (engine given) is asked per face with SearchUsers.
-    Either way each face gets at most one attendee and each attendee at most one face."""
+    Vectors go through the matching policy (services/policy_matching.py: margin, several references
+    per guest, candidates proposed privately); a collection engine (engine given) is asked per face
+    with SearchUsers and keeps the threshold rule. Either way each face gets at most one attendee and
+    each attendee at most one face."""
+    announce = versions.announce(repo.get_event(photo.event_id), model_version)
+    candidates: list[tuple[str, str, float]] = []
     if engine is not None:
         scores, face_ids, attendee_ids = _engine_scores(repo, engine, photo, model_version, min_similarity)
         assignments = assign_scores(scores, min_similarity)
+        rows = [(face_ids[a.face_index], attendee_ids[a.attendee_index], a.similarity) for a in assignments]
+        write = PolicyWrite(policy_matching.collection_policy_id(min_similarity), candidates=None)
     else:
-        face_ids, vectors = repo.photo_vectors(photo.id, model_version)
-        attendee_ids, references = repo.event_references(photo.event_id, model_version)
-        assignments = assign(vectors, references, min_similarity)
-    rows = [(face_ids[a.face_index], attendee_ids[a.attendee_index], a.similarity) for a in assignments]
+        policy = policy_matching.policy_for(min_similarity)
+        decision = policy_matching.decide_photo(repo, photo, model_version, policy)
+        rows, candidates = decision.rows, decision.candidates
+        write = policy_matching.policy_write(policy, decision, announce)
     messages = []
-    if versions.announce(repo.get_event(photo.event_id), model_version):
+    if announce:
         messages = photo_messages(photo.event_id, photo.id, [attendee for _, attendee, _ in rows], model_version)
-    if repo.replace_matches(photo, model_version, rows, messages):
+        messages += policy_matching.candidate_messages(photo.event_id, photo.id, [a for _, a, _ in candidates])
+    if repo.replace_matches(photo, model_version, rows, messages, policy=write):
         # An attendee withdrew consent while this photo was matched: nothing was stored (the write
         # re-reads consent); match again, now without them.
         return match_photo(repo, photo, model_version, min_similarity, engine)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.domain import Event
-from picsaris_pipeline.faces.engine import FaceEngine, collection_engine_for
+from picsaris_pipeline.faces.engine import CollectionFaceEngine, FaceEngine, collection_engine_for
+from picsaris_pipeline.realtime import RealtimePublisher
 
 logger = logging.getLogger("picsaris.versions")
 
@@ -97,3 +98,32 @@ def prune_old_versions(repo: Repository, event_id: str, engine: FaceEngine) -> d
     deleted = repo.prune_versions(event_id, keep, keep_detector=engine.detector_version)
     deleted["versions"] = len(old)
     return deleted
+
+
+# -- the matching policy ----------------------------------------------------------------------
+def rematch_for_policy(
+    repo: Repository,
+    publisher: RealtimePublisher,
+    event_id: str,
+    model_version: str,
+    min_similarity: float,
+    engine: FaceEngine | None = None,
+) -> list[str]:
+    """Re-match the event's published photos last matched under another policy (or before there
+    was one) under the current policy, and deliver what changed. Returns the photo ids re-matched.
+    The matches_published code version carries the policy id too, so Dagster shows the same photos
+    stale; this is the quick way for one event (picsaris match rematch)."""
+    from picsaris_pipeline.services.delivery import deliver
+    from picsaris_pipeline.services.photos import match_photo
+    from picsaris_pipeline.services.policy_matching import collection_policy_id, policy_for
+
+    collection_engine = engine if isinstance(engine, CollectionFaceEngine) else None
+    policy_id = collection_policy_id(min_similarity) if collection_engine else policy_for(min_similarity).id
+    done: list[str] = []
+    for photo in repo.photos_matched_under_other_policy(event_id, model_version, policy_id):
+        match_photo(repo, photo, model_version, min_similarity, collection_engine)
+        deliver(repo, publisher, photo.id)
+        done.append(photo.id)
+    if done:
+        logger.info("event %s: %d photo(s) re-matched under policy %s", event_id, len(done), policy_id)
+    return done

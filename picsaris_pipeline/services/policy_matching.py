@@ -1,0 +1,98 @@
+"""One photo through the matching policy (match_policy.decide) with what the database holds: every
+reference of every consenting guest, the guests' earlier "this is me" / "not me" answers, and the
+candidate tier's private messages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from picsaris_pipeline.db.repository import CANDIDATE_CONFIRMED, CANDIDATE_REFUSED, PolicyWrite, Repository
+from picsaris_pipeline.domain import Photo
+from picsaris_pipeline.match_policy import DEFAULT_POLICY, MatchPolicy, attendee_scores, decide
+from picsaris_pipeline.realtime import RealtimeMessage
+
+
+def policy_for(min_similarity: float | None) -> MatchPolicy:
+    """The policy under a configured confident bar (PICSARIS_MATCH_THRESHOLD); None: the default."""
+    if min_similarity is None or abs(min_similarity - DEFAULT_POLICY.min_similarity) < 1e-9:
+        return DEFAULT_POLICY
+    return DEFAULT_POLICY.with_min_similarity(min_similarity)
+
+
+def collection_policy_id(min_similarity: float) -> str:
+    """Collection engines (Rekognition) match server-side and keep the plain threshold rule."""
+    return f"collection-s{min_similarity:g}"
+
+
+@dataclass(frozen=True)
+class PhotoDecision:
+    rows: list[tuple[str, str, float]]  # (face_id, attendee_id, similarity): the matches
+    candidates: list[tuple[str, str, float]]  # proposed to that guest alone
+    references: list[tuple[str, str, np.ndarray, str]]  # (face_id, attendee_id, vector, source)
+
+
+def decide_photo(
+    repo: Repository,
+    photo: Photo,
+    model_version: str,
+    policy: MatchPolicy,
+    matchable: Sequence[bool] | np.ndarray | None = None,
+) -> PhotoDecision:
+    """The policy's decision for one photo under one model version. matchable: per face of the
+    photo (in face order), False for a face the quality gate says is not fit to match."""
+    face_ids, vectors = repo.photo_vectors(photo.id, model_version)
+    attendee_ids, owners, references = repo.event_reference_sets(photo.event_id, model_version)
+    scores = attendee_scores(vectors, references, owners, len(attendee_ids))
+    column = {attendee: i for i, attendee in enumerate(attendee_ids)}
+    row_of = {face: i for i, face in enumerate(face_ids)}
+    excluded = np.zeros(scores.shape, dtype=bool)
+    forced: list[tuple[int, int]] = []
+    for attendee, (status, face) in repo.photo_candidates(photo.id).items():
+        if attendee not in column:
+            continue  # withdrew consent or left: neither matched nor proposed
+        if status == CANDIDATE_REFUSED:
+            excluded[:, column[attendee]] = True
+        elif status == CANDIDATE_CONFIRMED and face in row_of:
+            forced.append((row_of[face], column[attendee]))
+    mask = None if matchable is None else np.asarray(matchable, dtype=bool)
+    decision = decide(scores, policy, mask, excluded, forced)
+    confirmed = set(forced)
+    rows = [(face_ids[a.face_index], attendee_ids[a.attendee_index], a.similarity) for a in decision.matches]
+    candidates = [(face_ids[a.face_index], attendee_ids[a.attendee_index], a.similarity) for a in decision.candidates]
+    new_references = [
+        (face_ids[a.face_index], attendee_ids[a.attendee_index], vectors[a.face_index], "matched")
+        for a in decision.references
+        if (a.face_index, a.attendee_index) not in confirmed
+    ]
+    new_references += [
+        (face_ids[face], attendee_ids[attendee], vectors[face], "confirmed") for face, attendee in forced
+    ]
+    return PhotoDecision(rows, candidates, new_references)
+
+
+def policy_write(policy: MatchPolicy, decision: PhotoDecision, announce: bool) -> PolicyWrite:
+    """What replace_matches writes beside the matches. Candidates are proposed under the version
+    guests see only; a re-embedding in progress leaves them alone."""
+    return PolicyWrite(
+        policy.id,
+        candidates=decision.candidates if announce else None,
+        references=decision.references,
+        max_references=policy.max_references - 1,  # the selfie is one
+    )
+
+
+def candidate_messages(event_id: str, photo_id: str, attendee_ids: Sequence[str]) -> list[RealtimeMessage]:
+    """One private message per candidate guest, on that guest's own topic only: never the event's
+    gallery. Its payload differs from a match's, so a confirmation re-sends as "photo_matched"."""
+    return [
+        RealtimeMessage(
+            f"attendee:{attendee_id}",
+            "photo_candidate",
+            {"event_id": event_id, "photo_id": photo_id, "candidate": True},
+            private=True,
+        )
+        for attendee_id in attendee_ids
+    ]
