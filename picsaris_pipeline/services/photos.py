@@ -17,10 +17,10 @@ from picsaris_pipeline.domain import STOPPED_STATUSES, Photo, PhotoStatus
 from picsaris_pipeline.errors import BadInputError, NotFoundError, PicsarisError
 from picsaris_pipeline.faces.engine import CollectionFaceEngine, FaceBox, FaceEngine, VectorFaceEngine
 from picsaris_pipeline.keys import thumbnail_key, verified_image_key
-from picsaris_pipeline.matching import assign, assign_scores
+from picsaris_pipeline.matching import assign_scores, similarities
 from picsaris_pipeline.partitions import MAX_PHOTOS_PER_BATCH
 from picsaris_pipeline.realtime import RealtimePublisher, photo_messages
-from picsaris_pipeline.services import versions
+from picsaris_pipeline.services import face_quality, versions
 from picsaris_pipeline.services.delivery import deliver
 from picsaris_pipeline.services.timing import Stopwatch
 from picsaris_pipeline.storage import ObjectStore
@@ -256,6 +256,11 @@ def detect_faces(repo: Repository, store: ObjectStore, engine: FaceEngine, photo
         with watch.lap("detect"):
             boxes = engine.detect(image)
         faces = repo.replace_faces(photo, engine.detector_version, boxes)
+        with watch.lap("quality"):
+            qualities = engine.quality(image, boxes)
+        if qualities is not None:
+            repo.store_face_quality(faces, qualities)
+            details["unmatchable_faces"] = sum(not q.matchable for q in qualities)
     else:
         raise TypeError(f"unsupported face engine {engine!r}")
     with watch.lap("thumbnail"):
@@ -358,11 +363,13 @@ def match_photo(
     Either way each face gets at most one attendee and each attendee at most one face."""
     if engine is not None:
         scores, face_ids, attendee_ids = _engine_scores(repo, engine, photo, model_version, min_similarity)
-        assignments = assign_scores(scores, min_similarity)
     else:
         face_ids, vectors = repo.photo_vectors(photo.id, model_version)
         attendee_ids, references = repo.event_references(photo.event_id, model_version)
-        assignments = assign(vectors, references, min_similarity)
+        scores = similarities(vectors, references)
+    # Faces too small or blurred to trust are counted but match nobody.
+    scores = face_quality.gate_scores(scores, face_quality.matchable_mask(repo, face_ids))
+    assignments = assign_scores(scores, min_similarity)
     rows = [(face_ids[a.face_index], attendee_ids[a.attendee_index], a.similarity) for a in assignments]
     messages = []
     if versions.announce(repo.get_event(photo.event_id), model_version):
