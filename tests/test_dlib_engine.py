@@ -12,7 +12,6 @@ from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL, LOCAL_MODELS
 from picsaris_pipeline.imaging import decode_photo, encode_jpeg, load_rgb
 from picsaris_pipeline.matching import DEFAULT_MIN_SIMILARITY, similarities
 
-
 YUNET, HOG = "yunet-dlib-resnet-v1-5pt-j0", "dlib-resnet-v1-5pt-j0"
 
 

@@ -19,9 +19,9 @@ from picsaris_pipeline.faces.engine import FaceBox
 # bench/quality_groups.py: composed faces of 24-31 px still match their guest about as well as
 # larger ones with dlib's descriptor, 16-23 px ones do not; below 24 px a face is counted only.
 MIN_MATCH_SIDE = 24
-# Variance of the Laplacian of the face resized to SHARPNESS_SIDE px (so it does not grow with the
-# face's size). Sharp LFW faces measure ~300-3000; the same faces under a Gaussian blur of a tenth
-# of their width measure < 30.
+# Variance of the Laplacian of the face reduced to at most SHARPNESS_SIDE px. Measured on composed
+# LFW faces (bench/quality_groups.py): sharp ones 100-3000, darkened (x0.35) ones 60-150, the same
+# faces under a Gaussian blur of a sixteenth of their width < 20.
 SHARPNESS_SIDE = 64
 MIN_SHARPNESS = 40.0
 # Beyond this estimated yaw the far eye is hidden and the 5-point alignment fails.
@@ -75,9 +75,10 @@ def measure(image: Image.Image, boxes: Sequence[FaceBox], landmarks: Sequence[np
     gray = image.convert("L")
     result = []
     for box, points in zip(boxes, landmarks, strict=True):
-        crop = gray.crop((box.left, box.top, box.right, box.bottom)).resize(
-            (SHARPNESS_SIDE, SHARPNESS_SIDE), Image.Resampling.BILINEAR
-        )
+        # Reduced to a fixed side so a large face does not look sharper for its size; a small face is
+        # measured as it is (enlarging it would blur it).
+        side = max(3, min(SHARPNESS_SIDE, box.width, box.height))
+        crop = gray.crop((box.left, box.top, box.right, box.bottom)).resize((side, side), Image.Resampling.BILINEAR)
         result.append(
             FaceQuality(
                 size_px=min(box.width, box.height),
