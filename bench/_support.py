@@ -289,7 +289,8 @@ def bare_loop(paths: Sequence[Path]) -> float:
     in any fresh process), imports do not."""
     from picsaris_pipeline.faces import get_engine
 
-    engine = get_engine("dlib")
+    # PICSARIS_FACE_MODEL as the pipeline reads it, so HOG and YuNet can be compared.
+    engine = get_engine("dlib", os.environ.get("PICSARIS_FACE_MODEL") or None)
     start = time.perf_counter()
     for path in paths:
         bare_one(engine, path)
@@ -302,7 +303,7 @@ def _bare_worker(paths: list[Path], work: Any, ready: Any, go: Any, done: Any) -
 
     ready.put(os.getpid())
     go.wait()
-    engine = get_engine("dlib")
+    engine = get_engine("dlib", os.environ.get("PICSARIS_FACE_MODEL") or None)
     count = 0
     while True:
         index = work.get()

@@ -33,16 +33,16 @@ attendee_job = dg.define_asset_job(
 
 
 def reembed_assets(engine: str) -> list[str]:
-    """What a re-embedding runs per photo for an engine."""
-    if engine == "rekognition":
-        return ["faces_detected", "embeddings_stored", "matches_published"]
-    return ["embeddings_stored", "matches_published"]
+    """What a re-embedding runs per photo for an engine: detection too, since a new Rekognition face
+    model means a new collection, and a new local model version may name another detector (YuNet
+    or HOG). The same detector finds the same boxes again, which keeps the face rows."""
+    return ["faces_detected", "embeddings_stored", "matches_published"]
 
 
 def reembed_photo_job(engine: str) -> Any:
-    """Re-embedding a published photo under the configured model: embeddings and matches only with
-    dlib (its faces stay valid); with Rekognition the faces too, since a new face model means a new
-    collection to index into. The photo stays `published` with its current matches meanwhile."""
+    """Re-embedding a published photo under the configured model: detection (faces of another
+    detector are stored beside the old ones, never replacing them), embeddings and matches. The
+    photo stays `published` with its current matches meanwhile."""
     steps = [
         a for a in (faces_detected, embeddings_stored, matches_published) if a.key.path[-1] in reembed_assets(engine)
     ]

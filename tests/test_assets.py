@@ -8,6 +8,7 @@ from PIL import Image
 from picsaris_pipeline.assets import PHOTO_ASSETS
 from picsaris_pipeline.db.schema import face_vectors, faces, matches
 from picsaris_pipeline.domain import PhotoStatus, ReferenceStatus
+from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
 from picsaris_pipeline.keys import verified_image_key
 from picsaris_pipeline.resources import DatabaseResource
 
@@ -38,7 +39,7 @@ def test_a_real_photo_is_verified_detected_embedded_and_matched(pipeline, event,
     assert pipeline.repo.get_photo(photo.id).status is PhotoStatus.PUBLISHED
     assert metadata(result, "verified_upload")["status"] == "verified"
     assert metadata(result, "faces_detected")["faces"] == 1
-    assert metadata(result, "embeddings_stored")["model_version"] == "dlib-resnet-v1-5pt-j0"
+    assert metadata(result, "embeddings_stored")["model_version"] == DEFAULT_MODEL
     published = metadata(result, "matches_published")
     assert published["matched_attendee_ids"] == [obama.id] and published["matches"] == 1
     assert "timings_ms" in published and published["realtime_messages"] == 2
@@ -49,7 +50,7 @@ def test_attendee_reference_metadata_names_the_model(pipeline, event, shared_pho
     attendee = pipeline.attendee(event, "Joe Biden", shared_photos["biden_2.jpg"].path)
     result = pipeline.run_attendee(attendee.id)
     assert metadata(result, "attendee_reference")["reference_status"] == "ready"
-    assert metadata(result, "attendee_reference")["model_version"] == "dlib-resnet-v1-5pt-j0"
+    assert metadata(result, "attendee_reference")["model_version"] == DEFAULT_MODEL
 
 
 def test_a_corrupt_photo_ends_rejected_and_its_run_succeeds(pipeline, event, obama, shared_photos):
@@ -144,8 +145,8 @@ def test_no_face_data_is_kept_for_an_attendee_without_consent(pipeline, event, s
     shy = pipeline.attendee(event, "Joe Biden", shared_photos["biden_2.jpg"].path, consent=False)
     result = pipeline.run_attendee(shy.id)
     assert metadata(result, "attendee_reference")["reference_status"] == "no_consent"
-    assert pipeline.repo.attendee_vector(shy.id, "dlib-resnet-v1-5pt-j0") is None
-    assert pipeline.repo.attendees_needing_reference("dlib-resnet-v1-5pt-j0") == []
+    assert pipeline.repo.attendee_vector(shy.id, DEFAULT_MODEL) is None
+    assert pipeline.repo.attendees_needing_reference(DEFAULT_MODEL) == []
 
 
 def test_a_selfie_not_yet_in_the_bucket_leaves_the_attendee_pending(pipeline, event, shared_photos):

@@ -1,4 +1,5 @@
-"""The local face engine on real photos (../shared/faces): detection counts and identity matching."""
+"""The local face engine on real photos (../shared/faces): detection counts and identity matching,
+under both detectors (YuNet, the default, and dlib's HOG)."""
 
 from itertools import combinations
 
@@ -11,10 +12,12 @@ from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL, LOCAL_MODELS
 from picsaris_pipeline.imaging import decode_photo, encode_jpeg, load_rgb
 from picsaris_pipeline.matching import DEFAULT_MIN_SIMILARITY, similarities
 
+YUNET, HOG = "yunet-dlib-resnet-v1-5pt-j0", "dlib-resnet-v1-5pt-j0"
 
-@pytest.fixture(scope="module")
-def engine():
-    return get_engine("dlib")
+
+@pytest.fixture(scope="module", params=[YUNET, HOG])
+def engine(request):
+    return get_engine("dlib", request.param)
 
 
 def verified(data: bytes):
@@ -44,8 +47,14 @@ def test_unknown_model_version_is_a_configuration_error():
 
 
 def test_versions_name_the_model_and_its_settings(engine):
-    assert engine.model_version.startswith("dlib-resnet-v1-5pt")
-    assert "max1200" in engine.detector_version
+    assert "dlib-resnet-v1-5pt" in engine.model_version
+    detector = "yunet-n-max1600" if engine.model_version.startswith("yunet") else "dlib-hog-v1-max1200"
+    assert engine.detector_version.startswith(detector)
+
+
+def test_yunet_is_the_default_and_hog_stays_selectable():
+    assert DEFAULT_MODEL == YUNET and get_engine("dlib").detector_version.startswith("yunet")
+    assert get_engine("dlib", HOG).detector_version.startswith("dlib-hog")
 
 
 def test_face_counts_match_the_manifest(shared_photos, described):
@@ -99,7 +108,7 @@ def test_nobody_is_found_in_photos_without_faces(shared_photos, described):
 
 def test_the_two_versions_make_different_vectors_of_the_same_face(shared_photos):
     image = verified(shared_photos["obama_1.jpg"].path.read_bytes())
-    first, second = (get_engine("dlib", version) for version in list(LOCAL_MODELS)[:2])
+    first, second = get_engine("dlib", HOG), get_engine("dlib", "dlib-resnet-v1-5pt-j4")
     boxes = first.detect(image)
     a, b = first.embed(image, boxes), second.embed(image, boxes)
     assert not np.allclose(a, b), "distinct versions must not produce identical vectors"

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from picsaris_pipeline.assets import PHOTO_ASSETS
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.domain import PhotoStatus
+from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
 
 from .cli_runner import picsaris
 from .conftest import IN_CI, fresh_database
@@ -195,7 +196,7 @@ def test_postgres_restarted_in_the_middle_of_a_run_is_waited_out(restartable_pos
         pipeline.repo.reset_for_rerun([photo.id])
         assert pipeline.run_photo(photo.id).success
         assert _state(pipeline.repo.engine, event.id) == after_fault
-        assert after_fault["matches"] == [("group.jpg", "Barack Obama", "dlib-resnet-v1-5pt-j0")]
+        assert after_fault["matches"] == [("group.jpg", "Barack Obama", DEFAULT_MODEL)]
 
 
 def test_connections_dropped_between_steps_change_nothing(restartable_postgres, tmp_path, shared_photos):

@@ -142,6 +142,7 @@ def switch(shared_photos, tmp_path_factory):
                 patch.delenv(name)
         home = tmp_path_factory.mktemp("versions-home")
         patch.setenv("PICSARIS_HOME", str(home))
+        patch.setenv("PICSARIS_FACE_MODEL", J0)  # HOG's j0 -> j4: a new descriptor, the same detector
         event_id = picsaris("event", "create", "Model switch").strip()
         attendees = sign_up(event_id, SELFIES, shared_photos)
         paths = [str(shared_photos[name].path) for name in UPLOADS]

@@ -11,6 +11,7 @@ from picsaris_pipeline import health
 from picsaris_pipeline.assets.photos import faces_detected
 from picsaris_pipeline.definitions import defs
 from picsaris_pipeline.domain import PhotoStatus
+from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
 from picsaris_pipeline.keys import thumbnail_key
 from picsaris_pipeline.thumbnail_route import route_port
 from picsaris_pipeline.thumbnails import DrawnFace, draw
@@ -77,7 +78,7 @@ def test_stuck_photos_are_reported_after_the_bound(pipeline, event, shared_photo
 def test_missing_references_counts_only_consenting_attendees(pipeline, event, shared_photos):
     pipeline.attendee(event, "No consent", shared_photos["biden_1.jpg"].path, consent=False)
     waiting = pipeline.attendee(event, "Waiting", shared_photos["biden_2.jpg"].path)
-    finding = health.missing_references(pipeline.repo, "dlib-resnet-v1-5pt-j0")
+    finding = health.missing_references(pipeline.repo, DEFAULT_MODEL)
     assert finding.count == 1 and waiting.id in finding.examples[0]
 
 

@@ -7,12 +7,13 @@ import pytest
 
 from picsaris_pipeline import health
 from picsaris_pipeline.errors import RetryableError
+from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
 from picsaris_pipeline.realtime import RealtimeMessage, RealtimePublisher
 from picsaris_pipeline.services import photos
 from picsaris_pipeline.services.attendees import build_reference, match_late_joiner
 from picsaris_pipeline.services.delivery import deliver
 
-MODEL = "dlib-resnet-v1-5pt-j0"
+MODEL = DEFAULT_MODEL
 
 
 class RecordingPublisher(RealtimePublisher):

@@ -57,6 +57,7 @@ def test_reembed_launches_backfills_the_daemon_runs_and_the_event_cuts_over(
     picsaris_home, shared_photos, tmp_path, monkeypatch
 ):
     # -- the event under j0, processed in this process on the embedded instance --------------------
+    monkeypatch.setenv("PICSARIS_FACE_MODEL", J0)  # HOG's j0 -> j4: a new descriptor, the same detector
     event_id = picsaris("event", "create", "Backfill switch").strip()
     attendees = sign_up(event_id, SELFIES, shared_photos)
     photo_ids = picsaris(

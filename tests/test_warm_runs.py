@@ -14,6 +14,7 @@ from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster._core.launcher.base import WorkerStatus
 
 from picsaris_pipeline.domain import PhotoStatus
+from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
 from picsaris_pipeline.partitions import PHOTO_JOB, PHOTO_PARTITIONS, PHOTO_TAG
 from picsaris_pipeline.warm_runs.launcher import WORKER_KIND_TAG, WORKER_PID_TAG, WarmRunLauncher, code_fingerprint
 
@@ -86,7 +87,7 @@ def test_runs_fork_from_one_warm_worker_and_publish_their_photos(picsaris_home, 
         assert len(pids) == 3 and os.getpid() not in pids  # one child per run
         worker = launcher._worker
         assert worker is not None and worker.alive() and worker.process.pid not in pids
-        assert worker.ready["model"] == "dlib-resnet-v1-5pt-j0"  # loaded once, before any run
+        assert worker.ready["model"] == DEFAULT_MODEL  # loaded once, before any run
         # Each run's events name its forked process, as Dagster's run worker reports it.
         started = instance.get_records_for_run(finished[0].run_id).records
         assert any(f"pid: {finished[0].tags[WORKER_PID_TAG]}" in (r.event_log_entry.message or "") for r in started)

@@ -32,6 +32,7 @@ from picsaris_pipeline.domain import (
 )
 from picsaris_pipeline.errors import BadInputError, ConfigurationError, NotFoundError, RetryableError
 from picsaris_pipeline.faces.engine import FaceBox
+from picsaris_pipeline.faces.quality import FaceQuality
 from picsaris_pipeline.ids import is_valid_id, new_id
 from picsaris_pipeline.keys import photo_key, selfie_key
 from picsaris_pipeline.realtime import OutboxMessage, RealtimeMessage
@@ -1503,6 +1504,52 @@ class Repository:
         with self._read() as conn:
             return [_photo(r) for r in conn.execute(query).all()]
 
+    # -- face quality (faces/quality.py) ------------------------------------------------------
+    def store_face_quality(self, faces: Sequence[Face], qualities: Sequence[FaceQuality]) -> None:
+        """Record each face's quality, replacing what an earlier run of the same faces recorded."""
+        if len(faces) != len(qualities):
+            raise ValueError("one quality per face")
+        if not faces:
+            return
+        with self._tx() as conn:
+            conn.execute(t.face_quality.delete().where(t.face_quality.c.face_id.in_([f.id for f in faces])))
+            conn.execute(
+                t.face_quality.insert(),
+                [
+                    dict(
+                        face_id=f.id,
+                        photo_id=f.photo_id,
+                        size_px=q.size_px,
+                        sharpness=q.sharpness,
+                        yaw_degrees=q.yaw_degrees,
+                        matchable=q.matchable,
+                        reason=q.reason,
+                    )
+                    for f, q in zip(faces, qualities, strict=True)
+                ],
+            )
+
+    def face_quality_of(self, photo_id: str) -> dict[str, tuple[int, float, float, bool, str | None]]:
+        """face id -> (size px, sharpness, yaw degrees, matchable, reason) for a photo's measured faces."""
+        query = sa.select(t.face_quality).where(t.face_quality.c.photo_id == photo_id)
+        with self._read() as conn:
+            return {
+                r.face_id: (r.size_px, r.sharpness, r.yaw_degrees, bool(r.matchable), r.reason)
+                for r in conn.execute(query).all()
+            }
+
+    def unmatchable_face_ids(self, face_ids: Sequence[str]) -> set[str]:
+        """The faces among these whose quality forbids matching (no row: matchable)."""
+        if not face_ids:
+            return set()
+        query = (
+            sa.select(t.face_quality.c.face_id)
+            .where(t.face_quality.c.face_id.in_(list(face_ids)))
+            .where(t.face_quality.c.matchable.is_(False))
+        )
+        with self._read() as conn:
+            return {r.face_id for r in conn.execute(query).all()}
+
 
 def _lock_attendees(conn: Connection, attendee_ids: Iterable[str], share: bool) -> dict[str, bool]:
     """Lock attendee rows for the rest of the transaction; returns attendee id -> consent.
@@ -1724,6 +1771,7 @@ def _delete_photo_rows(conn: Connection, photo_ids: Sequence[str]) -> None:
     conn.execute(t.matches.delete().where(t.matches.c.photo_id.in_(photo_ids)))
     conn.execute(t.realtime_outbox.delete().where(t.realtime_outbox.c.photo_id.in_(photo_ids)))
     conn.execute(t.face_vectors.delete().where(t.face_vectors.c.photo_id.in_(photo_ids)))
+    conn.execute(t.face_quality.delete().where(t.face_quality.c.photo_id.in_(photo_ids)))
     conn.execute(t.engine_faces.delete().where(t.engine_faces.c.photo_id.in_(photo_ids)))
     conn.execute(t.photo_model_versions.delete().where(t.photo_model_versions.c.photo_id.in_(photo_ids)))
     conn.execute(t.faces.delete().where(t.faces.c.photo_id.in_(photo_ids)))

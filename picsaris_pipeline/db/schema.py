@@ -301,3 +301,17 @@ attendee_references = Table(
     UniqueConstraint("attendee_id", "model_version", "photo_id"),
     Index("ix_attendee_references_event_id_model_version", "event_id", "model_version"),
 )
+
+# Per detected face: what decides whether it may be matched (faces/quality.py). A face without a
+# row (detected before quality was measured, or by a collection engine) counts as matchable.
+face_quality = Table(
+    "face_quality",
+    metadata,
+    Column("face_id", ID, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    Column("photo_id", ID, nullable=False, index=True),
+    Column("size_px", Integer, nullable=False),  # the box's shorter side in the full-size image
+    Column("sharpness", Float, nullable=False),  # variance of the Laplacian of the face at a fixed size
+    Column("yaw_degrees", Float, nullable=False),  # estimated from the 5 landmarks; 0 is frontal
+    Column("matchable", Boolean, nullable=False),
+    Column("reason", String(100)),  # why not matchable
+)

@@ -1,4 +1,5 @@
-"""The embedded-default face engine: dlib's HOG detector, 5-point landmarks and ResNet descriptor.
+"""The embedded-default face engine: a face detector (YuNet by default, or dlib's HOG), dlib's 5-point
+landmarks and its ResNet descriptor.
 
 Model files come from the `face_recognition_models` package. Its `__init__` imports the deprecated
 `pkg_resources`, so the files are located through importlib's spec instead of importing it.
@@ -20,6 +21,7 @@ from PIL import Image
 
 from picsaris_pipeline.errors import ConfigurationError
 from picsaris_pipeline.faces.engine import FaceBox, VectorFaceEngine
+from picsaris_pipeline.faces.quality import FaceQuality, measure
 from picsaris_pipeline.matching import DEFAULT_MIN_SIMILARITY
 
 # Detecting at full 2400 px costs ~2 s a photo; at <= 1200 px with one upsampling pass it costs
@@ -33,21 +35,40 @@ DETECT_THRESHOLD = 0.2
 DETECTOR_VERSION = f"dlib-hog-v1-max{DETECT_MAX_SIDE}-up{DETECT_UPSAMPLE}-t{DETECT_THRESHOLD:g}"
 
 
+DETECTORS = ("yunet", "hog")
+
+
 @dataclass(frozen=True)
 class LocalModel:
     version: str
     num_jitters: int
     description: str
+    detector: str = "hog"  # one of DETECTORS
+
+    @property
+    def detector_version(self) -> str:
+        if self.detector == "yunet":
+            from picsaris_pipeline.faces import yunet
+
+            return yunet.DETECTOR_VERSION
+        return DETECTOR_VERSION
 
 
-# Both use dlib_face_recognition_resnet_model_v1 (128-d); jittering averages the descriptor over
+# All use dlib_face_recognition_resnet_model_v1 (128-d); jittering averages the descriptor over
 # randomly perturbed crops: slower, slightly more robust. Their vectors are close but not the same,
-# so they are distinct versions and are never compared with each other.
+# so they are distinct versions and are never compared with each other. A different detector gives
+# different boxes, so different vectors of the same face: a detector change is a new version too
+# (the version string names it), re-detected and re-embedded by `picsaris reembed`.
+# YuNet comes first, the default: it finds the small faces of group shots HOG misses
+# (docs/QUALITY.md, "Detection"); the HOG versions stay selectable with PICSARIS_FACE_MODEL.
 LOCAL_MODELS: dict[str, LocalModel] = {
     model.version: model
     for model in (
-        LocalModel("dlib-resnet-v1-5pt-j0", 0, "dlib ResNet v1, 5-point alignment, no jitter"),
-        LocalModel("dlib-resnet-v1-5pt-j4", 4, "dlib ResNet v1, 5-point alignment, 4 jitters"),
+        LocalModel(
+            "yunet-dlib-resnet-v1-5pt-j0", 0, "YuNet detector, dlib ResNet v1, 5-point alignment, no jitter", "yunet"
+        ),
+        LocalModel("dlib-resnet-v1-5pt-j0", 0, "dlib HOG detector, ResNet v1, 5-point alignment, no jitter"),
+        LocalModel("dlib-resnet-v1-5pt-j4", 4, "dlib HOG detector, ResNet v1, 5-point alignment, 4 jitters"),
     )
 }
 DEFAULT_MODEL = next(iter(LOCAL_MODELS))
@@ -88,7 +109,6 @@ class _DlibModels:
 
 class DlibEngine(VectorFaceEngine):
     name = "dlib"
-    detector_version = DETECTOR_VERSION
     default_min_similarity = DEFAULT_MIN_SIMILARITY
     dimension = 128
     _instances: ClassVar[dict[str, DlibEngine]] = {}
@@ -101,6 +121,7 @@ class DlibEngine(VectorFaceEngine):
             )
         self.model = LOCAL_MODELS[version]
         self.model_version = version
+        self.detector_version = self.model.detector_version
 
     @classmethod
     def shared(cls, model_version: str | None = None) -> DlibEngine:
@@ -110,6 +131,13 @@ class DlibEngine(VectorFaceEngine):
         return cls._instances[version]
 
     def detect(self, image: Image.Image) -> list[FaceBox]:
+        if self.model.detector == "yunet":
+            from picsaris_pipeline.faces.yunet import YuNetDetector
+
+            return [box for box, _ in YuNetDetector().detect(image)]
+        return self._detect_hog(image)
+
+    def _detect_hog(self, image: Image.Image) -> list[FaceBox]:
         models = _DlibModels.get()
         scale = min(1.0, DETECT_MAX_SIDE / max(image.size))
         small = image
@@ -133,11 +161,26 @@ class DlibEngine(VectorFaceEngine):
             return np.zeros((0, self.dimension), dtype=np.float32)
         models = _DlibModels.get()
         pixels = np.asarray(image)
+        shapes = self._shapes(pixels, boxes)
+        descriptors = models.descriptor.compute_face_descriptor(pixels, shapes, self.model.num_jitters)
+        return np.asarray([np.asarray(d) for d in descriptors], dtype=np.float32)
+
+    @staticmethod
+    def _shapes(pixels: np.ndarray, boxes: Sequence[FaceBox]) -> Any:
+        models = _DlibModels.get()
         shapes = models.dlib.full_object_detections()
         for box in boxes:
             # Landmarks on the full-size image: the aligned 150x150 chip is sharper than from the
             # reduced copy used for detection, which matters for small faces in group shots.
             rect = models.dlib.rectangle(box.left, box.top, box.right, box.bottom)
             shapes.append(models.landmarks(pixels, rect))
-        descriptors = models.descriptor.compute_face_descriptor(pixels, shapes, self.model.num_jitters)
-        return np.asarray([np.asarray(d) for d in descriptors], dtype=np.float32)
+        return shapes
+
+    def quality(self, image: Image.Image, boxes: Sequence[FaceBox]) -> list[FaceQuality]:
+        """Size, sharpness and yaw of each face (faces/quality.py), from the same 5 landmarks the
+        descriptor aligns with, whichever detector found the box."""
+        if not boxes:
+            return []
+        shapes = self._shapes(np.asarray(image), boxes)
+        landmarks = [np.asarray([(p.x, p.y) for p in shape.parts()], dtype=np.float64) for shape in shapes]
+        return measure(image, boxes, landmarks)

@@ -14,12 +14,15 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from PIL import Image
 
 from picsaris_pipeline.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from picsaris_pipeline.faces.quality import FaceQuality
 
 ENGINES = ("dlib", "rekognition")
 
@@ -88,6 +91,11 @@ class VectorFaceEngine(FaceEngine):
     def embed(self, image: Image.Image, boxes: Sequence[FaceBox]) -> np.ndarray:
         """One L2-comparable float32 vector per box, shape (len(boxes), dimension)."""
 
+    def quality(self, image: Image.Image, boxes: Sequence[FaceBox]) -> list[FaceQuality] | None:
+        """Each face's quality (faces/quality.py), or None if this engine measures none (every face
+        may then be matched)."""
+        return None
+
 
 class CollectionFaceEngine(FaceEngine):
     """Keeps faces in a collection per (event, model version) on its side and matches there."""
@@ -155,14 +163,14 @@ class EngineVersions:
 
 def configured_versions(engine: str = "dlib", model_version: str | None = None) -> EngineVersions:
     if engine == "dlib":
-        from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL, DETECTOR_VERSION, LOCAL_MODELS
+        from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL, LOCAL_MODELS
 
         version = model_version or DEFAULT_MODEL
         if version not in LOCAL_MODELS:
             raise ConfigurationError(
                 f"unknown face model {version!r} for engine dlib; offered: {', '.join(LOCAL_MODELS)}"
             )
-        return EngineVersions(engine, DETECTOR_VERSION, version)
+        return EngineVersions(engine, LOCAL_MODELS[version].detector_version, version)
     if engine == "rekognition":
         from picsaris_pipeline.faces.rekognition import KNOWN_MODELS, detector_version_for
 

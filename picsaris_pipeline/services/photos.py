@@ -20,7 +20,7 @@ from picsaris_pipeline.keys import thumbnail_key, verified_image_key
 from picsaris_pipeline.matching import assign_scores
 from picsaris_pipeline.partitions import MAX_PHOTOS_PER_BATCH
 from picsaris_pipeline.realtime import RealtimePublisher, photo_messages
-from picsaris_pipeline.services import policy_matching, versions
+from picsaris_pipeline.services import face_quality, policy_matching, versions
 from picsaris_pipeline.services.delivery import deliver
 from picsaris_pipeline.services.timing import Stopwatch
 from picsaris_pipeline.storage import ObjectStore
@@ -246,6 +246,11 @@ def detect_faces(repo: Repository, store: ObjectStore, engine: FaceEngine, photo
         with watch.lap("detect"):
             boxes = engine.detect(image)
         faces = repo.replace_faces(photo, engine.detector_version, boxes)
+        with watch.lap("quality"):
+            qualities = engine.quality(image, boxes)
+        if qualities is not None:
+            repo.store_face_quality(faces, qualities)
+            details["unmatchable_faces"] = sum(not q.matchable for q in qualities)
     else:
         raise TypeError(f"unsupported face engine {engine!r}")
     with watch.lap("thumbnail"):
@@ -352,6 +357,9 @@ def match_photo(
     candidates: list[tuple[str, str, float]] = []
     if engine is not None:
         scores, face_ids, attendee_ids = _engine_scores(repo, engine, photo, model_version, min_similarity)
+        # Faces too small or blurred to trust are counted but match nobody (the policy path applies
+        # the same gate in decide_photo).
+        scores = face_quality.gate_scores(scores, face_quality.matchable_mask(repo, face_ids))
         assignments = assign_scores(scores, min_similarity)
         rows = [(face_ids[a.face_index], attendee_ids[a.attendee_index], a.similarity) for a in assignments]
         write = PolicyWrite(policy_matching.collection_policy_id(min_similarity), candidates=None)

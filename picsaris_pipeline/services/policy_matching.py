@@ -13,6 +13,7 @@ from picsaris_pipeline.db.repository import CANDIDATE_CONFIRMED, CANDIDATE_REFUS
 from picsaris_pipeline.domain import Photo
 from picsaris_pipeline.match_policy import DEFAULT_POLICY, MatchPolicy, attendee_scores, decide
 from picsaris_pipeline.realtime import RealtimeMessage
+from picsaris_pipeline.services import face_quality
 
 
 def policy_for(min_similarity: float | None) -> MatchPolicy:
@@ -57,7 +58,8 @@ def decide_photo(
             excluded[:, column[attendee]] = True
         elif status == CANDIDATE_CONFIRMED and face in row_of:
             forced.append((row_of[face], column[attendee]))
-    mask = None if matchable is None else np.asarray(matchable, dtype=bool)
+    # The detector's quality gate: a face too small, blurred or turned away is neither matched nor proposed.
+    mask = face_quality.matchable_mask(repo, face_ids) if matchable is None else np.asarray(matchable, dtype=bool)
     decision = decide(scores, policy, mask, excluded, forced)
     confirmed = set(forced)
     rows = [(face_ids[a.face_index], attendee_ids[a.attendee_index], a.similarity) for a in decision.matches]

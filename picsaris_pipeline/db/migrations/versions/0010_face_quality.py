@@ -7,6 +7,9 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+from alembic import op
+
 revision = "0010"
 down_revision = "0009"
 branch_labels = None
@@ -14,8 +17,22 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    # Faces detected before this revision have no row: they count as matchable, as they were.
+    op.create_table(
+        "face_quality",
+        sa.Column("face_id", sa.String(26), nullable=False),
+        sa.Column("photo_id", sa.String(26), nullable=False),
+        sa.Column("size_px", sa.Integer(), nullable=False),
+        sa.Column("sharpness", sa.Float(), nullable=False),
+        sa.Column("yaw_degrees", sa.Float(), nullable=False),
+        sa.Column("matchable", sa.Boolean(), nullable=False),
+        sa.Column("reason", sa.String(100)),
+        sa.ForeignKeyConstraint(["face_id"], ["faces.id"], name="fk_face_quality_face_id_faces", ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("face_id", name="pk_face_quality"),
+    )
+    op.create_index("ix_face_quality_photo_id", "face_quality", ["photo_id"])
 
 
 def downgrade() -> None:
-    pass
+    op.drop_index("ix_face_quality_photo_id", table_name="face_quality")
+    op.drop_table("face_quality")
