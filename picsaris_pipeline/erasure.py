@@ -58,6 +58,7 @@ def delete_attendee(
     forget_enrollments(repo, engine, attendee)
     if attendee.selfie_key:
         store.delete(attendee.selfie_key)
+    repo.withhold_faces_of(attendee.id)  # their faces leave the unknown-face clusters for good
     repo.delete_attendee(attendee.id)
     if instance is not None and instance.has_dynamic_partition(ATTENDEE_PARTITIONS, attendee.id):
         instance.delete_dynamic_partition(ATTENDEE_PARTITIONS, attendee.id)
