@@ -109,13 +109,10 @@ def place(
     if len(members) == 0:
         return None
     to_members = distances(vector[None, :], members)[0]
-    names = np.asarray(labels)
-    best: tuple[float, str] | None = None
-    for label in np.unique(names):
-        mean = float(to_members[names == label].mean())
-        if mean <= max_distance and (best is None or mean < best[0]):
-            best = (mean, str(label))
-    return None if best is None else best[1]
+    names, codes = np.unique(np.asarray(labels), return_inverse=True)
+    means = np.bincount(codes, weights=to_members) / np.bincount(codes)
+    best = int(np.argmin(means))
+    return str(names[best]) if means[best] <= max_distance else None
 
 
 def claimable(reference: np.ndarray, members: np.ndarray, labels: Sequence[str], min_similarity: float) -> list[str]:
