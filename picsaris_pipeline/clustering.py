@@ -36,19 +36,29 @@ def cluster(vectors: np.ndarray, max_distance: float = DEFAULT_CLUSTER_MAX_DISTA
     n = len(vectors)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    pairwise = distances(vectors, vectors)
     labels = np.full(n, -1, dtype=np.int64)
     next_label = 0
-    for component in _components(pairwise <= max_distance):
-        for members in _average_linkage(pairwise[np.ix_(component, component)], max_distance):
+    for component in _components(vectors, max_distance):
+        if len(component) == 1:
+            labels[component] = next_label
+            next_label += 1
+            continue
+        inner = distances(vectors[component], vectors[component])
+        for members in _average_linkage(inner, max_distance):
             labels[component[members]] = next_label
             next_label += 1
     return _renumber(labels)
 
 
-def _components(adjacent: np.ndarray) -> list[np.ndarray]:
-    """Connected components of a boolean adjacency matrix (union-find over its true pairs)."""
-    parent = np.arange(len(adjacent))
+# Rows of the distance matrix computed at a time: an event's 20,000 unmatched faces never need the
+# whole 20,000 x 20,000 matrix (3 GB), only its close pairs and each component's own block.
+_CHUNK = 1024
+
+
+def _components(vectors: np.ndarray, max_distance: float) -> list[np.ndarray]:
+    """Connected components of the graph joining faces at most max_distance apart (union-find)."""
+    n = len(vectors)
+    parent = np.arange(n)
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -56,12 +66,19 @@ def _components(adjacent: np.ndarray) -> list[np.ndarray]:
             i = int(parent[i])
         return i
 
-    for i, j in zip(*np.nonzero(np.triu(adjacent, k=1)), strict=True):
-        ri, rj = root(int(i)), root(int(j))
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-    roots = np.array([root(i) for i in range(len(adjacent))])
-    return [np.nonzero(roots == r)[0] for r in np.unique(roots)]
+    for start in range(0, n, _CHUNK):
+        block = distances(vectors[start : start + _CHUNK], vectors)
+        rows, columns = np.nonzero(block <= max_distance)
+        for i, j in zip(rows + start, columns, strict=True):
+            if j <= i:
+                continue
+            ri, rj = root(int(i)), root(int(j))
+            if ri != rj:
+                parent[max(ri, rj)] = min(ri, rj)
+    roots = np.array([root(i) for i in range(n)])
+    order = np.argsort(roots, kind="stable")
+    _, starts = np.unique(roots[order], return_index=True)
+    return [np.sort(part) for part in np.split(order, starts[1:])]
 
 
 def _average_linkage(pairwise: np.ndarray, max_distance: float) -> list[np.ndarray]:
@@ -115,14 +132,28 @@ def place(
     return str(names[best]) if means[best] <= max_distance else None
 
 
-def claimable(reference: np.ndarray, members: np.ndarray, labels: Sequence[str], min_similarity: float) -> list[str]:
-    """The clusters a guest's selfie claims: those with at least one face the matching threshold
-    accepts for that selfie (the rest of the cluster is that face's person by the cluster's own,
-    stricter, threshold). Sorted by cluster label."""
+def claimable(
+    reference: np.ndarray,
+    members: np.ndarray,
+    labels: Sequence[str],
+    min_similarity: float,
+    rule: str = "mean",
+) -> list[str]:
+    """The clusters a guest's selfie claims, sorted by label. rule "mean" (the default): the
+    cluster's mean similarity to the selfie passes the matching threshold, the average-linkage rule
+    with the selfie as one more face; "any": at least one face passes it (bench/clusters.py shows
+    it brings in more photos of other people: one false accept brings its whole cluster)."""
     if len(members) == 0:
         return []
-    close = similarities(members, reference[None, :])[:, 0] >= min_similarity
-    return sorted({str(label) for label, hit in zip(labels, close, strict=True) if hit})
+    scores = similarities(members, reference[None, :])[:, 0].astype(np.float64)
+    names, codes = np.unique(np.asarray(labels), return_inverse=True)
+    if rule == "mean":
+        passed = np.bincount(codes, weights=scores) / np.bincount(codes) >= min_similarity
+    elif rule == "any":
+        passed = np.bincount(codes, weights=(scores >= min_similarity).astype(np.float64)) > 0
+    else:
+        raise ValueError(f"unknown claim rule {rule!r}")
+    return sorted(str(name) for name in names[passed])
 
 
 def stable_labels(new_labels: np.ndarray, old_labels: Sequence[str | None], fresh: Sequence[str]) -> list[str]:

@@ -76,12 +76,20 @@ def test_place_joins_the_nearest_cluster_within_the_threshold_only():
     assert clustering.place(stranger, vectors[:0], [], 0.45) is None
 
 
-def test_claimable_needs_one_face_within_the_matching_threshold():
+def test_claimable_takes_the_clusters_whose_mean_passes_the_matching_threshold():
     vectors, truth = _people(np.random.default_rng(5), centres=3, per_person=3, spread=0.2)
     names = [f"c{p}" for p in truth]
     selfie, _ = _people(np.random.default_rng(6), centres=1, per_person=1, spread=0.2)
     assert clustering.claimable(selfie[0], vectors, names, 0.45) == ["c0"]
     assert clustering.claimable(selfie[0], vectors, names, 0.999) == []
+
+
+def test_one_close_face_claims_a_cluster_under_any_but_not_under_mean():
+    selfie = np.zeros(3, dtype=np.float32)
+    # One face 0.5 from the selfie (passes 0.45 similarity), its cluster mates ~0.9 away.
+    members = np.array([[0.5, 0, 0], [0.9, 0.1, 0], [0.9, -0.1, 0]], dtype=np.float32)
+    assert clustering.claimable(selfie, members, ["c"] * 3, 0.45, rule="any") == ["c"]
+    assert clustering.claimable(selfie, members, ["c"] * 3, 0.45, rule="mean") == []
 
 
 def test_stable_labels_keep_the_old_ids_of_surviving_clusters():

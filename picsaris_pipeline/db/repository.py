@@ -1152,18 +1152,21 @@ class Repository:
 
     # -- unknown-face clusters (services/face_clusters.py) ------------------------------------
     def unmatched_face_vectors(
-        self, event_id: str, model_version: str, photo_id: str | None = None
+        self, event_id: str, model_version: str, photo_id: str | None = None, or_matched_to: str | None = None
     ) -> tuple[list[tuple[str, str, str | None, str | None]], np.ndarray]:
         """Faces of published photos (or of one photo, whatever its status) with a vector under
-        model_version that no match under it points at: ((face_id, photo_id, cluster_id, state) per
-        face, vectors). cluster_id/state are the face's cluster row, None where it has none."""
+        model_version that no match under it points at (or_matched_to: or a match to that
+        attendee): ((face_id, photo_id, cluster_id, state) per face, vectors). cluster_id/state are
+        the face's cluster row, None where it has none."""
         fv, fc = t.face_vectors, t.face_clusters
-        matched = (
+        other_match = (
             sa.select(t.matches.c.face_id)
             .where(t.matches.c.face_id == fv.c.face_id)
             .where(t.matches.c.model_version == model_version)
-            .exists()
         )
+        if or_matched_to is not None:
+            other_match = other_match.where(t.matches.c.attendee_id != or_matched_to)
+        matched = other_match.exists()
         query = (
             sa.select(fv.c.face_id, fv.c.photo_id, fc.c.cluster_id, fc.c.state, fv.c.vector)
             .join(t.photos, t.photos.c.id == fv.c.photo_id)
@@ -1258,19 +1261,6 @@ class Repository:
         )
         with self._read() as conn:
             return [(r.face_id, r.attendee_id, float(r.similarity or 0.0)) for r in conn.execute(query)]
-
-    def clusters_of_matched_faces(self, attendee_id: str, model_version: str) -> set[str]:
-        """Unclaimed clusters holding a face the attendee is now matched in under model_version."""
-        fc = t.face_clusters
-        query = (
-            sa.select(fc.c.cluster_id)
-            .join(t.matches, sa.and_(t.matches.c.face_id == fc.c.face_id, t.matches.c.model_version == model_version))
-            .where(t.matches.c.attendee_id == attendee_id)
-            .where(fc.c.model_version == model_version)
-            .where(fc.c.state == "unclaimed")
-        )
-        with self._read() as conn:
-            return {r.cluster_id for r in conn.execute(query) if r.cluster_id}
 
     def withhold_faces_of(self, attendee_id: str) -> int:
         """The faces a guest was matched in (every model version) or claimed through a cluster

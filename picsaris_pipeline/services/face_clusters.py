@@ -122,7 +122,8 @@ def unknown_people(
 def claim_for_attendee(
     repo: Repository, attendee_id: str, model_version: str, min_similarity: float
 ) -> tuple[list[str], list[Photo]]:
-    """The clusters a new guest's reference claims (clustering.claimable) are marked theirs, with
+    """The clusters a new guest's reference claims (clustering.claimable: the cluster's mean
+    similarity to the selfie passes the matching threshold) are marked theirs, with
     each face's similarity to the selfie. Returns (claimed cluster ids, published photos to match
     again through the usual write path, which then adds the claimed faces: with_claimed_faces)."""
     attendee = repo.get_attendee(attendee_id)
@@ -131,17 +132,14 @@ def claim_for_attendee(
     reference = repo.attendee_vector(attendee.id, model_version)
     if reference is None:
         return [], []
-    faces, vectors = repo.unmatched_face_vectors(attendee.event_id, model_version)
+    # With the faces the late joiner's own re-match has just matched: they are the closest to the
+    # selfie and still belong to their clusters.
+    faces, vectors = repo.unmatched_face_vectors(attendee.event_id, model_version, or_matched_to=attendee.id)
     keep = [i for i, face in enumerate(faces) if face[3] == "unclaimed" and face[2]]
     if not keep:
         return [], []
     labels = [str(faces[i][2]) for i in keep]
-    # The late joiner's own re-match has just matched the faces closest to the selfie, so they are
-    # no longer unmatched; the clusters they were in are this guest's too.
-    claimed = sorted(
-        set(clustering.claimable(reference, vectors[keep], labels, min_similarity))
-        | (repo.clusters_of_matched_faces(attendee.id, model_version) & set(labels))
-    )
+    claimed = clustering.claimable(reference, vectors[keep], labels, min_similarity)
     if not claimed:
         return [], []
     scores = similarities(vectors[keep], reference[None, :])[:, 0]
