@@ -10,6 +10,7 @@ import json
 
 import dagster as dg
 import numpy as np
+import pytest
 import sqlalchemy as sa
 
 from picsaris_pipeline import clustering
@@ -198,9 +199,20 @@ def test_event_summary_report_and_cli_show_counts_only(pipeline, event, shared_p
     assert json.loads(picsaris("clusters", event.id, "--format", "json", "--min-photos", str(biggest + 1))) == []
 
 
+@pytest.fixture
+def pipeline_on_both(tmp_path, database_url):
+    """The pipeline on SQLite and on PostgreSQL."""
+    from .pipeline_helpers import Pipeline
+
+    with dg.instance_for_test() as instance:
+        yield Pipeline.build(tmp_path, instance, database_url)
+
+
 def test_a_late_joiner_claims_their_cluster_and_withdrawal_or_erasure_takes_their_faces_out(
-    pipeline, event, shared_photos
+    pipeline_on_both, shared_photos
 ):
+    pipeline = pipeline_on_both
+    event = pipeline.event()
     photos = _event_of_strangers(pipeline, event, shared_photos)
     version = _version(pipeline)
     obama_photos = sorted(photos[n] for n in OBAMA)
