@@ -741,5 +741,35 @@ def match_rematch(event_id: str | None) -> None:
             click.echo(f"event {item.id}: {len(done)} photo(s) re-matched", err=True)
 
 
+# -- unknown-face clusters --------------------------------------------------------------------
+CLUSTER_COLUMNS = ("cluster_id", "photos", "faces", "photo_ids")
+
+
+@main.command()
+@click.argument("event_id")
+@click.option("--min-photos", type=click.IntRange(min=1), default=None, help="Only clusters in this many photos [3].")
+@click.option(
+    "--recluster", is_flag=True, help="Cluster the event's unmatched faces again first (as its summary does)."
+)
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+def clusters(event_id: str, min_photos: int | None, recluster: bool, fmt: str) -> None:
+    """People in the event's photos who have not signed up: clusters of unmatched faces, ids and
+    counts only, most photos first."""
+    from picsaris_pipeline.clustering import DEFAULT_MIN_PHOTOS
+    from picsaris_pipeline.services.face_clusters import recluster_event, unknown_people
+
+    with _errors():
+        app = App.from_env()
+        version = app.shown_version(event_id)
+        if recluster:
+            recluster_event(app.repo, event_id, version)
+        people = unknown_people(app.repo, event_id, version, DEFAULT_MIN_PHOTOS if min_photos is None else min_photos)
+        rows = [
+            {"cluster_id": p.cluster_id, "photos": p.photos, "faces": p.faces, "photo_ids": " ".join(p.photo_ids)}
+            for p in people
+        ]
+        _emit(rows, CLUSTER_COLUMNS, fmt)
+
+
 if __name__ == "__main__":
     main()

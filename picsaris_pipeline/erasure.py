@@ -95,6 +95,7 @@ def delete_attendee(
         _erase_photo(repo, store, photo.id, engine, erasure)
     # Their faces in other guests' photos: vectors (and Rekognition faces) go, boxes stay unnamed.
     matched_in = sorted({photo_id for _, photo_id in repo.faces_matched_to(attendee.id)})
+    repo.withhold_faces_of(attendee.id)  # their faces leave the unknown-face clusters for good
     forgotten = forget_matched_faces(repo, engine, attendee)
     erasure.face_vectors = forgotten.face_vectors + forgotten.engine_faces
     forget_enrollments(repo, engine, attendee)

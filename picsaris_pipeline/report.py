@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from picsaris_pipeline.escaping import html_text
 from picsaris_pipeline.imaging import encode_jpeg, load_rgb
 from picsaris_pipeline.keys import verified_image_key
 from picsaris_pipeline.listings import match_row, photo_row
+from picsaris_pipeline.services.face_clusters import UnknownPerson, unknown_people
 from picsaris_pipeline.summary import TOTALS_SCHEMA, EventSummary, UnitPrices, summarize_event
 
 THUMB_SIDE = 480
@@ -99,6 +100,8 @@ class ReportData:
     model_version: str
     detector_version: str
     summary: EventSummary
+    # Unknown-face clusters (services/face_clusters.py): ids and counts of people not signed up.
+    unknown_people: list[UnknownPerson] = field(default_factory=list)
 
 
 def write_report(app: App, event_id: str, out_dir: Path) -> Path:
@@ -116,6 +119,7 @@ def write_report(app: App, event_id: str, out_dir: Path) -> Path:
     data.summary.by_status.write_csv(target / "photos_by_status.csv")
     data.summary.per_attendee.write_csv(target / "guests.csv")
     data.summary.costs.write_csv(target / "costs.csv")
+    _write_csv(target / "unknown_people.csv", unknown_people_rows(data), UNKNOWN_PEOPLE_SCHEMA)
     thumbs = write_thumbnails(app, data, target / "images")
     boxes = {photo_id: _boxes(app, data, photo_id, thumb) for photo_id, thumb in thumbs.items()}
     index = target / "index.html"
@@ -137,6 +141,7 @@ def _load(app: App, event_id: str) -> ReportData:
         # PICSARIS_PRICE_* setting it has no use for.
         # The configured unit prices (PICSARIS_PRICE_*): the export shows what the event costs.
         summary=summarize_event(app.repo, app.store, event.id, model_version, UnitPrices.from_env()),
+        unknown_people=unknown_people(app.repo, event.id, model_version),
     )
 
 
@@ -267,6 +272,7 @@ def render_html(data: ReportData, thumbs: Mapping[str, Thumbnail], boxes: Mappin
         _costs_table(data.summary),
         *(_guest_section(data, a, thumbs, boxes) for a in data.attendees),
         _unmatched_section([p for p in data.photos if p.id not in matched_photo_ids], thumbs, boxes),
+        _unknown_people_section(data.unknown_people),
     ]
     return _page(data.event.name, "\n".join(body))
 
@@ -374,3 +380,30 @@ def _face_svg(box: Box) -> str:
     label_y = box.y - 5 if box.y >= 18 else box.y + 16
     label = ", ".join(box.names)
     return f'{rect}\n<text x="{_n(box.x)}" y="{_n(label_y)}" fill="{colour}">{_e(label)}</text>'
+
+
+# -- unknown-face clusters ----------------------------------------------------------------------
+UNKNOWN_PEOPLE_SCHEMA: dict[str, Any] = {"cluster_id": pl.String, "photos": pl.Int64, "faces": pl.Int64}
+
+
+def unknown_people_rows(data: ReportData) -> list[dict[str, Any]]:
+    return [{"cluster_id": p.cluster_id, "photos": p.photos, "faces": p.faces} for p in data.unknown_people]
+
+
+def _unknown_people_section(people: Sequence[UnknownPerson]) -> str:
+    """Clusters of unmatched faces, counts only: ops see who is missing, nobody's face is shown."""
+    if not people:
+        content = '<p class="empty">None.</p>'
+    else:
+        rows = "\n".join(
+            f'<tr><th scope="row">{_e(p.cluster_id)}</th><td class="value">{p.photos}</td>'
+            f'<td class="value">{p.faces}</td></tr>'
+            for p in people
+        )
+        header = "<tr><th>cluster</th><th>photos</th><th>faces</th></tr>"
+        content = f'<table class="summary">\n{header}\n{rows}\n</table>'
+    return (
+        '<section class="unknown-people">\n<h2>People not signed up</h2>\n'
+        f'<p class="meta">{len(people)} person(s) seen in several photos who have not signed up</p>\n'
+        f"{content}\n</section>"
+    )

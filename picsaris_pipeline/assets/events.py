@@ -5,6 +5,7 @@ import dagster as dg
 from picsaris_pipeline.assets.boundary import STEP_RETRY_POLICY
 from picsaris_pipeline.partitions import event_partitions
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource
+from picsaris_pipeline.services.face_clusters import unknown_people_metadata
 from picsaris_pipeline.services.versions import active_version
 
 
@@ -25,6 +26,7 @@ def event_summary(
     repo = database.repository()
     shown = active_version(repo.get_event(context.partition_key), face_engine.get().model_version)
     summary = summarize_event(repo, object_store.store(), context.partition_key, shown)
+    unknown = unknown_people_metadata(repo, context.partition_key, shown)
     numbers = {
         metric: summary.total(metric)
         for metric in ("photos", "published", "rejected", "duplicates", "failed", "in_progress", "matches")
@@ -38,5 +40,6 @@ def event_summary(
             "processing_p95_s": summary.total("processing_p95_s"),
             "cost_usd": float(summary.costs.filter(summary.costs["item"] == "total")["cost_usd"][0]),
             "model_version": summary.model_version,
+            **unknown,
         }
     )

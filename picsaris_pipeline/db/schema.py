@@ -315,3 +315,25 @@ face_quality = Table(
     Column("matchable", Boolean, nullable=False),
     Column("reason", String(100)),  # why not matchable
 )
+
+# Unknown-face clusters (services/face_clusters.py): every face of a published photo that nobody
+# matched, under one model version, grouped by person, so ops see "a person in 30 photos who has not
+# signed up" and a late joiner's selfie brings in their whole cluster. state: "unclaimed" (an
+# unknown person), "claimed" (a guest's selfie claimed the cluster: attendee_id and the face's
+# similarity to that selfie are kept so re-matching the photo keeps the match), "withheld" (the face
+# was a guest's who withdrew consent or was erased: never clustered or claimed again).
+face_clusters = Table(
+    "face_clusters",
+    metadata,
+    Column("face_id", ID, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    Column("model_version", VERSION, primary_key=True),
+    Column("event_id", ID, nullable=False),
+    Column("photo_id", ID, nullable=False),
+    Column("cluster_id", ID),  # None once withheld
+    Column("state", String(10), nullable=False),
+    Column("attendee_id", ID, ForeignKey("attendees.id", ondelete="SET NULL")),
+    Column("similarity", Float),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_face_clusters_event_id_model_version", "event_id", "model_version"),
+    Index("ix_face_clusters_photo_id_model_version", "photo_id", "model_version"),
+)

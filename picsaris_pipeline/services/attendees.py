@@ -18,7 +18,7 @@ from picsaris_pipeline.errors import BadInputError, NotFoundError
 from picsaris_pipeline.faces.engine import CollectionFaceEngine, FaceEngine, VectorFaceEngine, collection_engine_for
 from picsaris_pipeline.matching import candidates
 from picsaris_pipeline.realtime import RealtimePublisher
-from picsaris_pipeline.services import versions
+from picsaris_pipeline.services import face_clusters, versions
 from picsaris_pipeline.services.delivery import deliver
 from picsaris_pipeline.services.photos import match_photo
 from picsaris_pipeline.services.policy_matching import policy_for
@@ -240,4 +240,6 @@ def _match_late_joiner(
         if photo.status is PhotoStatus.PUBLISHED and any(a == attendee.id for _, a, _ in rows):
             found.append(photo_id)
             deliver(repo, publisher, photo.id)
+    if collection_engine is None:  # a cluster of this guest's unmatched faces comes in at once
+        found = face_clusters.bring_in_clusters(repo, publisher, attendee.id, model_version, min_similarity, found)
     return found

@@ -111,6 +111,7 @@ def _withdraw(
 ) -> list[str]:
     attendee = repo.get_attendee(attendee_id)
     forget_enrollments(repo, engine, attendee)
+    repo.withhold_faces_of(attendee.id)  # their faces leave the unknown-face clusters for good
     photo_ids = repo.set_consent(attendee.id, False)
     version = active_version(repo.get_event(attendee.event_id), engine.model_version)
     rematch_engine = engine if isinstance(engine, CollectionFaceEngine) and engine.model_version == version else None

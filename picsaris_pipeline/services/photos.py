@@ -20,7 +20,7 @@ from picsaris_pipeline.keys import thumbnail_key, verified_image_key
 from picsaris_pipeline.matching import assign_scores
 from picsaris_pipeline.partitions import MAX_PHOTOS_PER_BATCH
 from picsaris_pipeline.realtime import RealtimePublisher, photo_messages
-from picsaris_pipeline.services import face_quality, policy_matching, versions
+from picsaris_pipeline.services import face_clusters, face_quality, policy_matching, versions
 from picsaris_pipeline.services.delivery import deliver
 from picsaris_pipeline.services.timing import Stopwatch
 from picsaris_pipeline.storage import ObjectStore
@@ -368,6 +368,7 @@ def match_photo(
         decision = policy_matching.decide_photo(repo, photo, model_version, policy)
         rows, candidates = decision.rows, decision.candidates
         write = policy_matching.policy_write(policy, decision, announce)
+    rows = face_clusters.with_claimed_faces(repo, photo, model_version, rows)  # a late joiner's claimed cluster
     messages = []
     if announce:
         messages = photo_messages(photo.event_id, photo.id, [attendee for _, attendee, _ in rows], model_version)
@@ -417,6 +418,7 @@ def publish_matches(
     with watch.lap("match"):
         rows = match_photo(repo, photo, model_version, min_similarity, collection_engine)
         repo.mark_photo_version(photo, model_version, photo.face_count or 0)
+        face_clusters.place_photo_faces(repo, photo, model_version)  # unknown faces join their person's cluster
         cut_over = versions.maybe_cut_over(repo, photo.event_id, model_version)
     repo.update_photo(photo.id, PhotoStatus.PUBLISHED)
     active = repo.get_event(photo.event_id).active_model_version
