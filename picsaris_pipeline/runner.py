@@ -41,6 +41,7 @@ from picsaris_pipeline.partitions import (
     contiguous_batches,
     run_photo_ids,
 )
+from picsaris_pipeline.services.guest_import import BuiltReference
 from picsaris_pipeline.services.intake import expire_abandoned_uploads
 from picsaris_pipeline.services.photos import mark_failed
 from picsaris_pipeline.settings import Settings, whole_number_from_env
@@ -550,7 +551,7 @@ class ImportedReferences:
     def add_partitions(self, attendee_ids: Sequence[str]) -> None:
         _ensure_partitions(self.instance, ATTENDEE_PARTITIONS, list(attendee_ids))
 
-    def record(self, built: Any) -> None:
+    def record(self, built: BuiltReference) -> None:
         attendee = built.attendee
         metadata: dict[str, Any] = {
             "event_id": attendee.event_id,
