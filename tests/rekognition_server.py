@@ -11,9 +11,10 @@ Faults are scripted per operation: `fail(operation, code, times)` makes the next
 that error (ThrottlingException, InternalServerError, AccessDeniedException, ...), as AWS does:
 HTTP 400 (500 for InternalServerError) with `{"__type": code, "message": ...}`.
 
-Races are scripted with `hold(operation)`: the next call of that operation is carried out (faces
-indexed, users created) but its response waits until the test calls `release()` on the hold, so a
-test can act in the middle of an engine call (withdraw consent while IndexFaces is answering).
+Races are scripted with `hold(operation, after=0)`: the next call of that operation (after letting
+`after` calls through) is carried out (faces indexed, users searched) but its response waits until
+the test calls `release()` on the hold, so a test can act in the middle of an engine call (withdraw
+consent while IndexFaces is answering).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class Hold:
     the answer goes out when the test calls `release()`."""
 
     operation: str
+    after: int = 0  # calls of the operation let through before the one held
     reached: threading.Event = field(default_factory=threading.Event)
     released: threading.Event = field(default_factory=threading.Event)
 
@@ -94,8 +96,8 @@ class RekognitionState:
         with self.lock:
             self.faults[operation] += [(code, status)] * times
 
-    def hold(self, operation: str) -> Hold:
-        held = Hold(operation)
+    def hold(self, operation: str, after: int = 0) -> Hold:
+        held = Hold(operation, after)
         with self.lock:
             self.holds[operation].append(held)
         return held
@@ -123,7 +125,12 @@ class RekognitionState:
             raise ServiceError("UnknownOperationException", f"{operation} is not served by this test server")
         answer = handler(params)
         with self.lock:
-            held = self.holds[operation].pop(0) if self.holds.get(operation) else None
+            held = self.holds[operation][0] if self.holds.get(operation) else None
+            if held is not None and held.after > 0:
+                held.after -= 1
+                held = None
+            elif held is not None:
+                self.holds[operation].pop(0)
         if held is not None:
             held.reached.set()
             if not held.released.wait(timeout=60):

@@ -301,7 +301,7 @@ def test_withdrawing_consent_while_rekognition_searches_a_photo_leaves_no_match(
     pipeline, event, shared_photos, monkeypatch
 ):
     """The photo's matching asks SearchUsers per face with the guest list read before; the guest
-    withdraws while the first answer is held: the match write refuses them and the photo is matched
+    withdraws while the last answer is held: the match write refuses them and the photo is matched
     again without them."""
     from picsaris_pipeline.assets import PHOTO_ASSETS
     from picsaris_pipeline.faces.rekognition import RekognitionEngine
@@ -325,7 +325,10 @@ def test_withdrawing_consent_while_rekognition_searches_a_photo_leaves_no_match(
         data = shared_photos["group_two_people.jpg"].path.read_bytes()
         photo = pipeline.upload(event, biden, data, "group_two_people.jpg")
         assert pipeline.run_photo(photo.id, assets=PHOTO_ASSETS[:3]).success  # up to embedded
-        held = server.state.hold("SearchUsers")
+        # Hold the last face's SearchUsers: every answer was computed with the guest still enrolled.
+        faces = pipeline.repo.get_faces(photo.id, engine.detector_version)
+        assert len(faces) == 2
+        held = server.state.hold("SearchUsers", after=len(faces) - 1)
 
         matching = _InThread(
             publish_matches,
