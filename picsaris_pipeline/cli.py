@@ -337,13 +337,21 @@ def attendee_list(event_id: str, fmt: str) -> None:
 @click.argument("attendee_id")
 @click.option("--withdraw", "action", flag_value="withdraw", help="Stop matching them and delete their face data.")
 @click.option("--give", "action", flag_value="give", help="Match them again (their selfie is processed anew).")
-def attendee_consent(attendee_id: str, action: str | None) -> None:
+@click.option(
+    "--selfie",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="With --give: a new sign-up selfie (needed when the old one was deleted at a withdrawal).",
+)
+def attendee_consent(attendee_id: str, action: str | None, selfie: Path | None) -> None:
     """Withdraw or give an attendee's consent to be matched in photos."""
     from picsaris_pipeline.resources import RealtimeResource
     from picsaris_pipeline.services.consent import give_consent, withdraw_everywhere
 
     if action is None:
         raise click.UsageError("give --withdraw or --give")
+    if selfie is not None and action != "give":
+        raise click.UsageError("--selfie goes with --give")
     with _errors():
         app = App.from_env()
         if action == "withdraw":
@@ -359,6 +367,10 @@ def attendee_consent(attendee_id: str, action: str | None) -> None:
             _scrub_old_dagster_metadata(app)
         else:
             given = give_consent(app.repo, attendee_id)
+            if selfie is not None:
+                from picsaris_pipeline.services.attendees import replace_selfie
+
+                given.attendee = replace_selfie(app.repo, app.store, attendee_id, selfie.read_bytes(), selfie.name)
             if given.attendee.reason:  # e.g. their selfie was deleted while there was no consent
                 click.echo(f"consent given; {given.attendee.reason}", err=True)
             else:

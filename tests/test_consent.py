@@ -86,7 +86,8 @@ def test_the_cli_withdraws_consent(picsaris_home, shared_photos):
     assert "Obama" not in picsaris("matches", event_id)
     picsaris("process")  # nothing pending brings him back
     assert "Obama" not in picsaris("matches", event_id)
-    picsaris("attendee", "consent", obama, "--give")
+    # The withdrawal deleted his selfie image too: consent comes back with a new one.
+    picsaris("attendee", "consent", obama, "--give", "--selfie", str(shared_photos["obama_1.jpg"].path))
     picsaris("process")
     assert "Obama" in picsaris("matches", event_id)
 

@@ -6,6 +6,7 @@ never arrives ends rejected."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -277,6 +278,36 @@ def test_the_cli_says_a_new_selfie_is_needed_when_consent_comes_back(picsaris_ho
     assert not list((picsaris_home / "bucket").rglob("*selfies*/*"))  # the selfie image is gone
     result = CliRunner().invoke(main, ["attendee", "consent", attendee_id, "--give"], catch_exceptions=False)
     assert result.exit_code == 0 and "a new selfie is needed" in result.stderr
+
+
+def test_a_withdrawal_deletes_the_selfie_image_and_consent_comes_back_with_a_new_one(
+    picsaris_home, shared_photos, monkeypatch
+):
+    from click.testing import CliRunner
+
+    from picsaris_pipeline.cli import main
+
+    from .cli_runner import picsaris
+
+    monkeypatch.setenv("DAGSTER_HOME", str(picsaris_home / "dagster"))
+    event_id = picsaris("event", "create", "Withdrawn selfie").strip()
+    selfie = str(shared_photos["obama_1.jpg"].path)
+    attendee_id = picsaris("attendee", "add", event_id, "--name", "Obama", "--selfie", selfie).strip()
+    picsaris("process")
+    assert list((picsaris_home / "bucket").rglob("*selfies*/*"))
+    withdrawn = CliRunner().invoke(main, ["attendee", "consent", attendee_id, "--withdraw"], catch_exceptions=False)
+    assert withdrawn.exit_code == 0 and "their selfie image" in withdrawn.stderr
+    assert not list((picsaris_home / "bucket").rglob("*selfies*/*"))  # the image went with the consent
+
+    given = CliRunner().invoke(main, ["attendee", "consent", attendee_id, "--give"], catch_exceptions=False)
+    assert given.exit_code == 0 and "a new selfie is needed" in given.stderr
+    renewed = CliRunner().invoke(
+        main, ["attendee", "consent", attendee_id, "--give", "--selfie", selfie], catch_exceptions=False
+    )
+    assert renewed.exit_code == 0, renewed.output
+    picsaris("process")
+    listed = json.loads(picsaris("attendee", "list", event_id, "--format", "json"))
+    assert {row["attendee_id"]: row["reference_status"] for row in listed} == {attendee_id: "ready"}
 
 
 # -- a selfie that never arrives --------------------------------------------------------------------

@@ -18,7 +18,7 @@ from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.domain import Attendee, PhotoStatus, ReferenceStatus
 from picsaris_pipeline.faces.engine import CollectionFaceEngine, FaceEngine, collection_engine_for
 from picsaris_pipeline.realtime import RealtimePublisher
-from picsaris_pipeline.services.attendees import NEW_SELFIE_NEEDED, forget_enrollments
+from picsaris_pipeline.services.attendees import NEW_SELFIE_NEEDED, delete_selfie_without_consent, forget_enrollments
 from picsaris_pipeline.services.delivery import deliver
 from picsaris_pipeline.services.photos import match_photo, redraw_thumbnail
 from picsaris_pipeline.services.versions import active_version
@@ -36,11 +36,13 @@ class Withdrawal:
     face_vectors: int = 0  # vectors of their faces in event photos
     engine_faces: int = 0  # Rekognition faces of their faces in event photos
     thumbnails_redrawn: int = 0
+    selfie_deleted: bool = False  # their sign-up selfie image, from the bucket
 
     def describe(self) -> str:
+        selfie = ", their reference and their selfie image" if self.selfie_deleted else " and their reference"
         return (
             f"deleted {self.matches} match(es) in {len(self.photo_ids)} photo(s), {self.face_vectors} face vector(s)"
-            f" and {self.engine_faces} engine face(s) of their faces in event photos, and their reference; "
+            f" and {self.engine_faces} engine face(s) of their faces in event photos{selfie}; "
             f"redrew {self.thumbnails_redrawn} thumbnail(s) without their name"
         )
 
@@ -58,8 +60,16 @@ def withdraw_everywhere(
     forgotten = forget_matched_faces(repo, engine, attendee)
     repo.delete_private_messages(attendee.id)
     photo_ids = _withdraw(repo, engine, publisher, attendee.id, min_similarity)
-    redrawn = redraw_thumbnails(repo, store, engine, attendee.event_id, photo_ids) if store is not None else 0
-    return Withdrawal(photo_ids, forgotten.matches, forgotten.face_vectors, forgotten.engine_faces, redrawn)
+    redrawn, selfie_deleted = 0, False
+    if store is not None:
+        redrawn = redraw_thumbnails(repo, store, engine, attendee.event_id, photo_ids)
+        # Without consent no face data is kept, the selfie image included: consent given back
+        # needs a new selfie (`picsaris attendee consent ID --give --selfie PATH`).
+        selfie_deleted = delete_selfie_without_consent(repo, store, repo.get_attendee(attendee.id)).selfie_key is None
+        selfie_deleted = selfie_deleted and attendee.selfie_key is not None
+    return Withdrawal(
+        photo_ids, forgotten.matches, forgotten.face_vectors, forgotten.engine_faces, redrawn, selfie_deleted
+    )
 
 
 @dataclass
