@@ -65,8 +65,12 @@ def test_a_new_rekognition_face_model_changes_detection_too():
 
 def test_a_new_threshold_makes_only_matching_stale():
     default = code_versions(configured_versions("dlib", J0), None)
-    stricter = code_versions(configured_versions("dlib", J0), 0.5)
+    stricter = code_versions(configured_versions("dlib", J0), 0.6)
     assert {name for name in default if default[name] != stricter[name]} == {"matches_published", "attendee_matches"}
+    # The code version names the match policy: the default bar set explicitly is the same policy.
+    from picsaris_pipeline.matching import DEFAULT_MIN_SIMILARITY
+
+    assert code_versions(configured_versions("dlib", J0), DEFAULT_MIN_SIMILARITY) == default
 
 
 # -- checks that catch a mixed state --------------------------------------------------------------
