@@ -99,7 +99,7 @@ def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepRe
             PhotoStatus.DUPLICATE,
             sha256=sha,
             duplicate_of=first.id,
-            reason=f"same bytes as photo {first.id} ({first.file_name})",
+            reason=f"same bytes as photo {first.id}",  # ids only: file names are the guests' own
         )
         return StepResult(
             repo.get_photo(photo.id), PhotoStatus.DUPLICATE, f"duplicate of {first.id}", timings_ms=watch.ms
@@ -110,9 +110,17 @@ def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepRe
         except BadInputError as error:
             return _reject(repo, photo, str(error), watch, sha256=sha)
     with watch.lap("near_duplicates"):
-        perceptual_hash = near_duplicates.perceptual_hash(decoded.image)
-        original = repo.claim_perceptual_hash(photo.id, perceptual_hash, sha)
-    if original is not None:
+        found = near_duplicates.fingerprint(decoded.image, decoded.original_width * decoded.original_height)
+        perceptual_hash = found.coarse
+        # An image too flat to hash (grey, white, dark, a thin strip) is never compared: all such
+        # images share a hash, and none of them is anyone's duplicate.
+        original = None if found.too_flat else repo.claim_near_duplicate(photo.id, found, sha)
+    replaced: dict[str, Any] = {}
+    if original is not None and original.better is not None:
+        # This copy is clearly better than the one kept so far: guests see this one from now on.
+        logger.info("photo %s replaces its near-duplicate %s (%s)", photo.id, original.photo_id, original.better)
+        replaced = {"replaced_duplicate": original.photo_id, "replaced_because": original.better}
+    elif original is not None:
         # The same shot from another phone: never detected, embedded or matched a second time.
         logger.info("photo %s is a near-duplicate of %s (distance %d)", photo.id, original.photo_id, original.distance)
         return StepResult(
@@ -122,6 +130,7 @@ def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepRe
             details={
                 "duplicate_of": original.photo_id,
                 "hash_distance": original.distance,
+                "fine_hash_distance": original.fine_distance,
                 "perceptual_hash": f"{perceptual_hash:016x}",
             },
             timings_ms=watch.ms,
@@ -150,7 +159,10 @@ def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepRe
         "exif_orientation": decoded.orientation,
         "bytes": len(data),
         "perceptual_hash": f"{perceptual_hash:016x}",
+        **replaced,
     }
+    if found.too_flat:
+        details["near_duplicate_check"] = f"skipped: {found.too_flat}"
     if decoded.frames > 1:
         details["frames"] = decoded.frames
     return StepResult(
