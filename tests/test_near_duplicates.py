@@ -573,6 +573,49 @@ def test_flat_images_and_colliding_distinct_photos_are_all_published(
     assert set(statuses.values()) == {PhotoStatus.PUBLISHED}, statuses
 
 
+def _race_confirmed(repo, claims: list[tuple[str, near_duplicates.Fingerprint]]) -> dict[str, object]:
+    """claim_near_duplicate from as many threads, released at the same instant."""
+    start = threading.Barrier(len(claims))
+    outcome: dict[str, object] = {}
+
+    def check(photo_id: str, found: near_duplicates.Fingerprint) -> None:
+        start.wait()
+        outcome[photo_id] = repo.claim_near_duplicate(photo_id, found, "0" * 64)
+
+    threads = [threading.Thread(target=check, args=claim) for claim in claims]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return outcome
+
+
+def test_two_confirmed_copies_checked_at_the_same_moment_leave_exactly_one_original(database_url, shared_photos):
+    repo = connect(database_url)
+    raw = shared_photos["obama_4.jpg"].path.read_bytes()
+    prints = [fingerprint_of(raw), fingerprint_of(SAME_SHOT["jpeg_q80"](decode_photo(raw).image, raw))]
+    for attempt in range(4):
+        event = repo.create_event(f"confirmed race {attempt}")
+        guest = repo.add_attendee(event.id, "Guest", True, None, None)
+        pair = [_uploaded_photo(repo, event.id, guest.id, f"{side}.jpg") for side in ("a", "b")]
+        outcome = _race_confirmed(repo, [(p.id, f) for p, f in zip(pair, prints, strict=True)])
+        statuses = sorted(repo.get_photo(p.id).status for p in pair)
+        assert statuses == [PhotoStatus.DUPLICATE, PhotoStatus.UPLOADED], f"attempt {attempt}: {outcome}"
+        assert sum(found is not None for found in outcome.values()) == 1
+
+
+def test_a_photo_hashed_before_confirmation_existed_is_never_confirmed(database_url, shared_photos):
+    repo = connect(database_url)
+    event = repo.create_event("legacy")
+    guest = repo.add_attendee(event.id, "Guest", True, None, None)
+    raw = shared_photos["obama_4.jpg"].path.read_bytes()
+    legacy, fresh = (_uploaded_photo(repo, event.id, guest.id, f"{n}.jpg") for n in ("legacy", "fresh"))
+    found = fingerprint_of(raw)
+    assert repo.claim_perceptual_hash(legacy.id, found.coarse, "0" * 64) is None  # hash only, no fingerprint
+    assert repo.claim_near_duplicate(fresh.id, found, "0" * 64) is None
+    assert repo.get_photo(fresh.id).status is PhotoStatus.UPLOADED
+
+
 # -- the measurements behind MAX_DISTANCE -----------------------------------------------------------
 
 
