@@ -47,6 +47,8 @@ itself well under a millisecond (tests/test_near_duplicates.py times it on both)
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,3 +127,203 @@ class NearDuplicate:
             f"stripped of its metadata (perceptual hash distance {self.distance} of 64 bits; up to {MAX_DISTANCE} "
             "means the same shot)"
         )
+
+
+# -- confirmation: a hash match is a candidate, not proof ------------------------------------------
+#
+# The 64-bit hash above is a cheap filter over the whole event. Measured on ../shared/lfw-dev (6,989
+# photos, 250 px, one face each, centred: the hardest case, since their low frequencies look alike),
+# 129 pairs fall within MAX_DISTANCE, most of them photos of two different people. So a candidate
+# must be confirmed before a photo is called a duplicate, by:
+#   - a finer hash: the same DCT hash at 256 bits (64x64 pixels, the 16x16 lowest frequencies),
+#     within FINE_MAX_DISTANCE. On the lfw-dev candidate pairs, photos of different people lie 52 bits
+#     apart or more, every re-encoding, resize, darkening, 1% crop and EXIF rotation of the shared
+#     photos and of 150 lfw-dev ones within 30 (bench/near_duplicates.py prints it again);
+#   - the same shape: aspect ratios within MAX_ASPECT_CHANGE (a crop of 1-2% changes it by < 3%).
+# And an image too flat to hash (grey, white, a dark square, a thin strip: the median split of 64
+# near-zero coefficients is noise, so all such images share a hash) is never anyone's duplicate.
+
+FINE_HASH_SIZE = 16  # 16x16 = 256 bits, from a 64x64 DCT
+FINE_MAX_DISTANCE = 40
+MAX_ASPECT_CHANGE = 0.06
+FLAT_MAX_STD = 4.0  # grey levels (of 255) on the 32x32 image the hash is computed from
+MIN_HASHABLE_SIDE = 32  # px
+MAX_HASHABLE_ASPECT = 8.0  # a strip longer than 8:1 is squeezed to 32x32 beyond recognition
+SHARPNESS_SIDE = 512  # px: sharpness is measured with the long side brought to this
+
+_FINE_DCT = _dct_matrix(FINE_HASH_SIZE * _HIGHFREQ_FACTOR)
+_FINGERPRINT_LAYOUT = struct.Struct("<B32sIIQff")  # version, fine hash, width, height, pixels, sharpness, brightness
+_FINGERPRINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What the near-duplicate check knows of one verified image."""
+
+    coarse: int  # the 64-bit perceptual_hash
+    fine: bytes  # 256-bit hash, 32 bytes
+    width: int  # the verified (upright) image
+    height: int
+    pixels: int  # of the photo as sent (before the 2400 px limit): "larger" compares these
+    sharpness: float  # Laplacian variance over grey variance: contrast-free, so a darkened copy keeps it
+    brightness: float  # mean grey level, 0-255
+    too_flat: str | None = None  # why the image cannot be hashed meaningfully, None if it can
+
+    def pack(self) -> bytes:
+        """The stored form (photos.near_duplicate_fingerprint)."""
+        return _FINGERPRINT_LAYOUT.pack(
+            _FINGERPRINT_VERSION, self.fine, self.width, self.height, self.pixels, self.sharpness, self.brightness
+        )
+
+    @classmethod
+    def unpack(cls, coarse: int, data: bytes) -> Fingerprint:
+        version, fine, width, height, pixels, sharpness, brightness = _FINGERPRINT_LAYOUT.unpack(data)
+        if version != _FINGERPRINT_VERSION:
+            raise ValueError(f"unknown near-duplicate fingerprint version {version}")
+        return cls(coarse, fine, width, height, pixels, sharpness, brightness)
+
+
+def _dct_bits(pixels: np.ndarray, basis: np.ndarray, size: int) -> np.ndarray:
+    low = (basis @ pixels @ basis.T)[:size, :size]
+    return (low > np.median(low)).ravel()
+
+
+def _sharpness(grey: Image.Image) -> float:
+    """Laplacian variance over grey-level variance, on the image brought to SHARPNESS_SIDE: at one
+    common scale, so a small copy (enlarged, it looks soft) and a large one reduced compare fairly."""
+    scale = SHARPNESS_SIDE / max(grey.size)
+    size = (max(3, round(grey.width * scale)), max(3, round(grey.height * scale)))
+    pixels = np.asarray(grey.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
+    laplacian = 4 * pixels[1:-1, 1:-1] - pixels[:-2, 1:-1] - pixels[2:, 1:-1] - pixels[1:-1, :-2] - pixels[1:-1, 2:]
+    spread = float(pixels.var())
+    return float(laplacian.var()) / spread if spread > 1e-6 else 0.0
+
+
+def flatness(width: int, height: int, grey32: np.ndarray) -> str | None:
+    """Why an image is too flat or too thin for its hash to mean anything, or None."""
+    if min(width, height) < MIN_HASHABLE_SIDE:
+        return f"too small to compare ({width}x{height} px, under {MIN_HASHABLE_SIDE} px on a side)"
+    if max(width, height) / min(width, height) > MAX_HASHABLE_ASPECT:
+        return f"too thin to compare ({width}x{height} px, longer than {MAX_HASHABLE_ASPECT:.0f}:1)"
+    spread = float(grey32.std())
+    if spread < FLAT_MAX_STD:
+        return f"too flat to compare (grey level spread {spread:.1f} of 255, under {FLAT_MAX_STD:.0f})"
+    return None
+
+
+def fingerprint(image: Image.Image, original_pixels: int | None = None) -> Fingerprint:
+    """The image's fingerprint; `coarse` equals perceptual_hash(image). original_pixels: the size of
+    the photo as sent, if the image was reduced for verification."""
+    grey = image.convert("L")
+    side = HASH_SIZE * _HIGHFREQ_FACTOR
+    grey32 = np.asarray(grey.resize((side, side), Image.Resampling.LANCZOS), dtype=np.float64)
+    bits = _dct_bits(grey32, _DCT, HASH_SIZE)
+    coarse = int(np.bitwise_or.reduce(_BIT_WEIGHTS[bits])) if bits.any() else 0
+    fine_side = FINE_HASH_SIZE * _HIGHFREQ_FACTOR
+    grey64 = np.asarray(grey.resize((fine_side, fine_side), Image.Resampling.LANCZOS), dtype=np.float64)
+    fine = np.packbits(_dct_bits(grey64, _FINE_DCT, FINE_HASH_SIZE)).tobytes()
+    width, height = image.size
+    return Fingerprint(
+        coarse=coarse,
+        fine=fine,
+        width=width,
+        height=height,
+        pixels=original_pixels or width * height,
+        # rounded as stored (float32), so a fingerprint read back equals the one computed
+        sharpness=float(np.float32(_sharpness(grey))),
+        brightness=float(np.float32(grey32.mean())),
+        too_flat=flatness(width, height, grey32),
+    )
+
+
+def fine_distance(a: Fingerprint, b: Fingerprint) -> int:
+    return int.from_bytes(a.fine, "big").__xor__(int.from_bytes(b.fine, "big")).bit_count()
+
+
+def aspect_change(a: Fingerprint, b: Fingerprint) -> float:
+    """Relative difference of the two aspect ratios (0 = the same shape)."""
+    first, second = a.width / a.height, b.width / b.height
+    return abs(first - second) / min(first, second)
+
+
+def confirmed(new: Fingerprint, kept: Fingerprint) -> bool:
+    """Whether a candidate within MAX_DISTANCE is the same shot: the finer hash and the shape agree."""
+    if new.too_flat or kept.too_flat:
+        return False
+    return fine_distance(new, kept) <= FINE_MAX_DISTANCE and aspect_change(new, kept) <= MAX_ASPECT_CHANGE
+
+
+# A copy must be clearly better to replace the one kept: a re-encoding, a messenger's copy or a
+# screenshot of the same shot never is (bench/near_duplicates.py measures both sides).
+LARGER_FACTOR = 1.5  # pixels
+SHARPER_FACTOR = 1.5  # sharpness
+DARKENED_FACTOR = 0.75  # the kept copy's mean grey level at most this fraction of the new one's...
+DARKENED_MIN_LEVELS = 16.0  # ...and at least this many levels below it
+WASHED_OUT_LEVEL = 200.0  # a copy brighter than this on average is not "better lit"
+
+
+def better_copy(new: Fingerprint, kept: Fingerprint) -> str | None:
+    """Why `new` is clearly better than the copy kept so far ("larger", "sharper", "not darkened"),
+    or None. Each rule requires the new copy to be no worse on the other counts."""
+    no_smaller = new.pixels >= 0.9 * kept.pixels
+    no_darker = new.brightness >= kept.brightness - 8
+    # Sharpness at one scale still favours a smaller copy a little (its resampling and re-encoding
+    # add edges), so a copy with 1.5x the pixels only has to keep half the kept one's.
+    if new.pixels >= LARGER_FACTOR * kept.pixels and new.sharpness >= 0.5 * kept.sharpness and no_darker:
+        return "larger"
+    if new.sharpness >= SHARPER_FACTOR * kept.sharpness and no_smaller and no_darker:
+        return "sharper"
+    darkened = (
+        kept.brightness <= DARKENED_FACTOR * new.brightness
+        and new.brightness - kept.brightness >= DARKENED_MIN_LEVELS
+        and new.brightness <= WASHED_OUT_LEVEL
+    )
+    # Not "no blurrier" here: a darkened copy's noise, relative to its lower contrast, reads as detail.
+    if darkened and no_smaller:
+        return "not darkened"
+    return None
+
+
+def duplicate_reason(original_id: str, coarse_distance: int, fine: int) -> str:
+    """The reason a confirmed near-duplicate shows (ids only: file names are the guests' own)."""
+    return (
+        f"near-duplicate of photo {original_id}: the same shot re-encoded, resized or stripped of its "
+        f"metadata (perceptual hash distance {coarse_distance} of 64 bits, confirmed at {fine} of 256)"
+    )
+
+
+def replaced_reason(better_id: str, why: str) -> str:
+    return f"near-duplicate of photo {better_id}, a better copy of the same shot ({why}), which guests now see"
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """A confirmed near-duplicate: photo_id is the other copy of the shot. better is set when the
+    new photo is the better copy and replaced photo_id as the one guests see."""
+
+    photo_id: str
+    distance: int
+    fine_distance: int
+    better: str | None = None
+
+    @property
+    def reason(self) -> str:
+        return duplicate_reason(self.photo_id, self.distance, self.fine_distance)
+
+
+def judge(new: Fingerprint, candidates: Sequence[tuple[str, Fingerprint]]) -> Confirmed | None:
+    """The kept copy `new` is a confirmed near-duplicate of, or None: among candidates within
+    MAX_DISTANCE whose finer hash and shape agree, the closest by the finer hash (the first on a
+    tie), with whether `new` is the better copy."""
+    best: Confirmed | None = None
+    kept: Fingerprint | None = None
+    for photo_id, other in candidates:
+        coarse = distance(new.coarse, other.coarse)
+        if coarse > MAX_DISTANCE or not confirmed(new, other):
+            continue
+        fine = fine_distance(new, other)
+        if best is None or fine < best.fine_distance:
+            best, kept = Confirmed(photo_id, coarse, fine), other
+    if best is None or kept is None:
+        return None
+    return Confirmed(best.photo_id, best.distance, best.fine_distance, better_copy(new, kept))

@@ -238,6 +238,7 @@ def test_the_same_shot_from_a_second_phone_ends_duplicate_and_is_never_matched_t
     duplicate = pipeline.repo.get_photo(second.id)
     assert duplicate.status is PhotoStatus.DUPLICATE and duplicate.duplicate_of == first.id
     assert duplicate.reason.startswith(f"near-duplicate of photo {first.id}: the same shot")
+    assert "obama_2" not in duplicate.reason  # ids only: file names are the guests' own
     verified = metadata(second_run, "verified_upload")
     assert verified["duplicate_of"] == first.id and 0 <= verified["hash_distance"] <= MAX_DISTANCE
     assert all(metadata(second_run, step)["step_skipped"] for step in ("faces_detected", "matches_published"))
@@ -369,6 +370,249 @@ def test_checking_a_photo_against_an_event_of_12000_is_one_cheap_query(database_
     near = repo.claim_perceptual_hash(copy.id, hashes[6000] ^ 0b11, "0" * 64)
     assert near is not None and near.photo_id == rows[6000]["id"] and near.distance == 2
     assert near.file_name == "IMG_06000.jpg"
+
+
+# -- confirmation by a second signal (near_duplicates.judge), on real photos ------------------------
+
+
+@pytest.fixture(scope="session")
+def lfw_dev(shared_faces_dir: Path) -> Path:
+    directory = shared_faces_dir.parent / "lfw-dev"
+    if not directory.is_dir():
+        from .conftest import missing
+
+        missing(f"the shared lfw-dev photos are not at {directory}")
+    return directory
+
+
+def _lfw(directory: Path, name: str) -> Path:
+    return directory / name.rsplit("_", 1)[0] / f"{name}.jpg"
+
+
+def fingerprint_of(data: bytes) -> near_duplicates.Fingerprint:
+    decoded = decode_photo(data)
+    return near_duplicates.fingerprint(decoded.image, decoded.original_width * decoded.original_height)
+
+
+def _brightened(factor: float) -> Callable[[Image.Image, bytes], bytes]:
+    from PIL import ImageEnhance
+
+    return lambda image, _: _save(ImageEnhance.Brightness(image).enhance(factor), "JPEG", quality=85)
+
+
+# What the confirmation must still catch, on top of SAME_SHOT's promised copies.
+CONFIRMED_COPIES: dict[str, Callable[[Image.Image, bytes], bytes]] = {
+    **{name: SAME_SHOT[name] for name in PROMISED},
+    "jpeg_q30": _jpeg(30),
+    **{f"brightness_x{factor}": _brightened(factor) for factor in (0.4, 0.6, 1.2)},
+}
+
+
+def test_a_fingerprint_carries_the_perceptual_hash_and_reads_back_as_stored(shared_photos):
+    image = decode_photo(shared_photos["obama_1.jpg"].path.read_bytes()).image
+    found = near_duplicates.fingerprint(image)
+    assert found.coarse == perceptual_hash(image) and len(found.fine) == 32 and found.too_flat is None
+    assert near_duplicates.Fingerprint.unpack(found.coarse, found.pack()) == found
+
+
+@pytest.mark.parametrize("copy", sorted(CONFIRMED_COPIES))
+def test_every_promised_copy_is_confirmed_as_the_same_shot(shared_photos, lfw_dev, copy):
+    lfw = sorted(lfw_dev.rglob("*.jpg"))[::700]  # ten lfw-dev photos, 250 px: the hardest to keep apart
+    sources = [shared_photos[name].path for name in WORST_CASES] + lfw
+    for path in sources:
+        raw = path.read_bytes()
+        kept = fingerprint_of(raw)
+        verdict = near_duplicates.judge(
+            fingerprint_of(CONFIRMED_COPIES[copy](decode_photo(raw).image, raw)), [("k", kept)]
+        )
+        assert verdict is not None and verdict.photo_id == "k", f"{copy} of {path.name}"
+
+
+def test_distinct_lfw_photos_whose_hashes_collide_are_not_confirmed(lfw_dev):
+    # Pairs of different people the 64-bit hash alone called the same shot (bench/near_duplicates.py).
+    collisions = [
+        ("Jean-David_Levitte_0010", "Thaksin_Shinawatra_0006"),
+        ("John_Tyson_0001", "King_Abdullah_II_0002"),
+        ("Lim_Dong-won_0001", "Tom_Hanks_0009"),
+        ("Jerry_Bruckheimer_0001", "Tony_Stewart_0001"),
+    ]
+    for first, second in collisions:
+        a, b = (fingerprint_of(_lfw(lfw_dev, name).read_bytes()) for name in (first, second))
+        assert distance(a.coarse, b.coarse) <= MAX_DISTANCE, (first, second)  # the old rule's false duplicate
+        assert near_duplicates.judge(a, [(second, b)]) is None, (first, second)
+    # LFW also holds real copies of one shot: those stay caught.
+    for first, second in [
+        ("Leslie_Ann_Woodward_0001", "Leslie_Ann_Woodward_0002"),
+        ("George_W_Bush_0130", "George_W_Bush_0206"),
+    ]:
+        a, b = (fingerprint_of(_lfw(lfw_dev, name).read_bytes()) for name in (first, second))
+        assert near_duplicates.judge(a, [(second, b)]) is not None, (first, second)
+
+
+def test_no_two_of_600_distinct_lfw_photos_are_confirmed_duplicates(lfw_dev):
+    first_of_each: dict[str, Path] = {}
+    for path in sorted(lfw_dev.rglob("*.jpg")):
+        first_of_each.setdefault(path.parent.name, path)
+    prints = [(path.stem, fingerprint_of(path.read_bytes())) for path in list(first_of_each.values())[:600]]
+    coarse = np.array([near_duplicates.to_signed(f.coarse) for _, f in prints], dtype=np.int64)
+    candidates, confirmed = 0, set()
+    for index, (name, found) in enumerate(prints[1:], start=1):
+        close = np.nonzero(near_duplicates.distances(found.coarse, coarse[:index]) <= MAX_DISTANCE)[0]
+        candidates += len(close)
+        verdict = near_duplicates.judge(found, [prints[i] for i in close])
+        if verdict is not None:
+            confirmed.add(frozenset((name, verdict.photo_id)))
+    print(f"600 distinct lfw-dev photos: {candidates} hash candidates, confirmed {confirmed}")
+    # LFW files one photo under two names (looked at side by side: the same picture); nothing else.
+    assert confirmed == {frozenset(("Andrew_Caldecott_0001", "Andrew_Gilligan_0001"))}
+
+
+def _flat_images(shared_photos) -> dict[str, Image.Image]:
+    photo = decode_photo(shared_photos["obama_1.jpg"].path.read_bytes()).image
+    noise = np.random.default_rng(3).normal(120, 2, (900, 1200, 3))
+    return {
+        "grey": Image.new("RGB", (1200, 900), (128, 128, 128)),
+        "white": Image.new("RGB", (1200, 900), (255, 255, 255)),
+        "dark square": Image.new("RGB", (900, 900), (6, 6, 8)),
+        "grey with sensor noise": Image.fromarray(np.clip(noise, 0, 255).astype(np.uint8)),
+        "thin strip": photo.crop((0, photo.height // 2, photo.width, photo.height // 2 + 20)),
+    }
+
+
+def test_an_image_too_flat_to_hash_is_nobodys_near_duplicate(shared_photos):
+    prints = {
+        name: fingerprint_of(_save(image, "JPEG", quality=90)) for name, image in _flat_images(shared_photos).items()
+    }
+    assert all(found.too_flat for found in prints.values()), {n: f.too_flat for n, f in prints.items()}
+    for name, found in prints.items():
+        others = [(other, f) for other, f in prints.items() if other != name]
+        assert near_duplicates.judge(found, others) is None, name
+    real = [
+        fingerprint_of(shared_photos[name].path.read_bytes()) for name in ("noface_horses_landscape.jpg", "obama_2.jpg")
+    ]
+    assert all(found.too_flat is None for found in real)
+
+
+@pytest.mark.parametrize(
+    ("worse", "why"),
+    [
+        (_brightened(0.5), "not darkened"),
+        (_brightened(0.3), "not darkened"),
+        (lambda image, _: _save(_scaled(image, 0.4), "JPEG", quality=90), "larger"),
+    ],
+)
+def test_a_clearly_better_copy_arriving_second_is_the_one_kept(shared_photos, worse, why):
+    for name in ("obama_2.jpg", "group_voc_2008_002506.jpg", "kit_harington_1.jpg"):
+        raw = shared_photos[name].path.read_bytes()
+        kept = fingerprint_of(worse(decode_photo(raw).image, raw))
+        verdict = near_duplicates.judge(fingerprint_of(raw), [("kept", kept)])
+        assert verdict is not None and verdict.better == why, name
+
+
+def test_a_blurred_copy_is_replaced_by_the_sharp_original(shared_photos):
+    from PIL import ImageFilter
+
+    raw = shared_photos["group_voc_2008_002506.jpg"].path.read_bytes()
+    image = decode_photo(raw).image
+    kept = fingerprint_of(_save(image.filter(ImageFilter.GaussianBlur(3)), "JPEG", quality=90))
+    verdict = near_duplicates.judge(fingerprint_of(raw), [("kept", kept)])
+    assert verdict is not None and verdict.better is not None
+
+
+@pytest.mark.parametrize("copy", ["jpeg_q30", "jpeg_q60", "webp_q50", "messenger_1600px_q70", "brightness_x1.2"])
+def test_a_re_encoded_copy_arriving_second_never_replaces_the_original(shared_photos, copy):
+    for name in [*WORST_CASES, "obama_2.jpg"]:
+        raw = shared_photos[name].path.read_bytes()
+        make = CONFIRMED_COPIES.get(copy) or SAME_SHOT[copy]
+        verdict = near_duplicates.judge(
+            fingerprint_of(make(decode_photo(raw).image, raw)), [("kept", fingerprint_of(raw))]
+        )
+        assert verdict is not None and verdict.better is None, name
+
+
+def test_a_darkened_copy_published_first_hands_over_to_the_well_lit_original(
+    pipeline, event, obama, second_phone, shared_photos
+):
+    raw = shared_photos["obama_2.jpg"].path.read_bytes()
+    dark = pipeline.upload(event, second_phone, _brightened(0.35)(decode_photo(raw).image, raw), "IMG_dark.jpg")
+    assert pipeline.run_photo(dark.id).success
+    assert pipeline.repo.get_photo(dark.id).status is PhotoStatus.PUBLISHED
+    well_lit = pipeline.upload(event, obama, raw, "obama_2.jpg")
+    run = pipeline.run_photo(well_lit.id)
+    assert run.success
+    assert metadata(run, "verified_upload")["replaced_duplicate"] == dark.id
+    assert pipeline.repo.get_photo(well_lit.id).status is PhotoStatus.PUBLISHED
+    assert metadata(run, "matches_published")["matched"] == "Barack Obama"
+    replaced = pipeline.repo.get_photo(dark.id)
+    assert replaced.status is PhotoStatus.DUPLICATE and replaced.duplicate_of == well_lit.id
+    assert replaced.reason.startswith(f"near-duplicate of photo {well_lit.id}, a better copy")
+    assert "IMG_" not in replaced.reason and "obama_2" not in replaced.reason
+    assert pipeline.repo.match_counts(event.id) == {well_lit.id: 1}
+    # A third copy, re-encoded, now points at the well-lit one.
+    third = pipeline.upload(event, second_phone, SAME_SHOT["jpeg_q70"](decode_photo(raw).image, raw), "third.jpg")
+    assert pipeline.run_photo(third.id).success
+    assert pipeline.repo.get_photo(third.id).duplicate_of == well_lit.id
+
+
+def test_flat_images_and_colliding_distinct_photos_are_all_published(
+    pipeline, event, second_phone, shared_photos, lfw_dev
+):
+    uploads = [
+        (f"flat_{i}.jpg", _save(image, "JPEG", quality=90))
+        for i, image in enumerate(_flat_images(shared_photos).values())
+    ] + [
+        (f"lfw_{i}.jpg", _lfw(lfw_dev, name).read_bytes())
+        for i, name in enumerate(["John_Tyson_0001", "King_Abdullah_II_0002"])
+    ]
+    photos_ = [pipeline.upload(event, second_phone, data, name) for name, data in uploads]
+    for photo in photos_:
+        run = pipeline.run_photo(photo.id)
+        assert run.success
+    statuses = {p.id: pipeline.repo.get_photo(p.id).status for p in photos_}
+    assert set(statuses.values()) == {PhotoStatus.PUBLISHED}, statuses
+
+
+def _race_confirmed(repo, claims: list[tuple[str, near_duplicates.Fingerprint]]) -> dict[str, object]:
+    """claim_near_duplicate from as many threads, released at the same instant."""
+    start = threading.Barrier(len(claims))
+    outcome: dict[str, object] = {}
+
+    def check(photo_id: str, found: near_duplicates.Fingerprint) -> None:
+        start.wait()
+        outcome[photo_id] = repo.claim_near_duplicate(photo_id, found, "0" * 64)
+
+    threads = [threading.Thread(target=check, args=claim) for claim in claims]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return outcome
+
+
+def test_two_confirmed_copies_checked_at_the_same_moment_leave_exactly_one_original(database_url, shared_photos):
+    repo = connect(database_url)
+    raw = shared_photos["obama_4.jpg"].path.read_bytes()
+    prints = [fingerprint_of(raw), fingerprint_of(SAME_SHOT["jpeg_q80"](decode_photo(raw).image, raw))]
+    for attempt in range(4):
+        event = repo.create_event(f"confirmed race {attempt}")
+        guest = repo.add_attendee(event.id, "Guest", True, None, None)
+        pair = [_uploaded_photo(repo, event.id, guest.id, f"{side}.jpg") for side in ("a", "b")]
+        outcome = _race_confirmed(repo, [(p.id, f) for p, f in zip(pair, prints, strict=True)])
+        statuses = sorted(repo.get_photo(p.id).status for p in pair)
+        assert statuses == [PhotoStatus.DUPLICATE, PhotoStatus.UPLOADED], f"attempt {attempt}: {outcome}"
+        assert sum(found is not None for found in outcome.values()) == 1
+
+
+def test_a_photo_hashed_before_confirmation_existed_is_never_confirmed(database_url, shared_photos):
+    repo = connect(database_url)
+    event = repo.create_event("legacy")
+    guest = repo.add_attendee(event.id, "Guest", True, None, None)
+    raw = shared_photos["obama_4.jpg"].path.read_bytes()
+    legacy, fresh = (_uploaded_photo(repo, event.id, guest.id, f"{n}.jpg") for n in ("legacy", "fresh"))
+    found = fingerprint_of(raw)
+    assert repo.claim_perceptual_hash(legacy.id, found.coarse, "0" * 64) is None  # hash only, no fingerprint
+    assert repo.claim_near_duplicate(fresh.id, found, "0" * 64) is None
+    assert repo.get_photo(fresh.id).status is PhotoStatus.UPLOADED
 
 
 # -- the measurements behind MAX_DISTANCE -----------------------------------------------------------

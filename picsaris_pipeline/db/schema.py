@@ -91,6 +91,10 @@ photos = Table(
     # Set while the photo waits for the batch sensor (its uploader had another photo waiting at
     # intake); cleared when a batch run is requested for it.
     Column("batch_queued_at", DateTime(timezone=True)),
+    # near_duplicates.Fingerprint.pack(): the finer hash that confirms a perceptual-hash match, and
+    # the size, sharpness and brightness that pick the better of two copies; None until verified
+    # (and for photos too flat to compare).
+    Column("near_duplicate_fingerprint", LargeBinary),
     *_timestamps(),
     Index("ix_photos_event_id_status", "event_id", "status"),
     Index("ix_photos_event_id_sha256", "event_id", "sha256"),

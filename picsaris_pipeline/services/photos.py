@@ -102,9 +102,16 @@ def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepRe
         except BadInputError as error:
             return _reject(repo, photo, str(error), watch, sha256=sha)
     with watch.lap("near_duplicates"):
-        perceptual_hash = near_duplicates.perceptual_hash(decoded.image)
-        original = repo.claim_perceptual_hash(photo.id, perceptual_hash, sha)
-    if original is not None:
+        found = near_duplicates.fingerprint(decoded.image, decoded.original_width * decoded.original_height)
+        # An image too flat to hash (grey, white, dark, a thin strip) is never compared: all such
+        # images share a hash, and none of them is anyone's duplicate.
+        original = None if found.too_flat else repo.claim_near_duplicate(photo.id, found, sha)
+    replaced: dict[str, Any] = {}
+    if original is not None and original.better is not None:
+        # This copy is clearly better than the one kept so far: guests see this one from now on.
+        logger.info("photo %s replaces its near-duplicate %s (%s)", photo.id, original.photo_id, original.better)
+        replaced = {"replaced_duplicate": original.photo_id, "replaced_because": original.better}
+    elif original is not None:
         # The same shot from another phone: never detected, embedded or matched a second time.
         logger.info("photo %s is a near-duplicate of %s (distance %d)", photo.id, original.photo_id, original.distance)
         return StepResult(
@@ -114,6 +121,7 @@ def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepRe
             details={
                 "duplicate_of": original.photo_id,
                 "hash_distance": original.distance,  # no hash: a photo's fingerprint stays out of Dagster
+                "fine_hash_distance": original.fine_distance,
             },
             timings_ms=watch.ms,
         )
@@ -140,7 +148,10 @@ def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepRe
         "verified_size": f"{width}x{height}",
         "exif_orientation": decoded.orientation,
         "bytes": len(data),
+        **replaced,
     }
+    if found.too_flat:
+        details["near_duplicate_check"] = f"skipped: {found.too_flat}"
     if decoded.frames > 1:
         details["frames"] = decoded.frames
     return StepResult(

@@ -7,6 +7,9 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+from alembic import op
+
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
@@ -14,8 +17,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    # Nullable: a photo verified before this revision has no fingerprint, so it can be confirmed as
+    # nobody's near-duplicate (a 64-bit hash match alone is not proof); it is simply not compared.
+    with op.batch_alter_table("photos") as batch:
+        batch.add_column(sa.Column("near_duplicate_fingerprint", sa.LargeBinary()))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("photos") as batch:
+        batch.drop_column("near_duplicate_fingerprint")
