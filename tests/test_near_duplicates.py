@@ -12,7 +12,6 @@ import os
 import random
 import sys
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from PIL import Image
+from sqlalchemy import event as sa_event
 
 from picsaris_pipeline import near_duplicates
 from picsaris_pipeline.db.repository import connect
@@ -360,11 +360,20 @@ def test_checking_a_photo_against_an_event_of_12000_is_one_cheap_query(database_
     assert len(rows) > 11_900
 
     fresh = _uploaded_photo(repo, event.id, guest.id, "new.jpg")
-    started = time.perf_counter()
-    assert repo.claim_perceptual_hash(fresh.id, probe, "0" * 64) is None
-    elapsed = time.perf_counter() - started
-    print(f"{repo.engine.dialect.name}: one photo checked against {len(rows)} in {elapsed * 1000:.0f} ms")
-    assert elapsed < 1.0
+    # Cheap means a fixed handful of statements, however large the event (its speed is measured by
+    # bench/near_duplicates.py, never by a timed test).
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    sa_event.listen(repo.engine, "before_cursor_execute", count)
+    try:
+        assert repo.claim_perceptual_hash(fresh.id, probe, "0" * 64) is None
+    finally:
+        sa_event.remove(repo.engine, "before_cursor_execute", count)
+    print(f"{repo.engine.dialect.name}: one photo checked against {len(rows)} in {len(statements)} statements")
+    assert len(statements) <= 8, statements
 
     copy = _uploaded_photo(repo, event.id, guest.id, "copy.jpg")
     near = repo.claim_perceptual_hash(copy.id, hashes[6000] ^ 0b11, "0" * 64)
