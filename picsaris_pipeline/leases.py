@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -84,16 +84,26 @@ class Claimer:
     repo: Repository
     holder: str
     seconds: int
+    # (repo, kind, ids) -> those still needing their run. Another process may finish an item
+    # between this one listing it and claiming it (its lease already released): checked after
+    # winning the lease, so the item is not run twice.
+    still_pending: Callable[[Repository, str, list[str]], set[str]] | None = None
     _dead: set[str] = field(default_factory=set)
 
     def claim(self, kind: str, item_ids: Sequence[str]) -> list[str]:
-        """The items this holder holds now, in the order given; the rest are someone else's."""
+        """The items this holder holds now and that still need their run, in the order given; the
+        rest are someone else's or done already."""
         won = [item for item in item_ids if self.repo.claim_lease(kind, item, self.holder, self.seconds)]
         if len(won) < len(item_ids) and same_machine_only(self.repo):
             lost = [item for item in item_ids if item not in won]
             if self._expire_dead_holders(kind, lost):
                 retaken = {item for item in lost if self.repo.claim_lease(kind, item, self.holder, self.seconds)}
                 won = [item for item in item_ids if item in retaken or item in won]
+        if self.still_pending is not None and won:
+            pending = self.still_pending(self.repo, kind, won)
+            if done := [item for item in won if item not in pending]:
+                self.release(kind, done)
+                won = [item for item in won if item in pending]
         return won
 
     def _expire_dead_holders(self, kind: str, item_ids: Sequence[str]) -> bool:
@@ -113,8 +123,14 @@ class LeaseKeeper:
     """Holds a holder's heartbeat and renews all its leases every third of their length, in a
     thread, until closed; closing releases them all."""
 
-    def __init__(self, repo: Repository, holder: str | None = None, seconds: int | None = None) -> None:
-        self.claimer = Claimer(repo, holder or new_holder_id(), seconds or lease_seconds())
+    def __init__(
+        self,
+        repo: Repository,
+        holder: str | None = None,
+        seconds: int | None = None,
+        still_pending: Callable[[Repository, str, list[str]], set[str]] | None = None,
+    ) -> None:
+        self.claimer = Claimer(repo, holder or new_holder_id(), seconds or lease_seconds(), still_pending)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name="picsaris-lease-keeper", daemon=True)
 

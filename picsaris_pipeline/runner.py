@@ -21,6 +21,7 @@ import dagster as dg
 from picsaris_pipeline.abandoned_runs import fail_abandoned_runs
 from picsaris_pipeline.db.repository import Repository, connect
 from picsaris_pipeline.discovery import STALE_AFTER
+from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.leases import ATTENDEE, HOLDER_TAG, PHOTO, Claimer, LeaseKeeper
 from picsaris_pipeline.partitions import (
     ATTENDEE_JOB,
@@ -131,7 +132,7 @@ def process_pending(
     processes at once split the work; what another process holds is waited for at the end, and
     taken up if that process dies. Runs a killed process left STARTED are marked failed first."""
     summary = ProcessSummary()
-    with LeaseKeeper(repo) as keeper:
+    with LeaseKeeper(repo, still_pending=StillPending(model_version, include_failed=retry_failed)) as keeper:
         claimer = keeper.claimer
         summary.abandoned_runs += [run.run_id for run in fail_abandoned_runs(instance, claimer, claimer.seconds)]
         attendees = repo.attendees_needing_reference(model_version, event_id)
@@ -158,6 +159,39 @@ def _work_for(attendees: Sequence[Any], photos: Sequence[Any]) -> list[SingleIte
     work = [(ATTENDEE_JOB, a.id, {EVENT_TAG: a.event_id}) for a in attendees]
     work += [(PHOTO_JOB, p.id, {EVENT_TAG: p.event_id, UPLOADER_TAG: p.uploader_id, PHOTO_TAG: p.id}) for p in photos]
     return work
+
+
+@dataclass(frozen=True)
+class StillPending:
+    """Which claimed items still need their run (Claimer.still_pending); picklable, for workers."""
+
+    model_version: str
+    include_failed: bool = False
+    reembed: bool = False
+
+    def __call__(self, repo: Repository, kind: str, keys: list[str]) -> set[str]:
+        wanted = set(keys)
+        if kind not in (ATTENDEE, PHOTO):  # the leases on runs (abandoned_runs.py) are not work items
+            return wanted
+        if kind == ATTENDEE:
+            listed = (
+                repo.attendees_missing_version(self.model_version)
+                if self.reembed
+                else repo.attendees_needing_reference(self.model_version)
+            )
+            return {a.id for a in listed} & wanted
+        photos = repo.photos_by_ids(keys).values()
+        if self.reembed:
+            return {
+                p.id
+                for p in photos
+                if p.status is PhotoStatus.PUBLISHED and self.model_version not in repo.photo_versions(p.id)
+            }
+        return {
+            p.id
+            for p in photos
+            if p.status.needs_processing or (self.include_failed and p.status is PhotoStatus.FAILED)
+        }
 
 
 # How often a process waiting for another's leases looks again.
@@ -216,7 +250,10 @@ def reembed_pending(
     if limit is not None:
         work = work[:limit]
     # Leases as in process_pending: what another process holds is left to it (not waited for).
-    with LeaseKeeper(repo) as keeper, ExitStack() as exits:  # workers finish exiting while views refresh
+    with (
+        LeaseKeeper(repo, still_pending=StillPending(model_version, reembed=True)) as keeper,
+        ExitStack() as exits,
+    ):  # workers finish exiting while views refresh
         summary.abandoned_runs += [run.run_id for run in fail_abandoned_runs(instance, keeper.claimer, keeper.seconds)]
         tags = {"picsaris/source": "cli", REEMBED_TAG: model_version}
         _execute(instance, repo, work, tags, summary, progress, exits=exits, claimer=keeper.claimer)
@@ -447,7 +484,11 @@ def _run_in_workers(
     outcomes = context.Queue()
     next_index = context.Value("q", 0)
     # Workers claim under this process's holder id, whose keeper renews their leases too.
-    lease = None if claimer is None else (_database_url(claimer.repo), claimer.holder, claimer.seconds)
+    lease = (
+        None
+        if claimer is None
+        else (_database_url(claimer.repo), claimer.holder, claimer.seconds, claimer.still_pending)
+    )
     processes = [
         context.Process(target=_worker, args=(work, next_index, common_tags, outcomes, lease), daemon=True)
         for _ in range(count - 1)
@@ -503,11 +544,11 @@ def _database_url(repo: Repository) -> str:
 
 
 def _worker(
-    work: Work, next_index: Any, common_tags: dict[str, str], outcomes: Any, lease: tuple[str, str, int] | None
+    work: Work, next_index: Any, common_tags: dict[str, str], outcomes: Any, lease: tuple[str, str, int, Any] | None
 ) -> None:
     try:
         instance = dagster_instance(Settings.from_env())
-        claimer = None if lease is None else Claimer(connect(lease[0]), lease[1], lease[2])
+        claimer = None if lease is None else Claimer(connect(lease[0]), lease[1], lease[2], lease[3])
         for outcome in _run_inline(instance, _claim(work, next_index), common_tags, claimer):
             outcomes.put(outcome)
     except BaseException as error:  # reported to the parent, which stops with it
