@@ -3,6 +3,7 @@ the real pipeline on the embedded default, scored against who is really in each 
 
     .venv/bin/python bench/quality.py [--guests 400] [--strangers 800] [--seed 1] [--env KEY=VALUE]...
     .venv/bin/python bench/quality.py --guests 40 --strangers 80      # the small size, a few minutes
+    .venv/bin/python bench/quality.py --groups [--photos 60] ...        # composed group photos (bench/quality_groups.py)
 
 The event: --guests people drawn (with --seed) from those with two or more LFW photos; a guest's
 first photo is their sign-up selfie and up to two more of their photos are uploaded. --strangers
@@ -121,6 +122,13 @@ def ratio(part: int, whole: int) -> str:
 
 
 def main() -> None:
+    if "--groups" in sys.argv[1:]:
+        # The second mode: composed group photos, detection recall by face size (bench/quality_groups.py).
+        from quality_groups import main as groups_main
+
+        sys.argv.remove("--groups")
+        groups_main()
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--guests", type=int, default=400)
     parser.add_argument("--strangers", type=int, default=800)
