@@ -3,7 +3,7 @@ the real pipeline on the embedded default, scored against who is really in each 
 
     .venv/bin/python bench/quality.py [--guests 400] [--strangers 800] [--seed 1] [--env KEY=VALUE]...
     .venv/bin/python bench/quality.py --guests 40 --strangers 80      # the small size, a few minutes
-    .venv/bin/python bench/quality.py --groups [--photos 60] ...        # composed group photos (bench/quality_groups.py)
+    .venv/bin/python bench/quality.py --groups [--photos 60]    # composed group photos (bench/quality_groups.py)
 
 The event: --guests people drawn (with --seed) from those with two or more LFW photos; a guest's
 first photo is their sign-up selfie and up to two more of their photos are uploaded. --strangers
