@@ -612,7 +612,10 @@ def _report_erasure(done: Any) -> None:
     """What an erasure did; exit status 1 when a store could not be reached (the rest is erased)."""
     click.echo(done.describe(), err=True)
     for store in done.unreached:
-        click.echo(f"warning: not reached: {store}; run `picsaris privacy scrub` once it is repaired", err=True)
+        click.echo(
+            f"error: not reached: {store}; everything else is erased: run `picsaris privacy scrub` once it is repaired",
+            err=True,
+        )
     if done.unreached:
         sys.exit(1)
 

@@ -148,8 +148,13 @@ def _erase_in_dagster(
 
         erasure.dagster_rows_scrubbed = scrub_once(instance)
     except Exception as error:  # a broken Dagster store must not undo or hide the rest of the erasure
-        logger.warning("Dagster storage not reached during erasure: %s", error)
-        erasure.unreached.append(f"Dagster storage ({type(error).__name__}: {error})")
+        from picsaris_pipeline.fault_lines import translate_fault
+
+        known = translate_fault(error)  # a damaged file, named in one line
+        detail = str(known) if known is not None else f"Dagster's storage ({type(error).__name__}: {error})"
+        detail = detail.splitlines()[0] if detail else type(error).__name__
+        logger.warning("Dagster storage not reached during erasure: %s", detail)
+        erasure.unreached.append(detail)
 
 
 def archive_event_partitions(repo: Repository, instance: dg.DagsterInstance, event_id: str) -> int:

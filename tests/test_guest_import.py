@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from picsaris_pipeline.cli import main
+from picsaris_pipeline.services.attendees import SELFIE_DELETED
 from picsaris_pipeline.services.guest_import import name_from_file, read_csv
 
 from .cli_runner import found_by_name, picsaris
@@ -184,7 +185,7 @@ def test_attendee_list_csv_and_json_agree(event_id, shared_photos, tmp_path) -> 
         (r["attendee_id"], r["name"], r["reference_status"]) for r in as_json
     ]
     assert {r["name"]: r["consent"] for r in as_csv} == {"Kit Harington": "True", "Rose Leslie": "False"}
-    assert {r["name"]: r["reason"] for r in as_json}["Rose Leslie"] == "no consent: no face data is kept"
+    assert {r["name"]: r["reason"] for r in as_json}["Rose Leslie"] == SELFIE_DELETED
 
 
 def test_an_import_produces_what_attendee_add_and_process_produce(picsaris_home, shared_photos, tmp_path) -> None:

@@ -551,7 +551,7 @@ def test_a_darkened_copy_published_first_hands_over_to_the_well_lit_original(
     assert run.success
     assert metadata(run, "verified_upload")["replaced_duplicate"] == dark.id
     assert pipeline.repo.get_photo(well_lit.id).status is PhotoStatus.PUBLISHED
-    assert metadata(run, "matches_published")["matched"] == "Barack Obama"
+    assert metadata(run, "matches_published")["matched_attendee_ids"] == [obama.id]
     replaced = pipeline.repo.get_photo(dark.id)
     assert replaced.status is PhotoStatus.DUPLICATE and replaced.duplicate_of == well_lit.id
     assert replaced.reason.startswith(f"near-duplicate of photo {well_lit.id}, a better copy")

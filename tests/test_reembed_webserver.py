@@ -107,6 +107,7 @@ def test_reembed_launches_backfills_the_daemon_runs_and_the_event_cuts_over(
         assert targets == {
             "attendee_reference": selfies,
             "attendee_matches": selfies,
+            "faces_detected": set(photo_ids),  # a re-embedding re-detects: the detector is part of the version
             "embeddings_stored": set(photo_ids),
             "matches_published": set(photo_ids),
         }

@@ -35,20 +35,29 @@ class UnknownPerson:
 
 
 def with_claimed_faces(
-    repo: Repository, photo: Photo, model_version: str, rows: list[tuple[str, str, float]]
-) -> list[tuple[str, str, float]]:
-    """A photo's matches plus the faces a guest claimed through their cluster (a face or guest
-    the matching already used keeps that match), so re-matching the photo keeps the claim."""
-    used_faces = {face for face, _, _ in rows}
-    used_attendees = {attendee for _, attendee, _ in rows}
-    extra = []
+    repo: Repository,
+    photo: Photo,
+    model_version: str,
+    rows: list[tuple[str, str, float]],
+    min_similarity: float,
+    candidates: Sequence[tuple[str, str, float]] = (),
+) -> tuple[list[tuple[str, str, float]], list[tuple[str, str, float]]]:
+    """A photo's matches and candidates plus the faces a guest claimed through their cluster (a face
+    or guest the matching already used keeps that match), so re-matching the photo keeps the claim.
+
+    The cluster's agreement stands in for the margin, never for the bar: a claimed face at or above
+    the confident bar (min_similarity) is a match; one below it is only a candidate, proposed to
+    that guest alone (a stranger's photo must never reach a gallery on a cluster's word)."""
+    used_faces = {face for face, _, _ in rows} | {face for face, _, _ in candidates}
+    used_attendees = {attendee for _, attendee, _ in rows} | {attendee for _, attendee, _ in candidates}
+    matched, proposed = list(rows), list(candidates)
     for face_id, attendee_id, similarity in repo.claimed_faces(photo.id, model_version):
         if face_id in used_faces or attendee_id in used_attendees:
             continue
         used_faces.add(face_id)
         used_attendees.add(attendee_id)
-        extra.append((face_id, attendee_id, similarity))
-    return rows + extra
+        (matched if similarity >= min_similarity else proposed).append((face_id, attendee_id, similarity))
+    return matched, proposed
 
 
 def place_photo_faces(

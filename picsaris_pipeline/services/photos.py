@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections import OrderedDict
@@ -379,7 +380,11 @@ def match_photo(
         decision = policy_matching.decide_photo(repo, photo, model_version, policy)
         rows, candidates = decision.rows, decision.candidates
         write = policy_matching.policy_write(policy, decision, announce)
-    rows = face_clusters.with_claimed_faces(repo, photo, model_version, rows)  # a late joiner's claimed cluster
+    if engine is None:  # a late joiner's claimed cluster (clusters need vectors: none on a collection engine)
+        rows, proposed = face_clusters.with_claimed_faces(repo, photo, model_version, rows, min_similarity, candidates)
+        if write.candidates is not None:  # candidates are proposed under the version guests see only
+            candidates = proposed
+            write = dataclasses.replace(write, candidates=candidates)
     messages = []
     if announce:
         messages = photo_messages(photo.event_id, photo.id, [attendee for _, attendee, _ in rows], model_version)
