@@ -149,7 +149,7 @@ def test_reembed_launches_backfills_the_daemon_runs_and_the_event_cuts_over(
     photo_runs = [r for r in runs if r.tags["dagster/partition"] in photo_ids]
     assert {r.tags["dagster/partition"] for r in photo_runs} == set(photo_ids)
     assert {frozenset(key.to_user_string() for key in r.asset_selection or ()) for r in photo_runs} == {
-        frozenset({"embeddings_stored", "matches_published"})
+        frozenset({"faces_detected", "embeddings_stored", "matches_published"})  # re-detected, re-embedded
     }
     # And the UI now calls every step of the photo fresh under j4.
     assert set(ui_staleness(instance, PHOTO_ASSETS, group_photo).values()) == {StaleStatus.FRESH}
