@@ -266,3 +266,36 @@ def test_a_guest_imported_late_finds_the_photos_already_published(picsaris_home,
     event = instance.get_latest_materialization_event(dg.AssetKey("attendee_matches"))
     assert event is not None and event.asset_materialization is not None
     assert event.asset_materialization.metadata["photos_matched"].value == 1
+
+
+def test_a_selfie_with_small_faces_behind_the_guest_is_taken_and_two_similar_faces_are_not(
+    event_id, shared_photos, tmp_path
+) -> None:
+    from PIL import Image
+
+    # Obama's selfie with Kit Harington's face small in a corner, as a bystander at a party.
+    selfie = Image.open(shared_photos["obama_1.jpg"].path).convert("RGB")
+    bystander = Image.open(shared_photos["kit_harington_1.jpg"].path).convert("RGB")
+    bystander.thumbnail((selfie.width // 4, selfie.height // 4))
+    selfie.paste(bystander, (0, 0))
+    selfie.save(tmp_path / "Barack_Obama.jpg", quality=95)
+    folder = linked(tmp_path / "selfies", {"Two_Friends.jpg": shared_photos["group_two_people.jpg"].path})
+    (folder / "Barack_Obama.jpg").symlink_to(tmp_path / "Barack_Obama.jpg")
+
+    from picsaris_pipeline.faces.dlib_engine import DlibEngine
+    from picsaris_pipeline.imaging import decode_photo
+
+    faces = DlibEngine.shared().detect(decode_photo((tmp_path / "Barack_Obama.jpg").read_bytes()).image)
+    assert len(faces) >= 2, "the bystander's face is found, so the rule is what is tested"
+
+    result = run("attendee", "import", event_id, str(folder))
+
+    assert result.exit_code == 0, result.output
+    assert set(imported(result)) == {"Barack Obama"}
+    assert "Two_Friends.jpg: Two Friends: 2 faces in the selfie" in result.stderr
+    photo = shared_photos["obama_2.jpg"].path
+    picsaris("upload", event_id, "--uploader", imported(result)["Barack Obama"], str(photo))
+    picsaris("process")
+    assert found_by_name(json.loads(picsaris("matches", event_id, "--format", "json"))) == {
+        "Barack Obama": {"obama_2.jpg"}
+    }  # the reference is the guest's face, not the bystander's
