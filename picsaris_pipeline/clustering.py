@@ -188,11 +188,6 @@ def purity(labels: Sequence[object], truth: Sequence[object]) -> float:
 
 
 def completeness(labels: Sequence[object], truth: Sequence[object]) -> float:
-    """Share of items in their person's largest cluster (1.0 = every person in one cluster)."""
-    if not labels:
-        return 1.0
-    correct = 0
-    for person in set(truth):
-        theirs = [lab for lab, p in zip(labels, truth, strict=True) if p == person]
-        correct += max(theirs.count(lab) for lab in set(theirs))
-    return correct / len(labels)
+    """Share of items in their person's largest cluster (1.0 = every person in one cluster): purity
+    with the roles of cluster and person swapped."""
+    return purity(truth, labels)
