@@ -2,13 +2,16 @@
 seed and reported on others, with the candidate tier's confirmations, and the precision/recall
 curve of the policy's main knob (its confident bar) saved as docs/quality-curve.png.
 
-    nice -n 10 .venv/bin/python bench/lfw_cache.py            # first: dlib descriptors, cached
-    nice -n 10 .venv/bin/python bench/policy.py [--tune-seed 1] [--seeds 2,3,4] [--guests 400] [--strangers 800]
+    nice -n 10 .venv/bin/python bench/lfw_cache.py [--model M]  # first: dlib descriptors, cached
+    nice -n 10 .venv/bin/python bench/policy.py [--model M] [--tune-seed 1] [--seeds 2,3,4]
+        [--guests 400] [--strangers 800]
 
 An event per seed, as in DESIGN.md §4: --guests people with 3 or more cached photos sign up with one
 photo each (the selfie); two further photos of each are the guest photos (800); one photo each of
 --strangers people who are not guests are the strangers' photos. Each photo is one LFW face (the
-detected face nearest the centre; photos where dlib finds none are left out and counted). The photos
+detected face nearest the centre; photos where the detector finds none are left out and counted; a
+face the pipeline's quality gate refuses (faces/quality.py: small, blurred, turned away) is counted
+but never matched, as in the pipeline, where the cache recorded its quality). The photos
 arrive in a random order and go through picsaris_pipeline.match_policy.decide one by one; under the
 policy, matches close enough become references for later photos (as the pipeline does), and a
 candidate shown to its guest is confirmed if it is truly them (ground truth) and refused otherwise.
@@ -33,6 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from picsaris_pipeline.faces.quality import FaceQuality  # noqa: E402
 from picsaris_pipeline.match_policy import (  # noqa: E402
     DEFAULT_POLICY,
     LEGACY_POLICY,
@@ -44,8 +48,9 @@ from picsaris_pipeline.match_policy import (  # noqa: E402
 CURVE = REPO / "docs" / "quality-curve.png"
 
 
-def centre_face(faces: list[dict], side: int = 250) -> np.ndarray | None:
-    """The LFW subject: the detected face whose box centre is nearest the image centre."""
+def centre_face(faces: list[dict], side: int = 250) -> tuple[np.ndarray, bool] | None:
+    """The LFW subject: the detected face whose box centre is nearest the image centre, with whether
+    the quality gate lets it be matched (True where the cache has no quality: built before it)."""
     if not faces:
         return None
 
@@ -53,7 +58,27 @@ def centre_face(faces: list[dict], side: int = 250) -> np.ndarray | None:
         left, top, right, bottom = face["box"][:4]
         return float(np.hypot((left + right) / 2 - side / 2, (top + bottom) / 2 - side / 2))
 
-    return np.asarray(min(faces, key=off_centre)["descriptor"], dtype=np.float32)
+    face = min(faces, key=off_centre)
+    matchable = True
+    if "quality" in face:
+        size_px, sharpness, yaw = face["quality"]
+        matchable = FaceQuality(int(size_px), float(sharpness), float(yaw)).matchable
+    return np.asarray(face["descriptor"], dtype=np.float32), matchable
+
+
+# A face the quality gate refuses, as a photo: a vector no reference comes near (similarity << 0), so it
+# is counted and never matched. As a selfie the real vector is kept: sign-up does not gate selfies.
+GATED = np.full(128, 10.0, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Face:
+    vector: np.ndarray
+    matchable: bool
+
+    @property
+    def as_photo(self) -> np.ndarray:
+        return self.vector if self.matchable else GATED
 
 
 @dataclass
@@ -65,7 +90,7 @@ class Event:
     truth: np.ndarray  # guest index, or -1 for a stranger
 
 
-def make_event(by_person: dict[str, list[np.ndarray]], seed: int, guests: int, strangers: int) -> Event:
+def make_event(by_person: dict[str, list[Face]], seed: int, guests: int, strangers: int) -> Event:
     rng = np.random.default_rng(seed)
     people = sorted(by_person)
     eligible = [p for p in people if len(by_person[p]) >= 3]
@@ -79,14 +104,14 @@ def make_event(by_person: dict[str, list[np.ndarray]], seed: int, guests: int, s
     for g, person in enumerate(chosen):
         vectors = by_person[person]
         order = rng.permutation(len(vectors))
-        selfies.append(vectors[order[0]])
-        photos += [vectors[order[1]], vectors[order[2]]]
+        selfies.append(vectors[order[0]].vector)
+        photos += [vectors[order[1]].as_photo, vectors[order[2]].as_photo]
         truth += [g, g]
         if len(order) >= 4:
-            extra[g] = vectors[order[3]]
+            extra[g] = vectors[order[3]].vector
     for person in [others[i] for i in rng.choice(len(others), size=strangers, replace=False)]:
         vectors = by_person[person]
-        photos.append(vectors[int(rng.integers(len(vectors)))])
+        photos.append(vectors[int(rng.integers(len(vectors)))].as_photo)
         truth.append(-1)
     arrival = rng.permutation(len(photos))
     return Event(seed, np.asarray(selfies), extra, np.asarray(photos)[arrival], np.asarray(truth)[arrival])
@@ -283,21 +308,26 @@ def main() -> None:
     )
     parser.add_argument("--proposal-budget", type=float, default=2.0, help="wrong proposals, %% of photos (2.0)")
     parser.add_argument("--no-curve", action="store_true")
+    parser.add_argument("--model", default=None, help="cached face model (default: the pipeline's default)")
     args = parser.parse_args()
 
-    cached = lfw_cache.load()
+    model = args.model or lfw_cache.default_model()
+    cached = lfw_cache.load(model)
     rows = lfw_cache.manifest()
     person_of = dict(rows)
-    by_person: dict[str, list[np.ndarray]] = defaultdict(list)
-    no_face = 0
+    by_person: dict[str, list[Face]] = defaultdict(list)
+    no_face = gated = 0
     for file, faces in sorted(cached.items()):
-        vector = centre_face(faces)
-        if vector is None:
+        found = centre_face(faces)
+        if found is None:
             no_face += 1
             continue
-        by_person[person_of[file]].append(vector)
+        face = Face(*found)
+        gated += not face.matchable
+        by_person[person_of[file]].append(face)
     print(
-        f"lfw-dev: {len(cached)} of {len(rows)} photos cached, {no_face} without a detected face (left out); "
+        f"lfw-dev ({model}): {len(cached)} of {len(rows)} photos cached, {no_face} without a detected face "
+        f"(left out), {gated} refused by the quality gate (never matched); "
         f"{len(by_person)} people, {sum(len(v) >= 3 for v in by_person.values())} with 3+ photos"
     )
     tune = make_event(by_person, args.tune_seed, args.guests, args.strangers)
@@ -363,7 +393,7 @@ def margins() -> np.ndarray:
     return np.round(np.arange(0.0, 0.161, 0.01), 3)
 
 
-def curve(by_person: dict[str, list[np.ndarray]], seeds: list[int], args: argparse.Namespace) -> None:
+def curve(by_person: dict[str, list[Face]], seeds: list[int], args: argparse.Namespace) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -57,8 +57,9 @@ class MatchPolicy:
         )
 
 
-# Tuned on lfw-dev by bench/policy.py (docs/QUALITY.md "Matching policy"): 400 guests enrolled from
-# one selfie each, 800 strangers' photos; tuned for precision >= 0.993 on seed 1 (headroom over 0.99:
+# Tuned on lfw-dev by bench/policy.py (docs/QUALITY.md "Matching policy") on the default model's
+# descriptors (YuNet boxes, dlib 5-point + ResNet): 400 guests enrolled from one selfie each, 800
+# strangers' photos; tuned for precision >= 0.993 on seed 1 (headroom over 0.99:
 # at ~550 matches an event, one error moves precision by ~0.002), reported on seeds 2-4. Candidates:
 # the most recall after confirmations with wrong proposals <= 2% of photos. References from strong
 # matches are off: no seed gained a point of recall from them, and precision fell (margins shrink as

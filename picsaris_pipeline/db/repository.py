@@ -164,11 +164,7 @@ class Repository:
             sa.select(t.attendees)
             .where(t.attendees.c.consent.is_(True))
             .where(t.attendees.c.selfie_key.is_not(None))
-            .where(
-                t.attendees.c.reference_status.not_in(
-                    [ReferenceStatus.REJECTED.value, ReferenceStatus.NO_CONSENT.value]
-                )
-            )
+            .where(t.attendees.c.reference_status.not_in([status.value for status in SETTLED_REFERENCES]))
             .where(~done)
             .order_by(t.attendees.c.id)
         )
@@ -446,11 +442,7 @@ class Repository:
             sa.select(t.attendees)
             .where(t.attendees.c.selfie_key.is_not(None))
             .where(~has_vector)
-            .where(
-                t.attendees.c.reference_status.not_in(
-                    [ReferenceStatus.REJECTED.value, ReferenceStatus.NO_CONSENT.value]
-                )
-            )
+            .where(t.attendees.c.reference_status.not_in([status.value for status in SETTLED_REFERENCES]))
             .order_by(t.attendees.c.id)
         )
         if event_id:
