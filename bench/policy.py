@@ -44,6 +44,7 @@ from picsaris_pipeline.match_policy import (  # noqa: E402
     attendee_scores,
     decide,
 )
+from picsaris_pipeline.services.face_quality import gate_scores  # noqa: E402
 
 CURVE = REPO / "docs" / "quality-curve.png"
 
@@ -66,19 +67,10 @@ def centre_face(faces: list[dict], side: int = 250) -> tuple[np.ndarray, bool] |
     return np.asarray(face["descriptor"], dtype=np.float32), matchable
 
 
-# A face the quality gate refuses, as a photo: a vector no reference comes near (similarity << 0), so it
-# is counted and never matched. As a selfie the real vector is kept: sign-up does not gate selfies.
-GATED = np.full(128, 10.0, dtype=np.float32)
-
-
 @dataclass(frozen=True)
 class Face:
     vector: np.ndarray
-    matchable: bool
-
-    @property
-    def as_photo(self) -> np.ndarray:
-        return self.vector if self.matchable else GATED
+    matchable: bool  # as a photo's face; a selfie is used whatever its quality (sign-up does not gate)
 
 
 @dataclass
@@ -88,6 +80,7 @@ class Event:
     extra_selfies: dict[int, np.ndarray]  # guest -> a second sign-up photo, where the person has 4+
     photos: np.ndarray  # (n, 128) guest photos then strangers' photos, in arrival order
     truth: np.ndarray  # guest index, or -1 for a stranger
+    matchable: np.ndarray  # per photo: False where the quality gate refuses its face (never matched)
 
 
 def make_event(by_person: dict[str, list[Face]], seed: int, guests: int, strangers: int) -> Event:
@@ -101,20 +94,31 @@ def make_event(by_person: dict[str, list[Face]], seed: int, guests: int, strange
     if len(others) < strangers:
         raise SystemExit(f"only {len(others)} people left for {strangers} strangers; cache more photos")
     selfies, extra, photos, truth = [], {}, [], []
+    gate: list[bool] = []
     for g, person in enumerate(chosen):
         vectors = by_person[person]
         order = rng.permutation(len(vectors))
         selfies.append(vectors[order[0]].vector)
-        photos += [vectors[order[1]].as_photo, vectors[order[2]].as_photo]
+        photos += [vectors[order[1]].vector, vectors[order[2]].vector]
+        gate += [vectors[order[1]].matchable, vectors[order[2]].matchable]
         truth += [g, g]
         if len(order) >= 4:
             extra[g] = vectors[order[3]].vector
     for person in [others[i] for i in rng.choice(len(others), size=strangers, replace=False)]:
         vectors = by_person[person]
-        photos.append(vectors[int(rng.integers(len(vectors)))].as_photo)
+        face = vectors[int(rng.integers(len(vectors)))]
+        photos.append(face.vector)
+        gate.append(face.matchable)
         truth.append(-1)
     arrival = rng.permutation(len(photos))
-    return Event(seed, np.asarray(selfies), extra, np.asarray(photos)[arrival], np.asarray(truth)[arrival])
+    return Event(
+        seed,
+        np.asarray(selfies),
+        extra,
+        np.asarray(photos)[arrival],
+        np.asarray(truth)[arrival],
+        np.asarray(gate, dtype=bool)[arrival],
+    )
 
 
 @dataclass
@@ -165,9 +169,9 @@ def run(event: Event, policy: MatchPolicy, extra_selfies: bool = False) -> Outco
     out = Outcome(guest_photos=int((event.truth >= 0).sum()), stranger_photos=int((event.truth < 0).sum()))
     guests = len(event.selfies)
     refs = np.asarray(references, dtype=np.float32)
-    for vector, truth in zip(event.photos, event.truth, strict=True):
+    for vector, truth, matchable in zip(event.photos, event.truth, event.matchable, strict=True):
         scores = attendee_scores(vector[None, :], refs, owners, guests)
-        decision = decide(scores, policy)
+        decision = decide(scores, policy, matchable=np.asarray([matchable]))
         for match in decision.matches:
             if match.attendee_index == truth:
                 out.correct += 1
@@ -196,6 +200,7 @@ def run(event: Event, policy: MatchPolicy, extra_selfies: bool = False) -> Outco
 def static_scores(event: Event) -> tuple[np.ndarray, np.ndarray]:
     """Best and second-best similarity of each photo to the guests' selfies (no learning): for the grid."""
     scores = attendee_scores(event.photos, event.selfies, list(range(len(event.selfies))), len(event.selfies))
+    scores = gate_scores(scores, event.matchable)
     order = np.argsort(-scores, axis=1)
     best = scores[np.arange(len(scores)), order[:, 0]]
     second = scores[np.arange(len(scores)), order[:, 1]]
@@ -277,6 +282,7 @@ def gallery_normalised(event: Event, target: float) -> str:
     """The alternative to a margin: the nearest guest's score normalised against the face's scores
     to the rest of the event's guest list, z = (s1 - mean) / std; grid over (s, z) as for (s, m)."""
     scores = attendee_scores(event.photos, event.selfies, list(range(len(event.selfies))), len(event.selfies))
+    scores = gate_scores(scores, event.matchable)
     order = np.argsort(-scores, axis=1)
     rows = np.arange(len(scores))
     best = scores[rows, order[:, 0]]
