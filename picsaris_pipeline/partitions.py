@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 
 import dagster as dg
+from sqlalchemy.exc import IntegrityError
 
 PHOTO_PARTITIONS = "photos"
 ATTENDEE_PARTITIONS = "attendees"
@@ -31,6 +32,26 @@ REEMBED_TAG = "picsaris/reembed"  # the model version a re-embedding run works t
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def ensure_partitions(instance: dg.DagsterInstance, name: str, keys: Sequence[str], attempts: int = 5) -> None:
+    """Add the keys missing from dynamic partition set `name`, in order. Two processes (the sensor
+    and `picsaris process`, or two `process` runs) may add the same keys at once: Dagster reads what
+    exists, then inserts, so the slower one hits the unique key. That is not an error here (the
+    partition exists, which is all we want): read again and add what is still missing."""
+    for _ in range(attempts):
+        existing = set(instance.get_dynamic_partitions(name))
+        missing = [key for key in dict.fromkeys(keys) if key not in existing]
+        if not missing:
+            return
+        try:
+            instance.add_dynamic_partitions(name, missing)
+            return
+        except IntegrityError:
+            continue  # another process added some of them in between
+    existing = set(instance.get_dynamic_partitions(name))
+    if any(key not in existing for key in keys):
+        raise RuntimeError(f"could not add partitions to {name!r}: other processes kept adding the same keys")
 
 
 def batch_tags(photo_ids: list[str]) -> dict[str, str]:

@@ -40,6 +40,7 @@ from picsaris_pipeline.partitions import (
     UPLOADER_TAG,
     batch_tags,
     contiguous_batches,
+    ensure_partitions,
     run_photo_ids,
 )
 from picsaris_pipeline.services.guest_import import BuiltReference
@@ -98,13 +99,6 @@ class ProcessSummary:
         return not self.failures
 
 
-def _ensure_partitions(instance: dg.DagsterInstance, name: str, keys: list[str]) -> None:
-    existing = set(instance.get_dynamic_partitions(name))
-    missing = [key for key in keys if key not in existing]
-    if missing:
-        instance.add_dynamic_partitions(name, missing)
-
-
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:
     """The first failed step's error as one readable line (without Dagster's exception class path)."""
     for event in result.all_events:
@@ -142,8 +136,8 @@ def process_pending(
             wanted = set(only_photos)
             attendees = []
             photos = [p for p in photos if p.id in wanted]
-        _ensure_partitions(instance, ATTENDEE_PARTITIONS, [a.id for a in attendees])
-        _ensure_partitions(instance, PHOTO_PARTITIONS, [p.id for p in photos])
+        ensure_partitions(instance, ATTENDEE_PARTITIONS, [a.id for a in attendees])
+        ensure_partitions(instance, PHOTO_PARTITIONS, [p.id for p in photos])
         work = _work_for(attendees, photos)
         with ExitStack() as exits:  # worker processes finish exiting while the event views refresh
             common_tags = {"picsaris/source": "cli"}
@@ -241,8 +235,8 @@ def reembed_pending(
     summary = ProcessSummary()
     attendees = repo.attendees_missing_version(model_version, event_id)
     photos = repo.photos_missing_version(model_version, event_id)
-    _ensure_partitions(instance, ATTENDEE_PARTITIONS, [a.id for a in attendees])
-    _ensure_partitions(instance, PHOTO_PARTITIONS, [p.id for p in photos])
+    ensure_partitions(instance, ATTENDEE_PARTITIONS, [a.id for a in attendees])
+    ensure_partitions(instance, PHOTO_PARTITIONS, [p.id for p in photos])
     work = [(ATTENDEE_JOB, a.id, {EVENT_TAG: a.event_id}) for a in attendees]
     work += [
         (REEMBED_PHOTO_JOB, p.id, {EVENT_TAG: p.event_id, UPLOADER_TAG: p.uploader_id, PHOTO_TAG: p.id}) for p in photos
@@ -560,7 +554,7 @@ def _refresh_event_views(instance: dg.DagsterInstance, event_ids: list[str], sum
     """Bring what ops look at up to date: the touched events' summaries and the health checks."""
     from picsaris_pipeline.definitions import defs
 
-    _ensure_partitions(instance, EVENT_PARTITIONS, event_ids)
+    ensure_partitions(instance, EVENT_PARTITIONS, event_ids)
     summary_job = defs.resolve_job_def(EVENT_SUMMARY_JOB)
     for event_id in event_ids:
         result = summary_job.execute_in_process(
@@ -590,7 +584,7 @@ class ImportedReferences:
         self.instance = instance
 
     def add_partitions(self, attendee_ids: Sequence[str]) -> None:
-        _ensure_partitions(self.instance, ATTENDEE_PARTITIONS, list(attendee_ids))
+        ensure_partitions(self.instance, ATTENDEE_PARTITIONS, list(attendee_ids))
 
     def record(self, built: BuiltReference) -> None:
         attendee = built.attendee

@@ -1,12 +1,18 @@
 """Batch runs: one Dagster run over a range of photo partitions (bursts, `picsaris process`). Each
 photo keeps its own status and metadata, and one bad photo never fails its batch."""
 
+import sqlite3
+from contextlib import contextmanager
+
 import dagster as dg
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from picsaris_pipeline.assets.photos import faces_detected, verified_upload
 from picsaris_pipeline.domain import PhotoStatus
-from picsaris_pipeline.partitions import PHOTO_PARTITIONS, batch_tags, contiguous_batches
+from picsaris_pipeline.partitions import PHOTO_PARTITIONS, batch_tags, contiguous_batches, ensure_partitions
 
 from .pipeline_helpers import partition_metadata, run_failure_sensor
 
@@ -27,6 +33,44 @@ def test_contiguous_batches_follow_partition_order_and_never_span_a_photo_not_wa
     ]
     assert contiguous_batches(["z"], order) == []  # no partition yet: nothing to run
     assert contiguous_batches([], order) == []
+
+
+@contextmanager
+def another_process_adds_first(keys: list[str]):
+    """Between Dagster's read of the existing partitions and its insert, another writer (its own
+    SQLite connection, as a second `picsaris process` or the sensor would be) adds `keys`: the
+    window in which CI saw the unique key fail. Fires once."""
+    pending = list(keys)
+
+    def before_insert(conn, cursor, statement, parameters, context, executemany):
+        if not pending or not statement.startswith("INSERT INTO dynamic_partitions"):
+            return
+        other = sqlite3.connect(conn.engine.url.database)
+        with other:
+            other.executemany(
+                "INSERT INTO dynamic_partitions (partitions_def_name, partition) VALUES (?, ?)",
+                [(PHOTO_PARTITIONS, key) for key in pending],
+            )
+        other.close()
+        pending.clear()
+
+    event.listen(Engine, "before_cursor_execute", before_insert)
+    try:
+        yield
+    finally:
+        event.remove(Engine, "before_cursor_execute", before_insert)
+
+
+def test_partitions_another_process_adds_at_the_same_moment_are_not_an_error(tmp_path):
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        instance.add_dynamic_partitions(PHOTO_PARTITIONS, ["a"])
+        with another_process_adds_first(["c"]), pytest.raises(IntegrityError):
+            instance.add_dynamic_partitions(PHOTO_PARTITIONS, ["b", "c"])  # Dagster alone fails here
+
+        with another_process_adds_first(["e"]):
+            ensure_partitions(instance, PHOTO_PARTITIONS, ["a", "d", "e", "f", "d"])
+
+        assert instance.get_dynamic_partitions(PHOTO_PARTITIONS) == ["a", "c", "e", "d", "f"]
 
 
 def test_a_batch_run_publishes_each_photo_with_its_own_status_and_metadata(pipeline, event, obama, shared_photos):

@@ -19,6 +19,7 @@ from picsaris_pipeline.partitions import (
     UPLOADER_TAG,
     batch_tags,
     contiguous_batches,
+    ensure_partitions,
 )
 from picsaris_pipeline.resources import DatabaseResource
 
@@ -34,7 +35,7 @@ def batch_run_requests(instance: dg.DagsterInstance, photos: Sequence[Photo], so
     existing = set(order)
     missing = [photo.id for photo in photos if photo.id not in existing]
     if missing:  # read again: intake may have added partitions in between
-        instance.add_dynamic_partitions(PHOTO_PARTITIONS, missing)
+        ensure_partitions(instance, PHOTO_PARTITIONS, missing)
         order = instance.get_dynamic_partitions(PHOTO_PARTITIONS)
     by_event: dict[str, list[str]] = {}
     for photo in photos:
