@@ -1039,7 +1039,9 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, load average {load[0]:.2f} at start"
 
 
-def keep_dir(path: Path, keep: Path | None) -> None:
-    """Copy the work directory's logs somewhere that survives the temporary directory."""
+def keep_dir(path: Path, keep: Path | None, with_databases: bool = False) -> None:
+    """Copy the work directory's logs (and, if asked, its SQLite databases) somewhere that survives
+    the temporary directory; never the bucket's images."""
     if keep is not None:
-        shutil.copytree(path, keep, dirs_exist_ok=True, ignore=shutil.ignore_patterns("bucket", "*.db*"))
+        skipped = ("bucket",) if with_databases else ("bucket", "*.db*")
+        shutil.copytree(path, keep, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*skipped))

@@ -138,6 +138,11 @@ def main() -> None:
     parser.add_argument(
         "--keep-logs", dest="keep", type=Path, default=None, help="copy the run's home (logs, no images) here"
     )
+    parser.add_argument(
+        "--keep-db",
+        action="store_true",
+        help="with --keep-logs, keep the SQLite database too (faces, boxes, quality) to study the errors",
+    )
     options = parser.parse_args()
     wedding = build_wedding(options.lfw, options.guests, options.strangers, options.seed)
     bench.note(
@@ -148,7 +153,7 @@ def main() -> None:
         root = Path(work)
         with bench.home(root / "home", extra_env=bench.parse_env(options.env)) as h:
             figures = run_event(h.env, root, wedding)
-            bench.keep_dir(root, options.keep)
+            bench.keep_dir(root, options.keep, with_databases=options.keep_db)
     report(options, wedding, figures)
 
 
