@@ -1,7 +1,7 @@
 """Telling guests' galleries that a photo has new matches.
 
 Three publishers behind one interface: the embedded default only logs what it would send;
-production posts to Supabase Realtime's REST broadcast endpoint (DESIGN §4), or raises
+production posts to Supabase Realtime's REST broadcast endpoint (README.md, "Production"), or raises
 ``pg_notify`` on a plain PostgreSQL. Messages reach a publisher through the outbox
 (services/delivery.py), which marks each one sent once the publisher took it.
 """
