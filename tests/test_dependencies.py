@@ -25,7 +25,7 @@ PACKAGE = "picsaris_pipeline"
 USED_WITHOUT_IMPORT = {
     "dagster-webserver": "the Dagster UI and GraphQL server (`dagster-webserver`, `dagster dev`) the launcher talks to",
     "dagster-graphql": "the GraphQL API the webserver serves; pinned with the Dagster family on one release",
-    "dagster-aws": "production dagster.yaml's ECS run launcher is loaded by module name (dagster_aws.ecs)",
+    "dagster-aws": "dagster.yaml's scale-out block runs each run in ECS (module: dagster_aws.ecs), loaded by name",
     "dagster-postgres": "production dagster.yaml's `storage: postgres` is loaded by Dagster itself",
     "psycopg2-binary": "SQLAlchemy's postgresql+psycopg2 driver (and dagster-postgres'), loaded by URL",
 }
