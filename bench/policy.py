@@ -6,7 +6,7 @@ curve of the policy's main knob (its confident bar) saved as docs/quality-curve.
     nice -n 10 .venv/bin/python bench/policy.py [--model M] [--tune-seed 1] [--seeds 2,3,4]
         [--guests 400] [--strangers 800]
 
-An event per seed, as in DESIGN.md §4: --guests people with 3 or more cached photos sign up with one
+An event per seed (docs/QUALITY.md): --guests people with 3 or more cached photos sign up with one
 photo each (the selfie); two further photos of each are the guest photos (800); one photo each of
 --strangers people who are not guests are the strangers' photos. Each photo is one LFW face (the
 detected face nearest the centre; photos where the detector finds none are left out and counted; a

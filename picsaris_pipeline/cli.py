@@ -1,5 +1,5 @@
-"""`picsaris`: the command line (DESIGN §7). Ids and tables go to stdout, progress and errors to
-stderr, so scripts can capture the output."""
+"""`picsaris`: the command line (its commands and columns: README.md, "The command line"). Ids and
+tables go to stdout, progress and errors to stderr, so scripts can capture the output."""
 
 from __future__ import annotations
 
@@ -635,7 +635,7 @@ def _scrub_old_dagster_metadata(app: App) -> None:
 
 @main.group()
 def privacy() -> None:
-    """Keep Dagster's own storage free of personal data (DESIGN §5)."""
+    """Keep Dagster's own storage free of personal data (its event log cannot be erased)."""
 
 
 @privacy.command("scrub")

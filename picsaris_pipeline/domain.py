@@ -1,4 +1,4 @@
-"""Domain records and the photo status machine (DESIGN §5)."""
+"""Domain records and the photo status machine (docs/OPERATIONS.md, "Photo statuses")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Erasing a photo's or an attendee's biometric data everywhere we keep it (DESIGN §5).
+"""Erasing a photo's or an attendee's biometric data everywhere we keep it (what and how it is
+tested: docs/RELIABILITY.md, "Privacy").
 
 Order: the face engine and the bucket, then the application database (with the realtime outbox),
 then Dagster's storage last. Dagster holds ids and links only (no picture or name), so the person is

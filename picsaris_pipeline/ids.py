@@ -1,6 +1,6 @@
 """Time-sortable identifiers (ULID layout: 48-bit millisecond time + 80 random bits, Crockford base32).
 
-Photo ids sort by upload time, which the bucket sensor and range runs rely on (DESIGN §5).
+Photo ids sort by upload time, which the bucket sensor and range runs rely on.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Object key contract (DESIGN §5), built and parsed in one place.
+"""Object key contract (uploads are stored under these keys, which the bucket sensor parses), built
+and parsed in one place.
 
 events/{event_id}/photos/{uploader_id}/{photo_id}.{ext}   guest uploads
 events/{event_id}/selfies/{attendee_id}.{ext}             sign-up selfies

@@ -1,5 +1,5 @@
-"""The rows of `picsaris photos` and `picsaris matches` (DESIGN §7), shared by the CLI and the report
-so the two always print the same columns with the same values."""
+"""The rows of `picsaris photos` and `picsaris matches` (columns: README.md, "The command line"),
+shared by the CLI and the report so the two always print the same columns with the same values."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """`picsaris privacy scrub`: remove the personal data that versions before the "nothing personal in
-Dagster" rule (DESIGN §5) wrote into Dagster's own storage.
+Dagster" rule (its event log is append-only history: ids, counts, statuses and links only) wrote
+into Dagster's own storage.
 
 Those versions put inline previews of faces (base64 JPEGs), matched guests' names, face boxes, file
 names, attendee names, the event summary's per-guest table and health-check examples naming people

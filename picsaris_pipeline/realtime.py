@@ -1,7 +1,7 @@
 """Telling guests' galleries that a photo has new matches.
 
 Three publishers behind one interface: the embedded default only logs what it would send;
-production posts to Supabase Realtime's REST broadcast endpoint (DESIGN §4), or raises
+production posts to Supabase Realtime's REST broadcast endpoint (README.md, "Production"), or raises
 ``pg_notify`` on a plain PostgreSQL. Messages reach a publisher through the outbox
 (services/delivery.py), which marks each one sent once the publisher took it.
 """
@@ -119,7 +119,8 @@ class SupabaseBroadcastPublisher(RealtimePublisher):
 
     supabase-py has no synchronous broadcast (realtime's ``http_send`` is async, one message a
     request, on a newer endpoint), so this speaks the documented batch endpoint with httpx, the
-    HTTP stack supabase itself uses. A 2xx (Supabase answers 202) means the batch was taken.
+    HTTP stack supabase-py itself uses; the project does not depend on supabase-py. A 2xx (Supabase
+    answers 202) means the batch was taken.
 
     Delivery is at least once on an ambiguous failure: a request that timed out after it was
     written may have been broadcast; the payload carries photo_id so a gallery can ignore a repeat.

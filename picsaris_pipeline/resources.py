@@ -1,6 +1,6 @@
 """Dagster resources: one per external system, each a thin typed wrapper that builds the library
-object from explicit config or, where config is left empty, from the environment (DESIGN §6) at
-the moment it is first used, never at import."""
+object from explicit config or, where config is left empty, from the environment (README.md,
+"Configuration") at the moment it is first used, never at import."""
 
 from __future__ import annotations
 

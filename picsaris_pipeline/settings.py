@@ -1,5 +1,5 @@
-"""Configuration from the environment (DESIGN §6), read when a resource or command is built,
-never at import time."""
+"""Configuration from the environment (every variable: README.md, "Configuration"), read when a
+resource or command is built, never at import time."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Links to a photo's thumbnail (face boxes, no names) that stop working once the photo is erased.
 
-Dagster's event log is append-only, so it never holds a picture (DESIGN §5): a materialization
+Dagster's event log is append-only, so it never holds a picture: a materialization
 links to the thumbnail instead (`MetadataValue.url`, one click from the partition's metadata).
 - In a bucket (R2/S3): a presigned GET URL that expires after PICSARIS_THUMBNAIL_LINK_SECONDS
   (default one hour); once the object is deleted it answers 404 even before then.

@@ -2,7 +2,7 @@
 
 A thumbnail is stored next to the verified image (derived/{photo}/thumb.jpg), where erasing the
 photo deletes it, and only linked from the materializations (thumbnail_route.py): no picture and no
-name ever goes into Dagster's event log, which cannot be erased (DESIGN §5).
+name ever goes into Dagster's event log, which is append-only and cannot be erased.
 """
 
 from __future__ import annotations

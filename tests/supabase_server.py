@@ -1,4 +1,5 @@
-"""A local HTTP server speaking Supabase Realtime's REST broadcast contract (DESIGN §4).
+"""A local HTTP server speaking Supabase Realtime's REST broadcast contract (README.md,
+"Production").
 
 ``POST /realtime/v1/api/broadcast`` with ``apikey: <key>`` and ``Authorization: Bearer <key>``
 and a JSON body ``{"messages": [{"topic": str, "event": str, "payload": object, "private": bool}]}``

@@ -1,6 +1,7 @@
-"""Privacy (DESIGN §5): nothing personal in Dagster's storage, thumbnails one click away through links
-that die with the photo, withdrawal that redraws and forgets, erasure that survives a broken Dagster
-store, old instances scrubbed, and guest text escaped wherever markdown or HTML is written."""
+"""Privacy (docs/RELIABILITY.md, "Privacy"): nothing personal in Dagster's storage, thumbnails one
+click away through links that die with the photo, withdrawal that redraws and forgets, erasure that
+survives a broken Dagster store, old instances scrubbed, and guest text escaped wherever markdown or
+HTML is written."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The face-engine interfaces and the registry that picks one from configuration.
 
-Two kinds of engine fit the same asset graph (DESIGN §4):
+Two kinds of engine fit the same asset graph:
 - a vector engine (dlib) detects faces and returns one vector per face; vectors live in our
   database and matching is numpy here;
 - a collection engine (AWS Rekognition) never returns vectors: `IndexFaces` detects faces and

@@ -1,10 +1,10 @@
 """AWS Rekognition as a collection face engine (`PICSARIS_FACE_ENGINE=rekognition`).
 
-Rekognition never returns vectors (DESIGN §4). Faces go into one collection per (event, face
-model version) with `IndexFaces`; attendees are Rekognition users (`CreateUser` + `AssociateFaces`
-of their selfie's face); a photo's faces are matched with `SearchUsers` by FaceId. A collection is
-pinned to the face model it was created with, so a model upgrade means new collections, named
-with the version, and re-indexing from our own stored images.
+Rekognition never returns embedding vectors: it matches on its side. Faces go into one collection
+per (event, face model version) with `IndexFaces`; attendees are Rekognition users (`CreateUser` +
+`AssociateFaces` of their selfie's face); a photo's faces are matched with `SearchUsers` by FaceId.
+A collection is pinned to the face model it was created with, so a model upgrade means new
+collections, named with the version, and re-indexing from our own stored images.
 
 Images are sent as bytes: R2 objects are not S3 objects in AWS's region, and Rekognition takes at
 most 5 MB, so a larger verified JPEG is re-encoded smaller first.

@@ -1,9 +1,9 @@
 """YuNet, the small-face detector, through OpenCV's `cv2.FaceDetectorYN`.
 
 dlib's HOG detector misses faces under ~40 px (group shots from the back of a room); YuNet finds
-them down to ~10 px at a fraction of HOG's time (DESIGN §4, bench/quality_groups.py). The ONNX
-network ships inside this package (models/yunet/: licence and provenance beside it), so nothing is
-downloaded at run time.
+them down to ~10 px at a fraction of HOG's time (docs/QUALITY.md, "Detection";
+bench/quality_groups.py). The ONNX network ships inside this package (models/yunet/: licence and
+provenance beside it), so nothing is downloaded at run time.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ selfie face, and matches under every model version are deleted; so are the vecto
 faces) of the faces in event photos that were matched to them, which are their face data too (the
 boxes stay, unnamed). Each photo they were matched in is matched again without them and re-announced
 to the event's gallery with the new guest list, and its thumbnail is drawn again without their name.
-Dagster holds no picture or name of theirs (DESIGN §5); `picsaris privacy scrub` cleans instances
-written before that rule.
+Dagster holds no picture or name of theirs (its event log cannot be erased); `picsaris privacy scrub`
+cleans instances written before that rule.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Intake: what the upload API does for a phone (DESIGN §1). Photo bytes never pass through here
-in production; the phone PUTs them straight to the bucket with the presigned ticket."""
+"""Intake: what the upload API does for a phone (README.md, "How it works"). Photo bytes never pass
+through here in production; the phone PUTs them straight to the bucket with the presigned ticket."""
 
 from __future__ import annotations
 

@@ -34,10 +34,11 @@ def preload() -> dict[str, Any]:
     the log line the launcher prints."""
     started = time.perf_counter()
     import dagster  # noqa: F401  (the import itself is what is being paid for here)
-    from dagster._cli import api  # noqa: F401  (the run worker's entry point)
-    from dagster._core.execution import api as execution_api  # noqa: F401
 
     from picsaris_pipeline import definitions
+    from picsaris_pipeline.warm_runs.dagster_internals import preload_run_worker
+
+    preload_run_worker()
     from picsaris_pipeline.settings import Settings
 
     definitions.defs.get_repository_def()  # builds every asset, job and sensor once
@@ -59,16 +60,18 @@ def preload() -> dict[str, Any]:
 
 def _run_child(run_id: str, instance_ref_json: str) -> int:
     """In the forked child: execute the run exactly as `dagster api execute_run` does."""
-    from dagster import DagsterInstance
-    from dagster._cli.api import _execute_run_command_body
-    from dagster._core.instance.ref import InstanceRef
-    from dagster._serdes import deserialize_value
-    from dagster._utils.interrupts import capture_interrupts
+    from dagster import DagsterInstance, deserialize_value
+
+    from picsaris_pipeline.warm_runs.dagster_internals import (
+        InstanceRef,
+        capture_interrupts,
+        execute_run_in_this_process,
+    )
 
     with capture_interrupts():  # SIGINT (terminate) becomes Dagster's clean run cancellation
         instance_ref = deserialize_value(instance_ref_json, InstanceRef)
         with DagsterInstance.from_ref(instance_ref) as instance:
-            return _execute_run_command_body(run_id, instance, lambda _event: None, set_exit_code_on_failure=False)
+            return execute_run_in_this_process(run_id, instance)
 
 
 def _fork_run(request: dict[str, Any]) -> int:

@@ -31,16 +31,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from dagster import Field
-from dagster._core.instance.ref import InstanceRef
-from dagster._core.launcher.base import (
+from dagster import DagsterRun, DagsterRunStatus, Field, serialize_value
+
+from picsaris_pipeline.warm_runs.dagster_internals import (
     CheckRunHealthResult,
+    ConfigurableClass,
+    ConfigurableClassData,
+    InstanceRef,
     LaunchRunContext,
     RunLauncher,
     WorkerStatus,
+    execute_run_args,
 )
-from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
-from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
 
 logger = logging.getLogger("picsaris.warm_runs")
 
@@ -184,11 +186,9 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
                 raise
 
     def _launch_fresh(self, run: DagsterRun, instance_ref: InstanceRef) -> None:
-        from dagster._grpc.types import ExecuteRunArgs
-
         origin = run.job_code_origin
         assert origin is not None
-        args = ExecuteRunArgs(job_origin=origin, run_id=run.run_id, instance_ref=instance_ref)
+        args = execute_run_args(origin, run.run_id, instance_ref)
         # `python -m dagster` of the code location's own interpreter: a bare `dagster` entry point
         # (the origin's default) need not be on the daemon's PATH.
         command = [origin.executable_path, "-m", "dagster", "api", "execute_run", serialize_value(args)]

@@ -1,0 +1,106 @@
+"""Every private Dagster name (`dagster._*`) that warm_runs/ rests on, in one place.
+
+Written for Dagster 1.13.27 (DAGSTER_VERSION, the `dagster==` pin in pyproject.toml). Private
+modules change without notice between releases: tests/test_dagster_internals.py fails when the
+installed Dagster is another version, and checks that each name in INTERNALS still resolves. On an
+upgrade, check each use below against the new release's source, then change DAGSTER_VERSION.
+
+Why each is needed (Dagster's public API has no run-launcher interface, nor a way to run a run
+in the current process):
+- RunLauncher, LaunchRunContext, CheckRunHealthResult, WorkerStatus (dagster._core.launcher.base):
+  the interface WarmRunLauncher implements: `launch_run(context)`, and `check_run_worker_health`
+  answering run monitoring with the worker's status.
+- ConfigurableClass, ConfigurableClassData (dagster._serdes): what lets dagster.yaml's
+  `run_launcher: {module, class, config}` build WarmRunLauncher from its config.
+- InstanceRef (dagster._core.instance.ref): the serialisable pointer to the instance that a run
+  process rebuilds its DagsterInstance from (`DagsterInstance.from_ref`); the launcher sends it to
+  the warm worker and to `dagster api execute_run`.
+- ExecuteRunArgs (dagster._grpc.types): the argument of `dagster api execute_run`, the command
+  Dagster's default launcher runs, for runs started in a fresh interpreter.
+- _execute_run_command_body (dagster._cli.api): the body of `dagster api execute_run`, which a
+  forked child calls so that it runs the run exactly as a fresh run process would.
+- capture_interrupts (dagster._utils.interrupts): turns the SIGINT of a terminate into Dagster's
+  clean run cancellation in the forked child, as `dagster api execute_run` does.
+- dagster._cli.api and dagster._core.execution.api are imported ahead by the warm worker (the
+  import is the cost each run would otherwise pay).
+- JobPythonOrigin (dagster._core.origin): only the type of a run's code origin, in an annotation.
+
+The run worker's entry points are imported when called, not with this module: the launcher is
+loaded by every process that opens the production instance.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
+
+from dagster import DagsterInstance
+from dagster._core.instance.ref import InstanceRef
+from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
+from dagster._serdes import ConfigurableClass, ConfigurableClassData
+
+if TYPE_CHECKING:
+    from dagster._core.origin import JobPythonOrigin
+    from dagster._grpc.types import ExecuteRunArgs
+
+DAGSTER_VERSION = "1.13.27"
+
+# (module, name) of each private name used here, for tests/test_dagster_internals.py.
+INTERNALS: tuple[tuple[str, str], ...] = (
+    ("dagster._core.launcher.base", "RunLauncher"),
+    ("dagster._core.launcher.base", "LaunchRunContext"),
+    ("dagster._core.launcher.base", "CheckRunHealthResult"),
+    ("dagster._core.launcher.base", "WorkerStatus"),
+    ("dagster._serdes", "ConfigurableClass"),
+    ("dagster._serdes", "ConfigurableClassData"),
+    ("dagster._core.instance.ref", "InstanceRef"),
+    ("dagster._grpc.types", "ExecuteRunArgs"),
+    ("dagster._cli.api", "_execute_run_command_body"),
+    ("dagster._utils.interrupts", "capture_interrupts"),
+    ("dagster._cli", "api"),
+    ("dagster._core.execution", "api"),
+    ("dagster._core.origin", "JobPythonOrigin"),  # only as a type annotation
+)
+
+__all__ = [
+    "DAGSTER_VERSION",
+    "INTERNALS",
+    "CheckRunHealthResult",
+    "ConfigurableClass",
+    "ConfigurableClassData",
+    "InstanceRef",
+    "LaunchRunContext",
+    "RunLauncher",
+    "WorkerStatus",
+    "capture_interrupts",
+    "execute_run_args",
+    "execute_run_in_this_process",
+    "preload_run_worker",
+]
+
+
+def preload_run_worker() -> None:
+    """Import what a run process imports before its first step (`dagster api execute_run`)."""
+    from dagster._cli import api  # noqa: F401  (the run worker's entry point)
+    from dagster._core.execution import api as execution_api  # noqa: F401
+
+
+def execute_run_in_this_process(run_id: str, instance: DagsterInstance) -> int:
+    """Execute the run as `dagster api execute_run` does; returns its exit code."""
+    from dagster._cli.api import _execute_run_command_body
+
+    return _execute_run_command_body(run_id, instance, lambda _event: None, set_exit_code_on_failure=False)
+
+
+def capture_interrupts() -> AbstractContextManager[None]:
+    """SIGINT (a terminate) becomes Dagster's clean run cancellation inside the block."""
+    from dagster._utils.interrupts import capture_interrupts as capture
+
+    return capture()
+
+
+def execute_run_args(origin: JobPythonOrigin, run_id: str, instance_ref: InstanceRef) -> ExecuteRunArgs:
+    """The argument of `dagster api execute_run` (serialised onto its command line)."""
+    from dagster._grpc.types import ExecuteRunArgs
+
+    return ExecuteRunArgs(job_origin=origin, run_id=run_id, instance_ref=instance_ref)
