@@ -1,0 +1,124 @@
+"""The engine and transaction plumbing every aggregate shares, with the helpers they have in common."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from picsaris_pipeline.db import schema as t
+from picsaris_pipeline.domain import ReferenceStatus
+from picsaris_pipeline.errors import BadInputError, ConfigurationError, RetryableError
+from picsaris_pipeline.ids import is_valid_id
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _check_id(value: str, what: str) -> None:
+    if not is_valid_id(value):
+        raise BadInputError(f"not a valid {what} id: {value!r}")
+
+
+def _to_blob(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def _from_blobs(blobs: Sequence[bytes], dimension: int) -> np.ndarray:
+    if not blobs:
+        return np.zeros((0, dimension), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).astype(np.float32)
+
+
+# Attendees whose selfie will never become a reference: unusable, or no consent to keep face data.
+SETTLED_REFERENCES = (ReferenceStatus.REJECTED, ReferenceStatus.NO_CONSENT)
+
+
+class RepositoryBase:
+    """The engine every aggregate reads and writes through, with errors translated at the boundary."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _tx(self) -> Any:
+        return _translated(self.engine.begin())
+
+    def _read(self) -> Any:
+        return _translated(self.engine.connect())
+
+
+def _lock_attendees(conn: Connection, attendee_ids: Iterable[str], share: bool) -> dict[str, bool]:
+    """Lock attendee rows for the rest of the transaction; returns attendee id -> consent.
+
+    Writers of face data share the lock (Postgres `FOR SHARE`), a change of consent takes it
+    alone (`FOR UPDATE`), so neither can commit between the other's read of consent and its
+    writes. SQLite has no row locks: the transaction takes the database's write lock before
+    reading (`BEGIN IMMEDIATE`; call this first in the transaction), which serialises it with
+    every other writer."""
+    ids = sorted(set(attendee_ids))
+    if conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    if not ids:
+        return {}
+    query = sa.select(t.attendees.c.id, t.attendees.c.consent).where(t.attendees.c.id.in_(ids))
+    if conn.dialect.name == "postgresql":
+        query = query.order_by(t.attendees.c.id).with_for_update(read=share)
+    return {r.id: bool(r.consent) for r in conn.execute(query).all()}
+
+
+def _consenting(conn: Connection, attendee_ids: Iterable[str]) -> set[str]:
+    """Of these attendees, those who consent now, re-read under a shared lock (see _lock_attendees)."""
+    return {attendee_id for attendee_id, consent in _lock_attendees(conn, attendee_ids, share=True).items() if consent}
+
+
+# Words in driver messages that mean the configuration is wrong, not that the database is busy.
+_CONFIGURATION_WORDS = ("password authentication failed", "does not exist", "no such table", "already exists", "role ")
+
+
+def translate_db_error(error: DBAPIError) -> Exception:
+    """SQLAlchemy/driver errors -> the project's: retry later, or fix the configuration."""
+    detail = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+    if isinstance(error, IntegrityError):
+        # Two writers raced on the same photo (a re-run beside a run); the retry sees the winner's rows.
+        return RetryableError(f"concurrent write conflict: {detail}")
+    if isinstance(error, OperationalError) and any(word in detail for word in _CONFIGURATION_WORDS):
+        return ConfigurationError(f"database misconfigured: {detail}")
+    if error.connection_invalidated or isinstance(error, OperationalError):
+        return RetryableError(f"database unavailable: {detail}")
+    return error
+
+
+class _translated:
+    """Context manager that translates database errors at the boundary, whether they happen when the
+    connection opens, inside the block, or on commit."""
+
+    def __init__(self, manager: Any) -> None:
+        self._manager = manager
+
+    def __enter__(self) -> Connection:
+        try:
+            return self._manager.__enter__()
+        except DBAPIError as error:
+            raise translate_db_error(error) from error
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
+        try:
+            result = self._manager.__exit__(exc_type, exc, tb)  # rolls back or commits, closes
+        except DBAPIError as error:
+            raise translate_db_error(error) from error
+        if isinstance(exc, DBAPIError):
+            translated = translate_db_error(exc)
+            if translated is not exc:
+                raise translated from exc
+        return result

@@ -1,0 +1,86 @@
+"""Typed records built from result rows: events, attendees, photos and match candidates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from picsaris_pipeline.db.repository.base import _utc
+from picsaris_pipeline.domain import Attendee, Event, Photo, PhotoStatus, ReferenceStatus
+
+
+def _event(row: Any) -> Event:
+    return Event(row.id, row.name, _utc(row.created_at), row.active_model_version)
+
+
+def _attendee(row: Any) -> Attendee:
+    return Attendee(
+        row.id,
+        row.event_id,
+        row.name,
+        bool(row.consent),
+        row.selfie_key,
+        row.selfie_file_name,
+        ReferenceStatus(row.reference_status),
+        row.reason,
+        _utc(row.created_at),
+        _utc(row.updated_at),
+    )
+
+
+def _photo(row: Any) -> Photo:
+    return Photo(
+        row.id,
+        row.event_id,
+        row.uploader_id,
+        row.file_name,
+        row.object_key,
+        row.content_type,
+        row.declared_sha256,
+        int(row.declared_size),
+        PhotoStatus(row.status),
+        row.reason,
+        row.sha256,
+        row.duplicate_of,
+        row.width,
+        row.height,
+        row.source_format,
+        row.face_count,
+        _utc(row.created_at),
+        _utc(row.updated_at),
+    )
+
+
+# A match candidate's status (the matching policy, migration 0007): proposed to the guest, then decided.
+CANDIDATE_PROPOSED = "proposed"
+
+
+CANDIDATE_CONFIRMED = "confirmed"
+
+
+CANDIDATE_REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    photo_id: str
+    attendee_id: str
+    event_id: str
+    model_version: str
+    face_id: str
+    similarity: float
+    policy_id: str
+    status: str
+
+
+def _candidate(row: Any) -> CandidateRow:
+    return CandidateRow(
+        row.photo_id,
+        row.attendee_id,
+        row.event_id,
+        row.model_version,
+        row.face_id,
+        float(row.similarity),
+        row.policy_id,
+        row.status,
+    )
