@@ -4,13 +4,17 @@ quality verdicts, the guests' references) and applies other match policies to ex
 so a policy change is measured on what the pipeline sees (every face of a photo, bystanders cut by
 the frame included), not on the centred faces of a descriptor cache.
 
+    .venv/bin/python bench/quality.py --seed 3 --keep-logs /tmp/q3/keep --keep-db    # ~7 min a seed
     .venv/bin/python bench/pipeline_replay.py --seed 3 /tmp/q3/keep [--seed 4 /tmp/q4/keep ...]
+        [--bars 0.5:0.575:0.0125] [--margins 0.06:0.14:0.02] [--weights 0,0.25,0.5,0.75]
+        [--neighbours 10] [--gates pipeline,...] [--chosen BAR,MARGIN,WEIGHT[,GATE]]
 
 Each kept run is given with the seed it was built with (the seed rebuilds who is in which photo).
 First the replay is checked against the run itself: the policy the run used must give exactly the
 matches the run stored, or the replay is not measuring the pipeline and the bench stops. Then a
-grid of (confident bar, margin) is printed per seed and over all seeds pooled, with precision,
-recall, wrong-guest and stranger rates, and the wrong matches of the chosen point.
+grid of (crowding weight and neighbours, confident bar, margin), optionally under stricter quality
+gates, is printed with precision and recall per seed, the worst seed's precision, and pooled
+precision, recall and strangers matched; then the wrong matches of the chosen point.
 """
 
 from __future__ import annotations
@@ -185,11 +189,16 @@ def score(run: KeptRun, matched: set[tuple[str, str]]) -> Score:
     return Score(correct, len(matched), found, len(guest_photos), wrong, strangers, len(run.stranger_photos))
 
 
-def grid(bars: list[float], margins: list[float], weights: list[float]) -> Iterator[MatchPolicy]:
-    for weight in weights:
-        for bar in bars:
-            for margin in margins:
-                yield replace(DEFAULT_POLICY, min_similarity=bar, margin=margin, crowding_weight=weight)
+def grid(
+    bars: list[float], margins: list[float], weights: list[float], neighbours: list[int] | None = None
+) -> Iterator[MatchPolicy]:
+    for k in neighbours or [DEFAULT_POLICY.crowding_neighbours]:
+        for weight in weights:
+            for bar in bars:
+                for margin in margins:
+                    yield replace(
+                        DEFAULT_POLICY, min_similarity=bar, margin=margin, crowding_weight=weight, crowding_neighbours=k
+                    )
 
 
 def frange(spec: str) -> list[float]:
@@ -206,6 +215,7 @@ def main() -> None:
     parser.add_argument("--bars", default="0.5:0.575:0.0125", help="START:STOP:STEP of the confident bar")
     parser.add_argument("--margins", default="0.06:0.14:0.02", help="START:STOP:STEP of the margin")
     parser.add_argument("--weights", default="0,0.25,0.5,0.75", help="crowding weights, comma-separated")
+    parser.add_argument("--neighbours", default="10", help="crowding neighbour counts, comma-separated")
     parser.add_argument("--gates", default="pipeline", help=f"comma-separated, of: {', '.join(GATES)}")
     parser.add_argument(
         "--chosen",
@@ -215,6 +225,7 @@ def main() -> None:
     options = parser.parse_args()
     weights = [float(w) for w in options.weights.split(",")]
     gates = options.gates.split(",")
+    neighbours = [int(k) for k in options.neighbours.split(",")]
     runs = [load(Path(keep), int(seed), options.guests, options.strangers, options.lfw) for seed, keep in options.seed]
     for run in runs:
         own = next((p for p in grid([run_bar(run)], [run_margin(run)], [0.0, *weights]) if p.id == run.policy_id), None)
@@ -224,7 +235,9 @@ def main() -> None:
             raise SystemExit(f"seed {run.seed}: replaying {own.id} does not give the stored matches")
     bench.note(f"replay checked: each run's own policy gives exactly its stored matches ({len(runs)} runs)")
     rows = []
-    for gate, policy in ((g, p) for g in gates for p in grid(frange(options.bars), frange(options.margins), weights)):
+    for gate, policy in (
+        (g, p) for g in gates for p in grid(frange(options.bars), frange(options.margins), weights, neighbours)
+    ):
         scores = [score(run, replay(run, policy, gate)) for run in runs]
         pooled = scores[0]
         for s in scores[1:]:
@@ -233,7 +246,7 @@ def main() -> None:
         rows.append(
             (
                 gate,
-                f"{policy.crowding_weight:g}",
+                f"{policy.crowding_weight:g}k{policy.crowding_neighbours}",
                 f"{policy.min_similarity:g}",
                 f"{policy.margin:g}",
                 per_seed,

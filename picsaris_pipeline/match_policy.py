@@ -73,13 +73,18 @@ class MatchPolicy:
 # at ~550 matches an event, one error moves precision by ~0.002), reported on seeds 2-4. Candidates:
 # the most recall after confirmations with wrong proposals <= 2% of photos. References from strong
 # matches are off: no seed gained a point of recall from them, and precision fell (margins shrink as
-# guests gain references); confirmed faces do become references.
+# guests gain references); confirmed faces do become references. The crowding correction was tuned
+# on the pipeline's own faces (bench/pipeline_replay.py over bench/quality.py runs, seeds 3-5, every
+# seed >= 0.99), reported on seeds 6 and 2: it kept a hub guest from taking strangers' photos at
+# the same bar and margin, and gave the recall back to the guests whose neighbourhood is empty.
 DEFAULT_POLICY = MatchPolicy(
     min_similarity=DEFAULT_MIN_SIMILARITY,
     margin=0.1,
     candidate_similarity=0.47,
     reference_similarity=2.0,
     candidate_margin=0.06,
+    crowding_weight=0.5,
+    crowding_neighbours=10,
 )
 # The rule before the policy: nearest guest if similarity >= 0.45, no margin, no candidates.
 LEGACY_POLICY = MatchPolicy(
