@@ -4,13 +4,17 @@ quality verdicts, the guests' references) and applies other match policies to ex
 so a policy change is measured on what the pipeline sees (every face of a photo, bystanders cut by
 the frame included), not on the centred faces of a descriptor cache.
 
+    .venv/bin/python bench/quality.py --seed 3 --keep-logs /tmp/q3/keep --keep-db    # ~7 min a seed
     .venv/bin/python bench/pipeline_replay.py --seed 3 /tmp/q3/keep [--seed 4 /tmp/q4/keep ...]
+        [--bars 0.5:0.575:0.0125] [--margins 0.06:0.14:0.02] [--weights 0,0.25,0.5,0.75]
+        [--neighbours 10] [--gates pipeline,...] [--chosen BAR,MARGIN,WEIGHT[,GATE]]
 
 Each kept run is given with the seed it was built with (the seed rebuilds who is in which photo).
 First the replay is checked against the run itself: the policy the run used must give exactly the
 matches the run stored, or the replay is not measuring the pipeline and the bench stops. Then a
-grid of (confident bar, margin) is printed per seed and over all seeds pooled, with precision,
-recall, wrong-guest and stranger rates, and the wrong matches of the chosen point.
+grid of (crowding weight and neighbours, confident bar, margin), optionally under stricter quality
+gates, is printed with precision and recall per seed, the worst seed's precision, and pooled
+precision, recall and strangers matched; then the wrong matches of the chosen point.
 """
 
 from __future__ import annotations
@@ -25,7 +29,14 @@ import _support as bench
 import numpy as np
 from quality import LFW, build_wedding
 
-from picsaris_pipeline.match_policy import DEFAULT_POLICY, MatchPolicy, attendee_scores, decide
+from picsaris_pipeline.match_policy import (
+    DEFAULT_POLICY,
+    MatchPolicy,
+    attendee_scores,
+    crowding_bias,
+    decide,
+    guest_crowding,
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,7 @@ class PhotoFaces:
 class KeptRun:
     seed: int
     names: list[str]  # attendee index -> display name
+    selfies: np.ndarray  # (attendees, dimension): the sign-up selfies, for the crowding correction
     photos: list[PhotoFaces]
     stored: set[tuple[str, str]]  # (file name, attendee name) the run matched
     policy_id: str
@@ -65,10 +77,13 @@ def load(keep: Path, seed: int, guests: int, strangers: int, lfw: Path) -> KeptR
         names.append(name)
     refs: list[np.ndarray] = []
     owners: list[int] = []
+    # Selfies first, in attendee order, as Repository.event_reference_sets lists them.
     for table in ("attendee_vectors", "attendee_references"):
-        for attendee_id, blob in db.execute(f"SELECT attendee_id, vector FROM {table}"):
+        for attendee_id, blob in db.execute(f"SELECT attendee_id, vector FROM {table} ORDER BY attendee_id"):
             refs.append(_vector(blob))
             owners.append(index_of[attendee_id])
+    if owners[: len(names)] != list(range(len(names))):
+        raise SystemExit(f"{keep}: a signed-up guest has no selfie vector; the replay expects one each")
     references = np.stack(refs)
     faces: dict[str, list[tuple]] = {}
     photo_rows = {row[0]: row[1:] for row in db.execute("SELECT id, file_name, width, height FROM photos")}
@@ -108,6 +123,7 @@ def load(keep: Path, seed: int, guests: int, strangers: int, lfw: Path) -> KeptR
     return KeptRun(
         seed=seed,
         names=names,
+        selfies=references[: len(names)],
         photos=photos,
         stored=stored,
         policy_id=policies.pop(),
@@ -130,8 +146,9 @@ def replay(run: KeptRun, policy: MatchPolicy, gate: str = "pipeline") -> set[tup
     """(file name, guest name) pairs the policy matches on the run's faces (no confirmations, no
     references learned: the benchmark's event has neither)."""
     matched: set[tuple[str, str]] = set()
+    bias = crowding_bias(guest_crowding(run.selfies, policy.crowding_neighbours), policy)
     for photo in run.photos:
-        for assignment in decide(photo.scores, policy, matchable=GATES[gate](photo)).matches:
+        for assignment in decide(photo.scores, policy, matchable=GATES[gate](photo), bias=bias).matches:
             matched.add((photo.file_name, run.names[assignment.attendee_index]))
     return matched
 
@@ -172,10 +189,16 @@ def score(run: KeptRun, matched: set[tuple[str, str]]) -> Score:
     return Score(correct, len(matched), found, len(guest_photos), wrong, strangers, len(run.stranger_photos))
 
 
-def grid(bars: list[float], margins: list[float]) -> Iterator[MatchPolicy]:
-    for bar in bars:
-        for margin in margins:
-            yield replace(DEFAULT_POLICY, min_similarity=bar, margin=margin)
+def grid(
+    bars: list[float], margins: list[float], weights: list[float], neighbours: list[int] | None = None
+) -> Iterator[MatchPolicy]:
+    for k in neighbours or [DEFAULT_POLICY.crowding_neighbours]:
+        for weight in weights:
+            for bar in bars:
+                for margin in margins:
+                    yield replace(
+                        DEFAULT_POLICY, min_similarity=bar, margin=margin, crowding_weight=weight, crowding_neighbours=k
+                    )
 
 
 def frange(spec: str) -> list[float]:
@@ -191,20 +214,30 @@ def main() -> None:
     parser.add_argument("--lfw", type=Path, default=LFW)
     parser.add_argument("--bars", default="0.5:0.575:0.0125", help="START:STOP:STEP of the confident bar")
     parser.add_argument("--margins", default="0.06:0.14:0.02", help="START:STOP:STEP of the margin")
+    parser.add_argument("--weights", default="0,0.25,0.5,0.75", help="crowding weights, comma-separated")
+    parser.add_argument("--neighbours", default="10", help="crowding neighbour counts, comma-separated")
+    parser.add_argument("--gates", default="pipeline", help=f"comma-separated, of: {', '.join(GATES)}")
     parser.add_argument(
-        "--chosen", default=None, help="BAR,MARGIN[,GATE] whose wrong matches to list (default: the default policy)"
+        "--chosen",
+        default=None,
+        help="BAR,MARGIN,WEIGHT[,GATE] whose wrong matches to list (default: the default policy)",
     )
     options = parser.parse_args()
+    weights = [float(w) for w in options.weights.split(",")]
+    gates = options.gates.split(",")
+    neighbours = [int(k) for k in options.neighbours.split(",")]
     runs = [load(Path(keep), int(seed), options.guests, options.strangers, options.lfw) for seed, keep in options.seed]
     for run in runs:
-        own = replace(DEFAULT_POLICY, min_similarity=run_bar(run), margin=run_margin(run))
-        if own.id != run.policy_id:
-            raise SystemExit(f"seed {run.seed}: ran under {run.policy_id}, the replay's policy is {own.id}")
+        own = next((p for p in grid([run_bar(run)], [run_margin(run)], [0.0, *weights]) if p.id == run.policy_id), None)
+        if own is None:
+            raise SystemExit(f"seed {run.seed}: ran under {run.policy_id}, which the replay cannot rebuild")
         if replay(run, own) != run.stored:
             raise SystemExit(f"seed {run.seed}: replaying {own.id} does not give the stored matches")
     bench.note(f"replay checked: each run's own policy gives exactly its stored matches ({len(runs)} runs)")
     rows = []
-    for gate, policy in ((g, p) for g in GATES for p in grid(frange(options.bars), frange(options.margins))):
+    for gate, policy in (
+        (g, p) for g in gates for p in grid(frange(options.bars), frange(options.margins), weights, neighbours)
+    ):
         scores = [score(run, replay(run, policy, gate)) for run in runs]
         pooled = scores[0]
         for s in scores[1:]:
@@ -213,6 +246,7 @@ def main() -> None:
         rows.append(
             (
                 gate,
+                f"{policy.crowding_weight:g}k{policy.crowding_neighbours}",
                 f"{policy.min_similarity:g}",
                 f"{policy.margin:g}",
                 per_seed,
@@ -226,6 +260,7 @@ def main() -> None:
     print(f"Pipeline replay, seeds {seeds}; tree {bench.git_state()}")
     header = (
         "gate",
+        "crowding",
         "bar",
         "margin",
         f"precision/recall per seed ({seeds})",
@@ -237,8 +272,8 @@ def main() -> None:
     print(bench.table(header, rows))
     chosen, chosen_gate = DEFAULT_POLICY, "pipeline"
     if options.chosen:
-        bar, margin, *rest = options.chosen.split(",")
-        chosen = replace(DEFAULT_POLICY, min_similarity=float(bar), margin=float(margin))
+        bar, margin, weight, *rest = options.chosen.split(",")
+        chosen = replace(DEFAULT_POLICY, min_similarity=float(bar), margin=float(margin), crowding_weight=float(weight))
         chosen_gate = rest[0] if rest else chosen_gate
     errors = []
     for run in runs:

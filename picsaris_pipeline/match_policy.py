@@ -13,6 +13,10 @@ LFW (bench/policy.py). The policy below adds what the numbers there support:
   confidence, consent permitting): a face is scored against a guest's nearest reference;
 - a candidate tier (`candidate_similarity`): a face that misses the confident bar but is near one
   guest is proposed to that guest alone, privately, for a "this is me" confirmation;
+- a crowding correction (`crowding_weight`): a guest whose selfie sits close to many other guests'
+  selfies sits close to many strangers too (a "hub" of the descriptor space), so their bar rises
+  by part of how much more crowded their neighbourhood is than the event's median guest's, and an
+  uncrowded guest's falls by as much; the event's own guest list is the cohort (bench/pipeline_replay.py);
 - one face per guest per photo, best pairs first, as before.
 
 The policy's id (`MatchPolicy.id`) names every parameter; it is recorded on every match and
@@ -40,13 +44,19 @@ class MatchPolicy:
     # between several guests is a stranger more often than not, and proposing it shows a stranger's
     # photo to a guest (privately, but still).
     candidate_margin: float = 0.0
+    # How much of a guest's crowding above the event's median (guest_crowding) is added to their
+    # bars, and over how many nearest other guests crowding is measured. 0: no correction.
+    crowding_weight: float = 0.0
+    crowding_neighbours: int = 10
 
     @property
     def id(self) -> str:
-        """e.g. s0.5-m0.1-c0.47-cm0.06-r2-n8: every parameter, so two policies never share an id."""
+        """e.g. s0.5-m0.1-c0.47-cm0.06-r2-n8-h0.5k10: every parameter, so two policies never share an
+        id (without a crowding correction the id is what it was before the correction existed)."""
+        crowding = f"-h{self.crowding_weight:g}k{self.crowding_neighbours}" if self.crowding_weight else ""
         return (
             f"s{self.min_similarity:g}-m{self.margin:g}-c{self.candidate_similarity:g}"
-            f"-cm{self.candidate_margin:g}-r{self.reference_similarity:g}-n{self.max_references}"
+            f"-cm{self.candidate_margin:g}-r{self.reference_similarity:g}-n{self.max_references}{crowding}"
         )
 
     def with_min_similarity(self, min_similarity: float) -> MatchPolicy:
@@ -63,13 +73,18 @@ class MatchPolicy:
 # at ~550 matches an event, one error moves precision by ~0.002), reported on seeds 2-4. Candidates:
 # the most recall after confirmations with wrong proposals <= 2% of photos. References from strong
 # matches are off: no seed gained a point of recall from them, and precision fell (margins shrink as
-# guests gain references); confirmed faces do become references.
+# guests gain references); confirmed faces do become references. The crowding correction was tuned
+# on the pipeline's own faces (bench/pipeline_replay.py over bench/quality.py runs, seeds 3-5, every
+# seed >= 0.99), reported on seeds 6 and 2: it kept a hub guest from taking strangers' photos at
+# the same bar and margin, and gave the recall back to the guests whose neighbourhood is empty.
 DEFAULT_POLICY = MatchPolicy(
     min_similarity=DEFAULT_MIN_SIMILARITY,
     margin=0.1,
     candidate_similarity=0.47,
     reference_similarity=2.0,
     candidate_margin=0.06,
+    crowding_weight=0.5,
+    crowding_neighbours=10,
 )
 # The rule before the policy: nearest guest if similarity >= 0.45, no margin, no candidates.
 LEGACY_POLICY = MatchPolicy(
@@ -99,12 +114,35 @@ def attendee_scores(faces: np.ndarray, references: np.ndarray, owners: Sequence[
     return scores
 
 
+def guest_crowding(selfies: np.ndarray, neighbours: int) -> np.ndarray:
+    """(attendees,) how crowded each guest's neighbourhood is: the mean similarity of their selfie to
+    the `neighbours` nearest other guests' selfies (fewer in a small event; nan alone)."""
+    count = len(selfies)
+    if count < 2:
+        return np.full(count, np.nan)
+    between = similarities(selfies, selfies).astype(np.float64)
+    np.fill_diagonal(between, -np.inf)
+    k = min(neighbours, count - 1)
+    nearest = -np.partition(-between, k - 1, axis=1)[:, :k]  # the k largest, in no order
+    return nearest.mean(axis=1)
+
+
+def crowding_bias(crowding: np.ndarray, policy: MatchPolicy) -> np.ndarray | None:
+    """(attendees,) what decide() adds to each guest's bars: crowding_weight times their crowding
+    above the event's median guest (negative below it); None without a correction."""
+    known = crowding[np.isfinite(crowding)] if len(crowding) else crowding
+    if not policy.crowding_weight or len(known) == 0:
+        return None
+    return policy.crowding_weight * np.nan_to_num(crowding - float(np.median(known)), nan=0.0)
+
+
 def decide(
     scores: np.ndarray,
     policy: MatchPolicy,
     matchable: np.ndarray | None = None,
     excluded: np.ndarray | None = None,
     forced: Sequence[tuple[int, int]] = (),
+    bias: np.ndarray | None = None,
 ) -> Decision:
     """Apply the policy to one photo's (faces, attendees) similarity matrix.
 
@@ -112,10 +150,15 @@ def decide(
     detector's quality gate); such faces are neither matched nor proposed.
     excluded: (faces, attendees) True where the guest said "not me" for this photo.
     forced: (face, attendee) pairs the guest confirmed; they are matches whatever the scores.
+    bias: (attendees,) added to each guest's bars (crowding_bias); every rule compares scores less
+    the bias, while matches and candidates keep their plain similarity.
     """
     faces, attendees = scores.shape
     if faces == 0 or attendees == 0:
         return Decision([], [], [])
+    raw = scores
+    if bias is not None:
+        scores = scores.astype(np.float64) - np.asarray(bias, dtype=np.float64)[None, :]
     work = scores.astype(np.float64, copy=True)
     if excluded is not None:
         work[excluded] = -np.inf
@@ -133,7 +176,7 @@ def decide(
             continue
         used_faces.add(face)
         used_attendees.add(attendee)
-        matches.append(Assignment(face, attendee, float(scores[face, attendee])))
+        matches.append(Assignment(face, attendee, float(raw[face, attendee])))
     with np.errstate(invalid="ignore"):  # -inf - -inf (no reference, or excluded): nan, never confident
         confident = (work >= policy.min_similarity) & (work - second[:, None] >= policy.margin - 1e-9)
     # Where the nearest guest is the one being tested, `second` is the runner-up; for any other guest
@@ -143,7 +186,7 @@ def decide(
             continue
         used_faces.add(face)
         used_attendees.add(attendee)
-        matches.append(Assignment(face, attendee, float(scores[face, attendee])))
+        matches.append(Assignment(face, attendee, float(raw[face, attendee])))
     candidates: list[Assignment] = []
     for face in range(faces):
         if face in used_faces or not usable[face]:
@@ -153,7 +196,7 @@ def decide(
         distinct = value - second[face] >= policy.candidate_margin - 1e-9 if attendees > 1 else True
         if value >= policy.candidate_similarity and distinct and attendee not in used_attendees:
             used_attendees.add(attendee)
-            candidates.append(Assignment(face, attendee, float(scores[face, attendee])))
+            candidates.append(Assignment(face, attendee, float(raw[face, attendee])))
     references = [a for a in matches if a.similarity >= policy.reference_similarity]
     return Decision(
         sorted(matches, key=lambda a: a.face_index),

@@ -10,7 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from picsaris_pipeline.match_policy import DEFAULT_POLICY, LEGACY_POLICY, MatchPolicy, attendee_scores, decide
+from picsaris_pipeline.match_policy import (
+    DEFAULT_POLICY,
+    LEGACY_POLICY,
+    MatchPolicy,
+    attendee_scores,
+    crowding_bias,
+    decide,
+    guest_crowding,
+)
 from picsaris_pipeline.matching import similarities
 
 from .conftest import REPO_ROOT, missing
@@ -62,8 +70,13 @@ def test_policy_id_names_every_parameter_and_changes_with_each():
         replace(DEFAULT_POLICY, candidate_similarity=0.44).id,
         replace(DEFAULT_POLICY, reference_similarity=0.61).id,
         replace(DEFAULT_POLICY, max_references=4).id,
+        replace(DEFAULT_POLICY, crowding_weight=0.3).id,
+        replace(DEFAULT_POLICY, crowding_weight=0.3, crowding_neighbours=5).id,
+        replace(DEFAULT_POLICY, crowding_weight=0.6).id,
     }
-    assert len(ids) == 6
+    assert len(ids) == 9
+    # Without a correction the id is what it was before the correction existed (no re-match).
+    assert "-h" not in replace(DEFAULT_POLICY, crowding_weight=0.0).id
     assert DEFAULT_POLICY.id.startswith(f"s{DEFAULT_POLICY.min_similarity:g}-m{DEFAULT_POLICY.margin:g}-")
 
 
@@ -195,3 +208,41 @@ def test_the_legacy_policy_is_the_old_rule(faces):
             (a.face_index, a.attendee_index) for a in old
         ]
         assert new.candidates == []
+
+
+def test_a_crowded_guest_needs_a_closer_face_than_an_uncrowded_one(faces):
+    # Guests: two photos of Obama enrolled as two people (each other's lookalike), Biden and Kit
+    # Harington. The Obama guests sit closest to another guest, so their bars rise and the others' fall.
+    selfies = np.concatenate(
+        [one(faces, n) for n in ("obama_1.jpg", "obama_2.jpg", "biden_1.jpg", "kit_harington_2.jpg")]
+    )
+    crowding = guest_crowding(selfies, neighbours=1)
+    between = similarities(selfies, selfies)
+    assert crowding[0] == pytest.approx(float(between[0, 1]), abs=1e-5)  # the nearest other guest
+    assert min(crowding[0], crowding[1]) > max(crowding[2], crowding[3])
+    policy = replace(DEFAULT_POLICY, margin=0.0, crowding_weight=1.0, crowding_neighbours=1)
+    bias = crowding_bias(crowding, policy)
+    assert bias is not None and bias[0] > 0 > bias[3]
+    assert float(np.median(bias)) == pytest.approx(0.0, abs=1e-9)  # relative to the event's median guest
+    # A face of Obama that clears the plain bar for the first Obama guest by less than his bias is no
+    # longer a match; a match keeps its plain similarity, not the corrected one.
+    scores = attendee_scores(one(faces, "obama_3.jpg"), selfies[[0, 2, 3]], [0, 1, 2], 3)
+    s = float(scores[0, 0])
+    just_under = replace(policy, min_similarity=s - float(bias[0]) / 2, candidate_similarity=0.0)
+    assert [a.attendee_index for a in decide(scores, just_under).matches] == [0]
+    corrected = decide(scores, just_under, bias=bias[[0, 2, 3]])
+    assert corrected.matches == []
+    loose = decide(scores, replace(just_under, min_similarity=s - float(bias[0]) - 0.01), bias=bias[[0, 2, 3]])
+    assert [(a.attendee_index, a.similarity) for a in loose.matches] == [(0, pytest.approx(s))]
+
+
+def test_no_crowding_correction_without_a_weight_or_a_second_guest(faces):
+    selfies = np.concatenate([one(faces, n) for n in ("obama_1.jpg", "biden_1.jpg")])
+    assert crowding_bias(guest_crowding(selfies, 10), replace(DEFAULT_POLICY, crowding_weight=0.0)) is None
+    alone = guest_crowding(selfies[:1], 10)
+    assert np.isnan(alone).all()
+    bias = crowding_bias(alone, replace(DEFAULT_POLICY, crowding_weight=0.5))
+    assert bias is None
+    # Two guests: each is the other's only neighbour, equally crowded, so neither bar moves.
+    pair = crowding_bias(guest_crowding(selfies, 10), replace(DEFAULT_POLICY, crowding_weight=0.5))
+    assert pair is not None and np.allclose(pair, 0.0)

@@ -4,6 +4,7 @@ candidate tier's private messages."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,7 +12,14 @@ import numpy as np
 
 from picsaris_pipeline.db.repository import CANDIDATE_CONFIRMED, CANDIDATE_REFUSED, PolicyWrite, Repository
 from picsaris_pipeline.domain import Photo
-from picsaris_pipeline.match_policy import DEFAULT_POLICY, MatchPolicy, attendee_scores, decide
+from picsaris_pipeline.match_policy import (
+    DEFAULT_POLICY,
+    MatchPolicy,
+    attendee_scores,
+    crowding_bias,
+    decide,
+    guest_crowding,
+)
 from picsaris_pipeline.realtime import RealtimeMessage
 from picsaris_pipeline.services import face_quality
 
@@ -60,7 +68,12 @@ def decide_photo(
             forced.append((row_of[face], column[attendee]))
     # The detector's quality gate: a face too small, blurred or turned away is neither matched nor proposed.
     mask = face_quality.matchable_mask(repo, face_ids) if matchable is None else np.asarray(matchable, dtype=bool)
-    decision = decide(scores, policy, mask, excluded, forced)
+    # Crowding is measured on the sign-up selfies alone (event_reference_sets lists them first, one
+    # per guest), so a guest's bar does not drift as confirmed faces are added to their references.
+    bias = None
+    if policy.crowding_weight:
+        bias = crowding_bias(_event_crowding(references[: len(attendee_ids)], policy.crowding_neighbours), policy)
+    decision = decide(scores, policy, mask, excluded, forced, bias)
     confirmed = set(forced)
     rows = [(face_ids[a.face_index], attendee_ids[a.attendee_index], a.similarity) for a in decision.matches]
     candidates = [(face_ids[a.face_index], attendee_ids[a.attendee_index], a.similarity) for a in decision.candidates]
@@ -73,6 +86,20 @@ def decide_photo(
         (face_ids[face], attendee_ids[attendee], vectors[face], "confirmed") for face, attendee in forced
     ]
     return PhotoDecision(rows, candidates, new_references)
+
+
+# Crowding of the last few guest lists seen, keyed by the selfies' bytes: every photo of a batch
+# shares its event's list, and comparing 400 selfies with each other costs ~8 ms a photo otherwise.
+_CROWDING: dict[tuple[bytes, int], np.ndarray] = {}
+
+
+def _event_crowding(selfies: np.ndarray, neighbours: int) -> np.ndarray:
+    key = (hashlib.blake2b(np.ascontiguousarray(selfies).tobytes(), digest_size=16).digest(), neighbours)
+    if key not in _CROWDING:
+        if len(_CROWDING) >= 8:
+            _CROWDING.clear()
+        _CROWDING[key] = guest_crowding(selfies, neighbours)
+    return _CROWDING[key]
 
 
 def policy_write(policy: MatchPolicy, decision: PhotoDecision, announce: bool) -> PolicyWrite:
