@@ -14,7 +14,8 @@ First the replay is checked against the run itself: the policy the run used must
 matches the run stored, or the replay is not measuring the pipeline and the bench stops. Then a
 grid of (crowding weight and neighbours, confident bar, margin), optionally under stricter quality
 gates, is printed with precision and recall per seed, the worst seed's precision, and pooled
-precision, recall and strangers matched; then the wrong matches of the chosen point.
+precision, recall and strangers matched, the recall once every right candidate is confirmed and
+the candidates proposed to the wrong guest; then the wrong matches of the chosen point.
 """
 
 from __future__ import annotations
@@ -142,15 +143,24 @@ GATES = {
 }
 
 
-def replay(run: KeptRun, policy: MatchPolicy, gate: str = "pipeline") -> set[tuple[str, str]]:
-    """(file name, guest name) pairs the policy matches on the run's faces (no confirmations, no
-    references learned: the benchmark's event has neither)."""
-    matched: set[tuple[str, str]] = set()
+Pairs = set[tuple[str, str]]  # (file name, guest name)
+
+
+def replay_decisions(run: KeptRun, policy: MatchPolicy, gate: str = "pipeline") -> tuple[Pairs, Pairs]:
+    """(matched, proposed): what the policy matches and proposes on the run's faces (no
+    confirmations, no references learned: the benchmark's event has neither)."""
+    matched: Pairs = set()
+    proposed: Pairs = set()
     bias = crowding_bias(guest_crowding(run.selfies, policy.crowding_neighbours), policy)
     for photo in run.photos:
-        for assignment in decide(photo.scores, policy, matchable=GATES[gate](photo), bias=bias).matches:
-            matched.add((photo.file_name, run.names[assignment.attendee_index]))
-    return matched
+        decision = decide(photo.scores, policy, matchable=GATES[gate](photo), bias=bias)
+        matched.update((photo.file_name, run.names[a.attendee_index]) for a in decision.matches)
+        proposed.update((photo.file_name, run.names[a.attendee_index]) for a in decision.candidates)
+    return matched, proposed
+
+
+def replay(run: KeptRun, policy: MatchPolicy, gate: str = "pipeline") -> Pairs:
+    return replay_decisions(run, policy, gate)[0]
 
 
 @dataclass(frozen=True)
@@ -162,6 +172,9 @@ class Score:
     wrong_guest: int
     stranger_hits: int
     strangers: int
+    found_or_proposed: int  # guest photos where the guest is matched, or proposed and would confirm
+    wrong_proposals: int  # proposals to a guest who is not the photo's person
+    photos: int
 
     def __add__(self, other: Score) -> Score:
         return Score(*(a + b for a, b in zip(self.__dict__.values(), other.__dict__.values(), strict=True)))
@@ -174,9 +187,14 @@ class Score:
     def recall(self) -> float:
         return self.found / self.guest_photos if self.guest_photos else 0.0
 
+    @property
+    def recall_confirmed(self) -> float:
+        return self.found_or_proposed / self.guest_photos if self.guest_photos else 0.0
 
-def score(run: KeptRun, matched: set[tuple[str, str]]) -> Score:
-    """The figures bench/quality.py prints, on a replayed set of matches."""
+
+def score(run: KeptRun, matched: Pairs, proposed: Pairs = frozenset()) -> Score:
+    """The figures bench/quality.py prints, on a replayed set of matches; with the proposals, also
+    the recall once every right proposal is confirmed, and the proposals that went to the wrong guest."""
     guests = set(run.names)
     correct = sum(1 for f, name in matched if run.person_of.get(f) == name)
     by_photo: dict[str, set[str]] = {}
@@ -186,7 +204,21 @@ def score(run: KeptRun, matched: set[tuple[str, str]]) -> Score:
     found = sum(1 for name, f in guest_photos if name in by_photo.get(f, set()))
     wrong = sum(1 for name, f in guest_photos if by_photo.get(f, set()) - {name})
     strangers = sum(1 for f in run.stranger_photos if by_photo.get(f))
-    return Score(correct, len(matched), found, len(guest_photos), wrong, strangers, len(run.stranger_photos))
+    settled = matched | {(f, name) for f, name in proposed if run.person_of.get(f) == name}
+    found_or_proposed = sum(1 for name, f in guest_photos if (f, name) in settled)
+    wrong_proposals = sum(1 for f, name in proposed if run.person_of.get(f) != name)
+    return Score(
+        correct,
+        len(matched),
+        found,
+        len(guest_photos),
+        wrong,
+        strangers,
+        len(run.stranger_photos),
+        found_or_proposed,
+        wrong_proposals,
+        len(run.photos),
+    )
 
 
 def grid(
@@ -238,7 +270,7 @@ def main() -> None:
     for gate, policy in (
         (g, p) for g in gates for p in grid(frange(options.bars), frange(options.margins), weights, neighbours)
     ):
-        scores = [score(run, replay(run, policy, gate)) for run in runs]
+        scores = [score(run, *replay_decisions(run, policy, gate)) for run in runs]
         pooled = scores[0]
         for s in scores[1:]:
             pooled = pooled + s
@@ -254,6 +286,8 @@ def main() -> None:
                 f"{pooled.precision:.4f} ({pooled.matches - pooled.correct} wrong/{pooled.matches})",
                 f"{pooled.recall:.3f}",
                 f"{pooled.stranger_hits}/{pooled.strangers}",
+                f"{pooled.recall_confirmed:.3f}",
+                f"{pooled.wrong_proposals / pooled.photos:.1%}",
             )
         )
     seeds = " ".join(str(run.seed) for run in runs)
@@ -268,6 +302,8 @@ def main() -> None:
         "pooled precision",
         "pooled recall",
         "strangers matched",
+        "recall+confirm",
+        "wrong proposals (of photos)",
     )
     print(bench.table(header, rows))
     chosen, chosen_gate = DEFAULT_POLICY, "pipeline"
