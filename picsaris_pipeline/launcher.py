@@ -22,6 +22,7 @@ from picsaris_pipeline.partitions import (
     ATTENDEE_JOB,
     ATTENDEE_PARTITIONS,
     ATTENDEE_TAG,
+    PARTITION_TAG,
     PHOTO_JOB,
     PHOTO_PARTITIONS,
     PHOTO_TAG,
@@ -134,7 +135,7 @@ class DagsterLauncher:
         )["runsOrError"]
         if existing["__typename"] == "Runs" and existing["results"]:
             return LaunchResult(existing["results"][0]["runId"], launched=False)
-        all_tags = {"dagster/partition": key, key_tag: key, **tags}
+        all_tags = {PARTITION_TAG: key, key_tag: key, **tags}
         params = {
             "selector": {**selector, "jobName": job},
             "runConfigData": {},

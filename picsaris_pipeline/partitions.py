@@ -30,6 +30,12 @@ ATTENDEE_TAG = "picsaris/attendee"  # on every attendee run launched through the
 BATCH_TAG = "picsaris/batch"  # on batch runs (a range of photo partitions): how many photos
 REEMBED_TAG = "picsaris/reembed"  # the model version a re-embedding run works towards
 SOURCE_TAG = "picsaris/source"  # what launched the run: intake, sensor, batch, cli or reembed
+HOLDER_TAG = "picsaris/lease_holder"  # on every run `picsaris process` executes (leases.py)
+ABANDONED_TAG = "picsaris/abandoned"  # set on a run abandoned_runs.py marked failed: its photos are run again
+WORKER_PID_TAG = "picsaris/run_worker_pid"  # set by warm_runs/launcher.py on each run it starts
+WORKER_KIND_TAG = "picsaris/run_worker"  # "warm" (forked) or "fresh" (a new interpreter)
+WORKER_HOST_TAG = "picsaris/run_worker_host"  # where the pid is: a run left STARTED is checked there
+PARTITION_TAG = "dagster/partition"  # Dagster's: the partition of a one-photo (or attendee) run
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -137,7 +143,7 @@ def contiguous_batches(
 
 def run_photo_ids(run: dg.DagsterRun, instance: dg.DagsterInstance) -> list[str]:
     """The photos a photo run was for: its partition, or every partition of a batch run's range."""
-    if photo_id := run.tags.get("dagster/partition"):
+    if photo_id := run.tags.get(PARTITION_TAG):
         return [photo_id]
     start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
     if not (start and end):

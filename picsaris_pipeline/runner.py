@@ -22,7 +22,7 @@ from picsaris_pipeline.abandoned_runs import fail_abandoned_runs
 from picsaris_pipeline.db.repository import Repository, connect
 from picsaris_pipeline.discovery import STALE_AFTER
 from picsaris_pipeline.domain import PhotoStatus
-from picsaris_pipeline.leases import ATTENDEE, HOLDER_TAG, PHOTO, Claimer, LeaseKeeper
+from picsaris_pipeline.leases import ATTENDEE, PHOTO, Claimer, LeaseKeeper
 from picsaris_pipeline.partitions import (
     ATTENDEE_JOB,
     ATTENDEE_PARTITIONS,
@@ -30,6 +30,7 @@ from picsaris_pipeline.partitions import (
     EVENT_SUMMARY_JOB,
     EVENT_TAG,
     HEALTH_CHECKS_JOB,
+    HOLDER_TAG,
     MAX_PHOTOS_PER_BATCH,
     PHOTO_JOB,
     PHOTO_PARTITIONS,
