@@ -990,22 +990,22 @@ def run_times(dagster_home: Path, env: dict[str, str], event_id: str) -> list[Ru
     in one run) gives a row to each photo of its range (dynamic partitions keep insertion order)."""
     import dagster as dg
 
-    from picsaris_pipeline.partitions import run_photo_ids
+    from picsaris_pipeline.partitions import EVENT_TAG, PHOTO_JOB, PHOTO_TAG, run_photo_ids
 
     for key in ("DAGSTER_HOME", "DAGSTER_POSTGRES_URL"):
         if key in env:
             os.environ[key] = env[key]
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        records = instance.get_run_records(filters=dg.RunsFilter(tags={"picsaris/event": event_id}))
+        records = instance.get_run_records(filters=dg.RunsFilter(tags={EVENT_TAG: event_id}))
         result = []
         for record in records:
             run = record.dagster_run
-            if run.job_name != "process_photo":
+            if run.job_name != PHOTO_JOB:
                 continue
             launched = None
             for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_STARTING):
                 launched = entry.timestamp
-            photos = run_photo_ids(run, instance) or [run.tags.get("picsaris/photo", "")]
+            photos = run_photo_ids(run, instance) or [run.tags.get(PHOTO_TAG, "")]
             for photo in photos:
                 result.append(
                     RunTimes(

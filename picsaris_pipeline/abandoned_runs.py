@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from picsaris_pipeline.leases import HOLDER_TAG, Claimer, holder_alive
-from picsaris_pipeline.warm_runs.launcher import WORKER_HOST_TAG, WORKER_PID_TAG, _process_alive
+from picsaris_pipeline.leases import Claimer, holder_alive
+from picsaris_pipeline.partitions import ABANDONED_TAG, HOLDER_TAG, WORKER_HOST_TAG, WORKER_PID_TAG
+from picsaris_pipeline.warm_runs.launcher import _process_alive
 
-ABANDONED_TAG = "picsaris/abandoned"  # set on a run marked failed here: its photos are run again
 RUN = "run"  # lease kind: whoever marks a run failed holds it, so it is reported once
 
 

@@ -218,10 +218,10 @@ def _run_reembed(app: App, target: str, event_id: str | None, total: int, limit:
 def _reembed_through_webserver(app: App, target: str, attendee_ids: list[str], photo_ids: list[str]) -> None:
     from picsaris_pipeline.jobs import reembed_assets
     from picsaris_pipeline.launcher import DagsterLauncher
-    from picsaris_pipeline.partitions import ATTENDEE_PARTITIONS, PHOTO_PARTITIONS, REEMBED_TAG
+    from picsaris_pipeline.partitions import ATTENDEE_PARTITIONS, PHOTO_PARTITIONS, run_tags
 
     launcher = DagsterLauncher(str(app.settings.dagster_url))
-    tags = {REEMBED_TAG: target, "picsaris/source": "reembed"}
+    tags = run_tags("reembed", reembed=target)
     if attendee_ids:
         launcher.add_partitions(ATTENDEE_PARTITIONS, attendee_ids)
         backfill = launcher.launch_backfill(

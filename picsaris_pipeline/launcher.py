@@ -22,11 +22,11 @@ from picsaris_pipeline.partitions import (
     ATTENDEE_JOB,
     ATTENDEE_PARTITIONS,
     ATTENDEE_TAG,
-    EVENT_TAG,
+    PARTITION_TAG,
     PHOTO_JOB,
     PHOTO_PARTITIONS,
     PHOTO_TAG,
-    UPLOADER_TAG,
+    run_tags,
 )
 
 LOCATION_NAME = "picsaris_pipeline"  # workspace.yaml location_name
@@ -114,7 +114,7 @@ class DagsterLauncher:
 
     def launch_photo(self, photo: Photo) -> LaunchResult:
         """The photo's run of `process_photo`, tagged for fairness (uploader) and de-duplication."""
-        tags = {EVENT_TAG: photo.event_id, UPLOADER_TAG: photo.uploader_id, "picsaris/source": "intake"}
+        tags = run_tags("intake", event=photo.event_id, uploader=photo.uploader_id)
         return self._launch(PHOTO_PARTITIONS, PHOTO_JOB, PHOTO_TAG, photo.id, tags)
 
     def announce_photo(self, photo: Photo) -> None:
@@ -124,7 +124,7 @@ class DagsterLauncher:
 
     def launch_attendee(self, attendee: Attendee) -> LaunchResult:
         """The attendee's run of `process_attendee` (reference from the selfie, then late-joiner matches)."""
-        tags = {EVENT_TAG: attendee.event_id, "picsaris/source": "intake"}
+        tags = run_tags("intake", event=attendee.event_id)
         return self._launch(ATTENDEE_PARTITIONS, ATTENDEE_JOB, ATTENDEE_TAG, attendee.id, tags)
 
     def _launch(self, partitions: str, job: str, key_tag: str, key: str, tags: dict[str, str]) -> LaunchResult:
@@ -135,7 +135,7 @@ class DagsterLauncher:
         )["runsOrError"]
         if existing["__typename"] == "Runs" and existing["results"]:
             return LaunchResult(existing["results"][0]["runId"], launched=False)
-        all_tags = {"dagster/partition": key, key_tag: key, **tags}
+        all_tags = {PARTITION_TAG: key, key_tag: key, **tags}
         params = {
             "selector": {**selector, "jobName": job},
             "runConfigData": {},

@@ -30,7 +30,6 @@ logger = logging.getLogger("picsaris.leases")
 PHOTO = "photo"
 ATTENDEE = "attendee"
 HOLDER = "holder"  # a holder's lease on itself: its heartbeat
-HOLDER_TAG = "picsaris/lease_holder"  # on every run `picsaris process` executes
 
 DEFAULT_LEASE_SECONDS = 60
 

@@ -1,4 +1,4 @@
-"""The two dynamic partition sets: one partition per photo and one per attendee (keys are ids)."""
+"""The launch contract: job names, run tags, the dynamic partition sets (keys are ids) and batch runs."""
 
 from collections.abc import Sequence
 
@@ -29,6 +29,13 @@ PHOTO_TAG = "picsaris/photo"  # on every photo run, however launched: the launch
 ATTENDEE_TAG = "picsaris/attendee"  # on every attendee run launched through the webserver
 BATCH_TAG = "picsaris/batch"  # on batch runs (a range of photo partitions): how many photos
 REEMBED_TAG = "picsaris/reembed"  # the model version a re-embedding run works towards
+SOURCE_TAG = "picsaris/source"  # what launched the run: intake, sensor, batch, cli or reembed
+HOLDER_TAG = "picsaris/lease_holder"  # on every run `picsaris process` executes (leases.py)
+ABANDONED_TAG = "picsaris/abandoned"  # set on a run abandoned_runs.py marked failed: its photos are run again
+WORKER_PID_TAG = "picsaris/run_worker_pid"  # set by warm_runs/launcher.py on each run it starts
+WORKER_KIND_TAG = "picsaris/run_worker"  # "warm" (forked) or "fresh" (a new interpreter)
+WORKER_HOST_TAG = "picsaris/run_worker_host"  # where the pid is: a run left STARTED is checked there
+PARTITION_TAG = "dagster/partition"  # Dagster's: the partition of a one-photo (or attendee) run
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -60,6 +67,58 @@ def batch_tags(photo_ids: list[str]) -> dict[str, str]:
     return {RANGE_START_TAG: photo_ids[0], RANGE_END_TAG: photo_ids[-1]}
 
 
+def run_tags(
+    source: str | None = None,
+    *,
+    event: str | None = None,
+    uploader: str | None = None,
+    photo: str | None = None,
+    batch: Sequence[str] | None = None,
+    reembed: str | None = None,
+) -> dict[str, str]:
+    """A run's picsaris tags, only those given; `batch` (the photos of a range run, in partition
+    order) gives how many and the range. Every launcher builds its tags here, so they cannot drift."""
+    tags: dict[str, str] = {}
+    if event is not None:
+        tags[EVENT_TAG] = event
+    if uploader is not None:
+        tags[UPLOADER_TAG] = uploader
+    if photo is not None:
+        tags[PHOTO_TAG] = photo
+    if batch is not None:
+        tags |= {BATCH_TAG: str(len(batch)), **batch_tags(list(batch))}
+    if reembed is not None:
+        tags[REEMBED_TAG] = reembed
+    if source is not None:
+        tags[SOURCE_TAG] = source
+    return tags
+
+
+PhotoRef = tuple[str, str, str | None]  # (photo id, event id, uploader id where known)
+
+
+def batched_runs(
+    photos: Sequence[PhotoRef], order: Sequence[str], size: int = MAX_PHOTOS_PER_BATCH, source: str | None = None
+) -> list[tuple[list[str], dict[str, str]]]:
+    """The runs for these photos with their tags: each event's photos cut into contiguous_batches
+    of `order`. A one-photo run carries its photo's tags (event, uploader, photo); a batch run what
+    its photos share (event, how many, the range). Used by the batch sensor and `picsaris process`."""
+    by_event: dict[str, list[str]] = {}
+    uploaders: dict[str, str | None] = {}
+    for photo_id, event_id, uploader_id in photos:
+        by_event.setdefault(event_id, []).append(photo_id)
+        uploaders[photo_id] = uploader_id
+    runs = []
+    for event_id, photo_ids in by_event.items():
+        for batch in contiguous_batches(photo_ids, order, size):
+            if len(batch) == 1:
+                tags = run_tags(source, event=event_id, uploader=uploaders[batch[0]], photo=batch[0])
+            else:
+                tags = run_tags(source, event=event_id, batch=batch)
+            runs.append((batch, tags))
+    return runs
+
+
 def contiguous_batches(
     wanted: list[str], partition_order: Sequence[str], size: int = MAX_PHOTOS_PER_BATCH
 ) -> list[list[str]]:
@@ -84,7 +143,7 @@ def contiguous_batches(
 
 def run_photo_ids(run: dg.DagsterRun, instance: dg.DagsterInstance) -> list[str]:
     """The photos a photo run was for: its partition, or every partition of a batch run's range."""
-    if photo_id := run.tags.get("dagster/partition"):
+    if photo_id := run.tags.get(PARTITION_TAG):
         return [photo_id]
     start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
     if not (start and end):

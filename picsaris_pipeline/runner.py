@@ -22,26 +22,25 @@ from picsaris_pipeline.abandoned_runs import fail_abandoned_runs
 from picsaris_pipeline.db.repository import Repository, connect
 from picsaris_pipeline.discovery import STALE_AFTER
 from picsaris_pipeline.domain import PhotoStatus
-from picsaris_pipeline.leases import ATTENDEE, HOLDER_TAG, PHOTO, Claimer, LeaseKeeper
+from picsaris_pipeline.leases import ATTENDEE, PHOTO, Claimer, LeaseKeeper
 from picsaris_pipeline.partitions import (
     ATTENDEE_JOB,
     ATTENDEE_PARTITIONS,
-    BATCH_TAG,
     EVENT_PARTITIONS,
     EVENT_SUMMARY_JOB,
     EVENT_TAG,
     HEALTH_CHECKS_JOB,
+    HOLDER_TAG,
     MAX_PHOTOS_PER_BATCH,
     PHOTO_JOB,
     PHOTO_PARTITIONS,
-    PHOTO_TAG,
     REEMBED_PHOTO_JOB,
-    REEMBED_TAG,
     UPLOADER_TAG,
-    batch_tags,
-    contiguous_batches,
+    PhotoRef,
+    batched_runs,
     ensure_partitions,
     run_photo_ids,
+    run_tags,
 )
 from picsaris_pipeline.services.guest_import import BuiltReference
 from picsaris_pipeline.services.intake import expire_abandoned_uploads
@@ -140,7 +139,7 @@ def process_pending(
         ensure_partitions(instance, PHOTO_PARTITIONS, [p.id for p in photos])
         work = _work_for(attendees, photos)
         with ExitStack() as exits:  # worker processes finish exiting while the event views refresh
-            common_tags = {"picsaris/source": "cli"}
+            common_tags = run_tags("cli")
             _execute(instance, repo, work, common_tags, summary, progress, exits=exits, claimer=claimer)
             _finish_left_to_others(instance, repo, model_version, claimer, common_tags, summary)
             if work:
@@ -150,8 +149,12 @@ def process_pending(
 
 
 def _work_for(attendees: Sequence[Any], photos: Sequence[Any]) -> list[SingleItem]:
-    work = [(ATTENDEE_JOB, a.id, {EVENT_TAG: a.event_id}) for a in attendees]
-    work += [(PHOTO_JOB, p.id, {EVENT_TAG: p.event_id, UPLOADER_TAG: p.uploader_id, PHOTO_TAG: p.id}) for p in photos]
+    return _items_for(PHOTO_JOB, attendees, photos)
+
+
+def _items_for(photo_job: str, attendees: Sequence[Any], photos: Sequence[Any]) -> list[SingleItem]:
+    work = [(ATTENDEE_JOB, a.id, run_tags(event=a.event_id)) for a in attendees]
+    work += [(photo_job, p.id, run_tags(event=p.event_id, uploader=p.uploader_id, photo=p.id)) for p in photos]
     return work
 
 
@@ -237,10 +240,7 @@ def reembed_pending(
     photos = repo.photos_missing_version(model_version, event_id)
     ensure_partitions(instance, ATTENDEE_PARTITIONS, [a.id for a in attendees])
     ensure_partitions(instance, PHOTO_PARTITIONS, [p.id for p in photos])
-    work = [(ATTENDEE_JOB, a.id, {EVENT_TAG: a.event_id}) for a in attendees]
-    work += [
-        (REEMBED_PHOTO_JOB, p.id, {EVENT_TAG: p.event_id, UPLOADER_TAG: p.uploader_id, PHOTO_TAG: p.id}) for p in photos
-    ]
+    work = _items_for(REEMBED_PHOTO_JOB, attendees, photos)
     if limit is not None:
         work = work[:limit]
     # Leases as in process_pending: what another process holds is left to it (not waited for).
@@ -249,7 +249,7 @@ def reembed_pending(
         ExitStack() as exits,
     ):  # workers finish exiting while views refresh
         summary.abandoned_runs += [run.run_id for run in fail_abandoned_runs(instance, keeper.claimer, keeper.seconds)]
-        tags = {"picsaris/source": "cli", REEMBED_TAG: model_version}
+        tags = run_tags("cli", reembed=model_version)
         _execute(instance, repo, work, tags, summary, progress, exits=exits, claimer=keeper.claimer)
         if work:
             events = sorted({a.event_id for a in attendees} | {p.event_id for p in photos})
@@ -276,21 +276,14 @@ def _batched(instance: dg.DagsterInstance, photos: list[SingleItem], workers: in
     another finishes a long batch."""
     size = max(1, min(default_batch_size(), len(photos) // (4 * workers)))
     order = instance.get_dynamic_partitions(PHOTO_PARTITIONS)
-    groups: dict[tuple[str, str], list[SingleItem]] = {}
-    for item in photos:
-        groups.setdefault((item[0], item[2].get(EVENT_TAG, "")), []).append(item)
-    work: Work = []
-    for (job_name, _), items in groups.items():
-        tags_by_key = {key: tags for _, key, tags in items}
-        for batch in contiguous_batches(list(tags_by_key), order, size):
-            # A batch's run carries what its photos share; a one-photo run keeps its photo's tags.
-            shared = (
-                tags_by_key[batch[0]]
-                if len(batch) == 1
-                else {EVENT_TAG: tags_by_key[batch[0]][EVENT_TAG], BATCH_TAG: str(len(batch))}
-            )
-            work.append((job_name, tuple(batch), shared))
-    return work
+    by_job: dict[str, list[PhotoRef]] = {}
+    for job_name, key, tags in photos:
+        by_job.setdefault(job_name, []).append((key, tags.get(EVENT_TAG, ""), tags.get(UPLOADER_TAG)))
+    return [
+        (job_name, tuple(batch), tags)
+        for job_name, refs in by_job.items()
+        for batch, tags in batched_runs(refs, order, size)
+    ]
 
 
 def default_workers() -> int:
@@ -399,13 +392,13 @@ def _run_inline(
             if len(won) < len(keys):
                 yield job_name, tuple(k for k in keys if k not in won), True, LEFT_TO_OTHERS, "", {}
                 runs = _regrouped(instance, won, tags)
-        for run_keys, run_tags in runs:
+        for run_keys, tags_of_run in runs:
             result = jobs[job_name].execute_in_process(
                 partition_key=run_keys[0] if len(run_keys) == 1 else None,
                 instance=instance,
                 raise_on_error=False,
                 run_config=QUIET_CONSOLE,
-                tags={**run_tags, **common_tags, **(batch_tags(list(run_keys)) if len(run_keys) > 1 else {})},
+                tags={**tags_of_run, **common_tags},  # a batch run's tags carry its range (batched_runs)
             )
             message = "" if result.success else _failure_message(result)
             failed = _failed_in_batch(result) if result.success and len(run_keys) > 1 else {}
@@ -434,19 +427,11 @@ def _regrouped(
     instance: dg.DagsterInstance, won: list[str], tags: dict[str, str]
 ) -> list[tuple[tuple[str, ...], dict[str, str]]]:
     """The part of a batch this process won a lease on, as runs over contiguous partitions."""
-    if len(won) == 1:
-        return [((won[0],), {EVENT_TAG: tags.get(EVENT_TAG, ""), PHOTO_TAG: won[0]})]
-    order = instance.get_dynamic_partitions(PHOTO_PARTITIONS)
-    batches = contiguous_batches(won, order, len(won))
-    return [
-        (
-            tuple(batch),
-            {EVENT_TAG: tags.get(EVENT_TAG, ""), BATCH_TAG: str(len(batch))}
-            if len(batch) > 1
-            else {EVENT_TAG: tags.get(EVENT_TAG, ""), PHOTO_TAG: batch[0]},
-        )
-        for batch in batches
-    ]
+    # One photo is a run by itself: no partition order to read. Its uploader is not in the batch's tags.
+    order = won if len(won) == 1 else instance.get_dynamic_partitions(PHOTO_PARTITIONS)
+    event = tags.get(EVENT_TAG, "")
+    runs = batched_runs([(key, event, None) for key in won], order, len(won))
+    return [(tuple(batch), batch_run_tags) for batch, batch_run_tags in runs]
 
 
 def _claim(work: Work, next_index: Any) -> Iterator[WorkItem]:
@@ -562,12 +547,12 @@ def _refresh_event_views(instance: dg.DagsterInstance, event_ids: list[str], sum
             instance=instance,
             raise_on_error=False,
             run_config=QUIET_CONSOLE,
-            tags={EVENT_TAG: event_id, "picsaris/source": "cli"},
+            tags=run_tags("cli", event=event_id),
         )
         if not result.success:
             summary.failures.append(("event summary", event_id, _failure_message(result)))
     checks = defs.resolve_job_def(HEALTH_CHECKS_JOB).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE, tags={"picsaris/source": "cli"}
+        instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE, tags=run_tags("cli")
     )
     if not checks.success:
         summary.failures.append(("health checks", "-", _failure_message(checks)))

@@ -12,7 +12,13 @@ from sqlalchemy.exc import IntegrityError
 
 from picsaris_pipeline.assets.photos import faces_detected, verified_upload
 from picsaris_pipeline.domain import PhotoStatus
-from picsaris_pipeline.partitions import PHOTO_PARTITIONS, batch_tags, contiguous_batches, ensure_partitions
+from picsaris_pipeline.partitions import (
+    PHOTO_PARTITIONS,
+    batch_tags,
+    batched_runs,
+    contiguous_batches,
+    ensure_partitions,
+)
 
 from .pipeline_helpers import partition_metadata, run_failure_sensor
 
@@ -33,6 +39,25 @@ def test_contiguous_batches_follow_partition_order_and_never_span_a_photo_not_wa
     ]
     assert contiguous_batches(["z"], order) == []  # no partition yet: nothing to run
     assert contiguous_batches([], order) == []
+
+
+def test_batched_runs_tag_a_lone_photo_as_itself_and_a_batch_by_its_range_per_event():
+    order = ["a", "b", "c", "d"]
+    photos = [("a", "e1", "u1"), ("b", "e1", "u2"), ("c", "e2", "u3"), ("d", "e1", None)]
+    assert batched_runs(photos, order, source="batch") == [
+        (
+            ["a", "b"],
+            {
+                "picsaris/event": "e1",
+                "picsaris/batch": "2",
+                "dagster/asset_partition_range_start": "a",
+                "dagster/asset_partition_range_end": "b",
+                "picsaris/source": "batch",
+            },
+        ),
+        (["d"], {"picsaris/event": "e1", "picsaris/photo": "d", "picsaris/source": "batch"}),  # no uploader known
+        (["c"], {"picsaris/event": "e2", "picsaris/uploader": "u3", "picsaris/photo": "c", "picsaris/source": "batch"}),
+    ]
 
 
 @contextmanager

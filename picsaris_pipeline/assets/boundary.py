@@ -30,6 +30,7 @@ STEP_RETRY_POLICY = dg.RetryPolicy(
 # a few transactions per second per account and region, and dlib is bound by the machine's cores.
 FACE_ENGINE_POOL = "face_engine"
 
+# Two retries, one per layer: STEP_RETRY_POLICY retries a step, _one_of_a_batch one photo of a batch step.
 # A batch run (a range of photo partitions) retries one photo's throttled or dropped call in place,
 # as often and as patiently as STEP_RETRY_POLICY retries a step, so the photo does not hold up the
 # rest of its batch and the step is not repeated for the photos already done.

@@ -10,17 +10,7 @@ from picsaris_pipeline.domain import Photo
 from picsaris_pipeline.jobs import photo_job
 from picsaris_pipeline.leases import PHOTO as PHOTO_LEASE
 from picsaris_pipeline.leases import held_elsewhere
-from picsaris_pipeline.partitions import (
-    BATCH_TAG,
-    EVENT_TAG,
-    PHOTO_JOB,
-    PHOTO_PARTITIONS,
-    PHOTO_TAG,
-    UPLOADER_TAG,
-    batch_tags,
-    contiguous_batches,
-    ensure_partitions,
-)
+from picsaris_pipeline.partitions import PHOTO_JOB, PHOTO_PARTITIONS, batched_runs, ensure_partitions
 from picsaris_pipeline.resources import DatabaseResource
 
 # Photos taken off the queue per tick; the rest wait for the next tick (a few seconds).
@@ -37,31 +27,15 @@ def batch_run_requests(instance: dg.DagsterInstance, photos: Sequence[Photo], so
     if missing:  # read again: intake may have added partitions in between
         ensure_partitions(instance, PHOTO_PARTITIONS, missing)
         order = instance.get_dynamic_partitions(PHOTO_PARTITIONS)
-    by_event: dict[str, list[str]] = {}
-    for photo in photos:
-        by_event.setdefault(photo.event_id, []).append(photo.id)
-    by_id = {photo.id: photo for photo in photos}
     requests = []
-    for event_id, photo_ids in by_event.items():
-        for batch in contiguous_batches(photo_ids, order):
-            if len(batch) == 1:
-                photo = by_id[batch[0]]
-                tags = {EVENT_TAG: event_id, UPLOADER_TAG: photo.uploader_id, PHOTO_TAG: photo.id}
-                requests.append(
-                    dg.RunRequest(
-                        run_key=f"photo:{photo.id}",
-                        job_name=PHOTO_JOB,
-                        partition_key=photo.id,
-                        tags={**tags, "picsaris/source": source},
-                    )
-                )
-                continue
-            tags = {EVENT_TAG: event_id, BATCH_TAG: str(len(batch)), "picsaris/source": source}
+    refs = [(photo.id, photo.event_id, photo.uploader_id) for photo in photos]
+    for batch, tags in batched_runs(refs, order, source=source):
+        if len(batch) == 1:  # a photo left alone: a plain one-photo run
             requests.append(
-                dg.RunRequest(
-                    run_key=f"batch:{batch[0]}:{batch[-1]}", job_name=PHOTO_JOB, tags={**tags, **batch_tags(batch)}
-                )
+                dg.RunRequest(run_key=f"photo:{batch[0]}", job_name=PHOTO_JOB, partition_key=batch[0], tags=tags)
             )
+        else:
+            requests.append(dg.RunRequest(run_key=f"batch:{batch[0]}:{batch[-1]}", job_name=PHOTO_JOB, tags=tags))
     return requests
 
 

@@ -11,13 +11,11 @@ from picsaris_pipeline.leases import held_elsewhere
 from picsaris_pipeline.partitions import (
     ATTENDEE_JOB,
     ATTENDEE_PARTITIONS,
-    EVENT_TAG,
     PHOTO_JOB,
     PHOTO_PARTITIONS,
-    PHOTO_TAG,
-    UPLOADER_TAG,
     attendee_partitions,
     photo_partitions,
+    run_tags,
 )
 from picsaris_pipeline.resources import DatabaseResource, ObjectStoreResource
 
@@ -55,15 +53,8 @@ def bucket_sensor(
     photos = repo.photos_by_ids([photo_id for photo_id, _ in keyed])
     for photo_id, run_key in keyed:
         photo = photos[photo_id]
-        tags = {EVENT_TAG: photo.event_id, UPLOADER_TAG: photo.uploader_id, PHOTO_TAG: photo.id}
-        run_requests.append(
-            dg.RunRequest(
-                run_key=run_key,
-                job_name=PHOTO_JOB,
-                partition_key=photo_id,
-                tags={**tags, "picsaris/source": "sensor"},
-            )
-        )
+        tags = run_tags("sensor", event=photo.event_id, uploader=photo.uploader_id, photo=photo.id)
+        run_requests.append(dg.RunRequest(run_key=run_key, job_name=PHOTO_JOB, partition_key=photo_id, tags=tags))
     attendees = repo.attendees_by_ids(scan.attendee_ids + scan.stale_attendee_ids)
     keyed_attendees = [(aid, f"attendee:{aid}") for aid in scan.attendee_ids]
     keyed_attendees += [(aid, f"attendee:{aid}:relaunch:{window}") for aid in scan.stale_attendee_ids]
@@ -78,7 +69,7 @@ def bucket_sensor(
                 run_key=run_key,
                 job_name=ATTENDEE_JOB,
                 partition_key=attendee_id,
-                tags={EVENT_TAG: attendee.event_id, "picsaris/source": "sensor"},
+                tags=run_tags("sensor", event=attendee.event_id),
             )
         )
     requests = []

@@ -3,9 +3,8 @@ error, so it shows among the failed photos with its reason and `picsaris process
 
 import dagster as dg
 
-from picsaris_pipeline.abandoned_runs import ABANDONED_TAG
 from picsaris_pipeline.jobs import photo_job
-from picsaris_pipeline.partitions import run_photo_ids
+from picsaris_pipeline.partitions import ABANDONED_TAG, run_photo_ids
 from picsaris_pipeline.resources import DatabaseResource
 from picsaris_pipeline.services.photos import mark_failed
 

@@ -33,6 +33,7 @@ from typing import IO, Any
 
 from dagster import DagsterRun, DagsterRunStatus, Field, serialize_value
 
+from picsaris_pipeline.partitions import WORKER_HOST_TAG, WORKER_KIND_TAG, WORKER_PID_TAG
 from picsaris_pipeline.warm_runs.dagster_internals import (
     CheckRunHealthResult,
     ConfigurableClass,
@@ -47,9 +48,6 @@ from picsaris_pipeline.warm_runs.dagster_internals import (
 logger = logging.getLogger("picsaris.warm_runs")
 
 CODE_LOCATION_MODULE = "picsaris_pipeline.definitions"
-WORKER_PID_TAG = "picsaris/run_worker_pid"
-WORKER_KIND_TAG = "picsaris/run_worker"  # "warm" (forked) or "fresh" (a new interpreter)
-WORKER_HOST_TAG = "picsaris/run_worker_host"  # where the pid is: a run left STARTED is checked there
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_SECONDS = 180.0  # imports and model loads on a cold, busy machine
 
