@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.errors import ConfigurationError
-
-# A photo's four steps take about a second; a quarter of an hour without progress means its run
-# died or never started (queue stuck, daemon down) and someone should look.
-DEFAULT_STUCK_AFTER = timedelta(minutes=15)
+from picsaris_pipeline.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -23,16 +18,8 @@ class Finding:
 
 
 def stuck_after(environ: dict[str, str] | None = None) -> timedelta:
-    raw = (os.environ if environ is None else environ).get("PICSARIS_STUCK_AFTER_MINUTES")
-    if not raw:
-        return DEFAULT_STUCK_AFTER
-    try:
-        minutes = float(raw)
-    except ValueError as error:
-        raise ConfigurationError(f"PICSARIS_STUCK_AFTER_MINUTES must be a number, got {raw!r}") from error
-    if minutes <= 0:
-        raise ConfigurationError("PICSARIS_STUCK_AFTER_MINUTES must be positive")
-    return timedelta(minutes=minutes)
+    """PICSARIS_STUCK_AFTER_MINUTES (Settings.stuck_after) from `environ`, default the process's."""
+    return Settings.from_env(environ).stuck_after
 
 
 def matches_without_consent(repo: Repository) -> Finding:

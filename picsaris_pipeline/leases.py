@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.settings import whole_number_from_env
+from picsaris_pipeline.settings import DEFAULT_LEASE_SECONDS as DEFAULT_LEASE_SECONDS
+from picsaris_pipeline.settings import Settings
 
 logger = logging.getLogger("picsaris.leases")
 
@@ -31,13 +32,11 @@ PHOTO = "photo"
 ATTENDEE = "attendee"
 HOLDER = "holder"  # a holder's lease on itself: its heartbeat
 
-DEFAULT_LEASE_SECONDS = 60
 
-
-def lease_seconds() -> int:
+def lease_seconds(environ: dict[str, str] | None = None) -> int:
     """PICSARIS_LEASE_SECONDS: how long a lease lasts unless renewed (renewed every third of it),
     so how long a killed process's work waits on another machine before it is taken up again."""
-    return whole_number_from_env("PICSARIS_LEASE_SECONDS", DEFAULT_LEASE_SECONDS, minimum=2, maximum=3600)
+    return Settings.from_env(environ).lease_seconds
 
 
 def new_holder_id() -> str:

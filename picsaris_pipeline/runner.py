@@ -31,7 +31,6 @@ from picsaris_pipeline.partitions import (
     EVENT_TAG,
     HEALTH_CHECKS_JOB,
     HOLDER_TAG,
-    MAX_PHOTOS_PER_BATCH,
     PHOTO_JOB,
     PHOTO_PARTITIONS,
     REEMBED_PHOTO_JOB,
@@ -45,7 +44,7 @@ from picsaris_pipeline.partitions import (
 from picsaris_pipeline.services.guest_import import BuiltReference
 from picsaris_pipeline.services.intake import expire_abandoned_uploads
 from picsaris_pipeline.services.photos import mark_failed
-from picsaris_pipeline.settings import Settings, whole_number_from_env
+from picsaris_pipeline.settings import Settings
 from picsaris_pipeline.storage import ObjectStore
 
 # The full event log is in the instance (and the UI); the terminal only needs warnings.
@@ -267,7 +266,7 @@ MIN_RUNS_PER_WORKER = 8
 
 def default_batch_size() -> int:
     """PICSARIS_BATCH_SIZE (1: one run per photo), else MAX_PHOTOS_PER_BATCH."""
-    return whole_number_from_env("PICSARIS_BATCH_SIZE", MAX_PHOTOS_PER_BATCH, maximum=100)
+    return Settings.from_env().batch_size
 
 
 def _batched(instance: dg.DagsterInstance, photos: list[SingleItem], workers: int) -> Work:
@@ -288,7 +287,7 @@ def _batched(instance: dg.DagsterInstance, photos: list[SingleItem], workers: in
 
 def default_workers() -> int:
     """PICSARIS_WORKERS, else one worker per core."""
-    return whole_number_from_env("PICSARIS_WORKERS", max(1, os.cpu_count() or 1))
+    return Settings.from_env().workers
 
 
 def _failed_in_batch(result: dg.ExecuteInProcessResult) -> dict[str, str]:

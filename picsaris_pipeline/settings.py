@@ -1,15 +1,65 @@
-"""Configuration from the environment (every variable: README.md, "Configuration"), read when a
-resource or command is built, never at import time."""
+"""Configuration from the environment (every variable: README.md, "Configuration"), read once when
+a resource, command or run is built, never at import time: `Settings.from_env` is the one reader
+and checks every value."""
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from picsaris_pipeline.errors import ConfigurationError
+from picsaris_pipeline.partitions import MAX_PHOTOS_PER_BATCH  # PICSARIS_BATCH_SIZE's default
 
 REALTIME_PUBLISHERS = ("log", "supabase", "pg_notify")
+
+T = TypeVar("T")
+
+# Tuning defaults (README.md, "Configuration").
+DEFAULT_LEASE_SECONDS = 60  # PICSARIS_LEASE_SECONDS
+# A photo's four steps take about a second; a quarter of an hour without progress means its run
+# died or never started (queue stuck, daemon down) and someone should look.
+DEFAULT_STUCK_AFTER = timedelta(minutes=15)  # PICSARIS_STUCK_AFTER_MINUTES
+DEFAULT_THUMBNAIL_PORT = 3071  # PICSARIS_THUMBNAIL_PORT
+DEFAULT_THUMBNAIL_LINK_SECONDS = 3600  # PICSARIS_THUMBNAIL_LINK_SECONDS
+
+PRICE_ENV = {
+    "face_engine_call_usd": "PICSARIS_PRICE_ENGINE_CALL_USD",
+    "storage_gb_month_usd": "PICSARIS_PRICE_STORAGE_GB_MONTH_USD",
+    "realtime_message_usd": "PICSARIS_PRICE_REALTIME_MESSAGE_USD",
+}
+
+
+@dataclass(frozen=True)
+class UnitPrices:
+    """Unit prices in USD; override each with its environment variable (see PRICE_ENV)."""
+
+    face_engine_call_usd: float = 0.001  # AWS Rekognition: IndexFaces or SearchUsers, per call
+    storage_gb_month_usd: float = 0.015  # Cloudflare R2 standard storage
+    realtime_message_usd: float = 0.0000025  # Supabase Realtime: $2.50 per million messages
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> UnitPrices:
+        """Prices from PICSARIS_PRICE_*; unset or empty keeps the default. Raises ConfigurationError
+        for a value that is not a finite, non-negative number."""
+        env = os.environ if environ is None else environ
+        values: dict[str, float] = {}
+        for name_of_field, name in PRICE_ENV.items():
+            raw = (env.get(name) or "").strip()
+            if not raw:
+                continue
+            try:
+                value = float(raw)
+            except ValueError as error:
+                raise ConfigurationError(f"{name} must be a price in USD, got {raw!r}") from error
+            if not math.isfinite(value) or value < 0:
+                raise ConfigurationError(f"{name} must be a finite, non-negative price in USD, got {raw!r}")
+            values[name_of_field] = value
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -32,6 +82,14 @@ class Settings:
     # Unset: boto3's default chain (environment, profile, ECS task role / instance profile).
     rekognition_access_key_id: str | None
     rekognition_secret_access_key: str | None
+    # Tuning knobs, defaulted so that a Settings built by hand (tests) needs none of them.
+    batch_size: int = MAX_PHOTOS_PER_BATCH  # photos per batch run (1: one run per photo)
+    workers: int = 1  # worker processes for `picsaris process` / `reembed`; from_env: one per core
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
+    stuck_after: timedelta = DEFAULT_STUCK_AFTER  # when the no_stuck_photos check calls a photo stuck
+    prices: UnitPrices = field(default_factory=UnitPrices)  # the event summary's unit prices
+    thumbnail_port: int = DEFAULT_THUMBNAIL_PORT  # the local thumbnail route's port
+    thumbnail_link_seconds: int = DEFAULT_THUMBNAIL_LINK_SECONDS  # a presigned thumbnail link's lifetime
 
     @property
     def local_bucket_dir(self) -> Path:
@@ -42,14 +100,12 @@ class Settings:
         return self.home / "dagster"
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Every setting from `environ` (default: the process environment), checked: raises
+        ConfigurationError for a value out of range."""
         env = os.environ if environ is None else environ
         home = Path(env.get("PICSARIS_HOME") or ".picsaris").expanduser().resolve()
-        threshold = env.get("PICSARIS_MATCH_THRESHOLD")
-        try:
-            match_threshold = float(threshold) if threshold else None
-        except ValueError as error:
-            raise ConfigurationError(f"PICSARIS_MATCH_THRESHOLD must be a number, got {threshold!r}") from error
+        match_threshold = _parsed(env, "PICSARIS_MATCH_THRESHOLD", float, "a number")
         if match_threshold is not None and not 0.0 < match_threshold < 1.0:
             raise ConfigurationError("PICSARIS_MATCH_THRESHOLD is a similarity between 0 and 1")
         engine = env.get("PICSARIS_FACE_ENGINE") or "dlib"
@@ -78,18 +134,53 @@ class Settings:
             rekognition_collection_prefix=env.get("PICSARIS_REKOGNITION_COLLECTION_PREFIX") or "picsaris",
             rekognition_access_key_id=env.get("PICSARIS_REKOGNITION_ACCESS_KEY_ID") or None,
             rekognition_secret_access_key=env.get("PICSARIS_REKOGNITION_SECRET_ACCESS_KEY") or None,
+            batch_size=whole_number_from_env("PICSARIS_BATCH_SIZE", MAX_PHOTOS_PER_BATCH, maximum=100, environ=env),
+            workers=whole_number_from_env("PICSARIS_WORKERS", max(1, os.cpu_count() or 1), environ=env),
+            lease_seconds=whole_number_from_env(
+                "PICSARIS_LEASE_SECONDS", DEFAULT_LEASE_SECONDS, minimum=2, maximum=3600, environ=env
+            ),
+            stuck_after=_stuck_after(env),
+            prices=UnitPrices.from_env(env),
+            thumbnail_port=whole_number_from_env(
+                "PICSARIS_THUMBNAIL_PORT", DEFAULT_THUMBNAIL_PORT, maximum=65535, environ=env
+            ),
+            thumbnail_link_seconds=whole_number_from_env(
+                "PICSARIS_THUMBNAIL_LINK_SECONDS", DEFAULT_THUMBNAIL_LINK_SECONDS, environ=env
+            ),
         )
 
 
-def whole_number_from_env(name: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
-    """An optional whole-number setting (tuning knobs such as PICSARIS_WORKERS), checked."""
-    raw = os.environ.get(name)
+def _parsed(env: Mapping[str, str], name: str, convert: Callable[[str], T], kind: str) -> T | None:
+    """`name`'s value converted, or None where unset or empty; ConfigurationError where it is not `kind`."""
+    raw = env.get(name)
     if not raw:
-        return default
+        return None
     try:
-        value = int(raw)
+        return convert(raw)
     except ValueError as error:
-        raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from error
+        raise ConfigurationError(f"{name} must be {kind}, got {raw!r}") from error
+
+
+def _stuck_after(env: Mapping[str, str]) -> timedelta:
+    minutes = _parsed(env, "PICSARIS_STUCK_AFTER_MINUTES", float, "a number")
+    if minutes is None:
+        return DEFAULT_STUCK_AFTER
+    if minutes <= 0:
+        raise ConfigurationError("PICSARIS_STUCK_AFTER_MINUTES must be positive")
+    return timedelta(minutes=minutes)
+
+
+def whole_number_from_env(
+    name: str,
+    default: int,
+    minimum: int = 1,
+    maximum: int | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """An optional whole-number setting (tuning knobs such as PICSARIS_WORKERS), checked."""
+    value = _parsed(os.environ if environ is None else environ, name, int, "a whole number")
+    if value is None:
+        return default
     if value < minimum or (maximum is not None and value > maximum):
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         raise ConfigurationError(f"{name} must be {bounds}, got {value}")

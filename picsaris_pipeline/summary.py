@@ -35,8 +35,6 @@ Costs are what the production stack would bill for this event, at `UnitPrices`:
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,15 +46,10 @@ from sqlalchemy.engine import Connection
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.domain import TERMINAL_STATUSES, PhotoStatus, ReferenceStatus
-from picsaris_pipeline.errors import ConfigurationError
 from picsaris_pipeline.escaping import markdown_text
+from picsaris_pipeline.settings import PRICE_ENV as PRICE_ENV  # the prices are settings, read there
+from picsaris_pipeline.settings import UnitPrices
 from picsaris_pipeline.storage.base import ObjectStore
-
-PRICE_ENV = {
-    "face_engine_call_usd": "PICSARIS_PRICE_ENGINE_CALL_USD",
-    "storage_gb_month_usd": "PICSARIS_PRICE_STORAGE_GB_MONTH_USD",
-    "realtime_message_usd": "PICSARIS_PRICE_REALTIME_MESSAGE_USD",
-}
 
 BY_STATUS_SCHEMA: dict[str, Any] = {"status": pl.String, "reason": pl.String, "photos": pl.Int64}
 PER_ATTENDEE_SCHEMA: dict[str, Any] = {
@@ -112,34 +105,6 @@ _ATTENDEE_SCHEMA: dict[str, Any] = {
 }
 _INDEXED_REFERENCES = (ReferenceStatus.READY.value, ReferenceStatus.REJECTED.value)
 _IN_PROGRESS = tuple(s.value for s in PhotoStatus if s not in TERMINAL_STATUSES)
-
-
-@dataclass(frozen=True)
-class UnitPrices:
-    """Unit prices in USD; override each with its environment variable (see PRICE_ENV)."""
-
-    face_engine_call_usd: float = 0.001  # AWS Rekognition: IndexFaces or SearchUsers, per call
-    storage_gb_month_usd: float = 0.015  # Cloudflare R2 standard storage
-    realtime_message_usd: float = 0.0000025  # Supabase Realtime: $2.50 per million messages
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> UnitPrices:
-        """Prices from PICSARIS_PRICE_*; unset or empty keeps the default. Raises ConfigurationError
-        for a value that is not a finite, non-negative number."""
-        env = os.environ if environ is None else environ
-        values: dict[str, float] = {}
-        for field, name in PRICE_ENV.items():
-            raw = (env.get(name) or "").strip()
-            if not raw:
-                continue
-            try:
-                value = float(raw)
-            except ValueError as error:
-                raise ConfigurationError(f"{name} must be a price in USD, got {raw!r}") from error
-            if not math.isfinite(value) or value < 0:
-                raise ConfigurationError(f"{name} must be a finite, non-negative price in USD, got {raw!r}")
-            values[field] = value
-        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -13,31 +13,32 @@ links to the thumbnail instead (`MetadataValue.url`, one click from the partitio
 from __future__ import annotations
 
 import http.server
-import os
 import re
 from collections.abc import Callable
 
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.errors import NotFoundError
 from picsaris_pipeline.keys import thumbnail_key
+from picsaris_pipeline.settings import DEFAULT_THUMBNAIL_LINK_SECONDS, DEFAULT_THUMBNAIL_PORT, Settings
 from picsaris_pipeline.storage import ObjectStore
 from picsaris_pipeline.storage.local import LocalObjectStore
 
-DEFAULT_PORT = 3071
-DEFAULT_LINK_SECONDS = 3600
+DEFAULT_PORT = DEFAULT_THUMBNAIL_PORT
+DEFAULT_LINK_SECONDS = DEFAULT_THUMBNAIL_LINK_SECONDS
 _ROUTE = re.compile(r"^/photos/([0-9A-Za-z]{1,64})/thumb\.jpg$")
 
 
-def route_port() -> int:
-    return int(os.environ.get("PICSARIS_THUMBNAIL_PORT") or DEFAULT_PORT)
+def route_port(settings: Settings | None = None) -> int:
+    """PICSARIS_THUMBNAIL_PORT, from `settings` (default: read from the environment now)."""
+    return (settings or Settings.from_env()).thumbnail_port
 
 
-def thumbnail_link(store: ObjectStore, event_id: str, photo_id: str) -> str:
+def thumbnail_link(store: ObjectStore, event_id: str, photo_id: str, settings: Settings | None = None) -> str:
     """The link a materialization carries to the photo's thumbnail."""
+    settings = settings or Settings.from_env()
     if isinstance(store, LocalObjectStore):
-        return f"http://127.0.0.1:{route_port()}/photos/{photo_id}/thumb.jpg"
-    seconds = int(os.environ.get("PICSARIS_THUMBNAIL_LINK_SECONDS") or DEFAULT_LINK_SECONDS)
-    return store.link(thumbnail_key(event_id, photo_id), expires_in=seconds)
+        return f"http://127.0.0.1:{settings.thumbnail_port}/photos/{photo_id}/thumb.jpg"
+    return store.link(thumbnail_key(event_id, photo_id), expires_in=settings.thumbnail_link_seconds)
 
 
 def thumbnail_bytes(repo: Repository, store: ObjectStore, path: str) -> bytes | None:
