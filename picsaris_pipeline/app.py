@@ -10,7 +10,8 @@ import dagster as dg
 
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.faces.engine import FaceEngine
-from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource
+from picsaris_pipeline.realtime import RealtimePublisher
+from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
 from picsaris_pipeline.runner import dagster_instance
 from picsaris_pipeline.settings import Settings
 from picsaris_pipeline.storage import ObjectStore
@@ -22,15 +23,18 @@ class App:
 
     @functools.cached_property
     def repo(self) -> Repository:
-        return DatabaseResource().repository()
+        return DatabaseResource().with_settings(self.settings).repository()
 
     @functools.cached_property
     def store(self) -> ObjectStore:
-        return ObjectStoreResource().store()
+        return ObjectStoreResource().with_settings(self.settings).store()
 
     @functools.cached_property
     def face_engine(self) -> FaceEngineResource:
-        return FaceEngineResource()
+        return FaceEngineResource().with_settings(self.settings)
+
+    def publisher(self) -> RealtimePublisher:
+        return RealtimeResource().with_settings(self.settings).publisher()
 
     @functools.cached_property
     def engine(self) -> FaceEngine:

@@ -273,7 +273,6 @@ def attendee_import(event_id: str, guest_list: Path) -> None:
     """Sign up a guest list in one go: a folder of selfies named after each guest (Jane_Doe.jpg), or
     a CSV `name,selfie[,consent]` (paths relative to the CSV). Builds their references here; prints
     `attendee_id,name` rows; a refused file is reported and the others still go."""
-    from picsaris_pipeline.resources import RealtimeResource
     from picsaris_pipeline.runner import ImportedReferences
     from picsaris_pipeline.services.guest_import import IMPORT_COLUMNS, import_guests, read_guest_list
 
@@ -296,7 +295,7 @@ def attendee_import(event_id: str, guest_list: Path) -> None:
                 app.repo,
                 app.store,
                 app.engine,
-                RealtimeResource().publisher(),
+                app.publisher(),
                 app.face_engine.threshold(),
                 ImportedReferences(app.instance),
                 event_id,
@@ -345,7 +344,6 @@ def attendee_list(event_id: str, fmt: str) -> None:
 )
 def attendee_consent(attendee_id: str, action: str | None, selfie: Path | None) -> None:
     """Withdraw or give an attendee's consent to be matched in photos."""
-    from picsaris_pipeline.resources import RealtimeResource
     from picsaris_pipeline.services.consent import give_consent, withdraw_everywhere
 
     if action is None:
@@ -359,7 +357,7 @@ def attendee_consent(attendee_id: str, action: str | None, selfie: Path | None) 
                 app.repo,
                 app.store,
                 app.engine,
-                RealtimeResource().publisher(),
+                app.publisher(),
                 attendee_id,
                 app.face_engine.threshold(),
             )
@@ -447,7 +445,6 @@ def upload(event_id: str, uploader: str, paths: tuple[Path, ...]) -> None:
 
 def _run_pending(app: App, label: str, total: int, **options: Any) -> None:
     """Run pending work with a progress bar, report what happened, exit 1 if a run failed."""
-    from picsaris_pipeline.resources import RealtimeResource
     from picsaris_pipeline.runner import process_pending
     from picsaris_pipeline.services.delivery import drain
 
@@ -471,7 +468,7 @@ def _run_pending(app: App, label: str, total: int, **options: Any) -> None:
     for run_id in summary.abandoned_runs:
         click.echo(f"run {run_id[:8]} was left STARTED by a process that is gone: marked failed", err=True)
     # No daemon runs the outbox sensor here: send what earlier (failed or killed) runs left queued.
-    delivery = drain(app.repo, RealtimeResource().publisher())
+    delivery = drain(app.repo, app.publisher())
     if delivery.sent:
         click.echo(f"delivered {delivery.sent} queued realtime message(s)", err=True)
     if delivery.error:
@@ -667,7 +664,7 @@ def thumbnails_serve(port: int | None) -> None:
 
     with _errors():
         app = App.from_env()
-        server = make_server(lambda: app.repo, app.store, port or route_port())
+        server = make_server(lambda: app.repo, app.store, port or route_port(app.settings))
     click.echo(
         f"serving thumbnails on http://127.0.0.1:{server.server_address[1]}/photos/<photo_id>/thumb.jpg", err=True
     )
@@ -714,12 +711,17 @@ def match_candidates(event_id: str, attendee_id: str | None, status: str | None,
 @click.argument("attendee_id")
 def match_confirm(photo_id: str, attendee_id: str) -> None:
     """The guest is in the photo: the candidate becomes a match (and a reference) and is announced."""
-    from picsaris_pipeline.resources import RealtimeResource
     from picsaris_pipeline.services.confirmations import confirm
 
     with _errors():
         app = App.from_env()
-        answer = confirm(app.repo, RealtimeResource().publisher(), photo_id, attendee_id, app.face_engine.threshold())
+        answer = confirm(
+            app.repo,
+            app.publisher(),
+            photo_id,
+            attendee_id,
+            app.face_engine.threshold(),
+        )
         click.echo(f"confirmed; matched: {'yes' if answer.matched else 'no'}", err=True)
 
 
@@ -740,13 +742,12 @@ def match_refuse(photo_id: str, attendee_id: str) -> None:
 @click.option("--event", "event_id", default=None, help="Only this event (default: every event).")
 def match_rematch(event_id: str | None) -> None:
     """Re-match the published photos matched under another matching policy (or before there was one)."""
-    from picsaris_pipeline.resources import RealtimeResource
     from picsaris_pipeline.services.versions import active_version, rematch_for_policy
 
     with _errors():
         app = App.from_env()
         events = [app.repo.get_event(event_id)] if event_id else app.repo.list_events()
-        publisher = RealtimeResource().publisher()
+        publisher = app.publisher()
         for item in events:
             version = active_version(item, app.engine.model_version)
             if version != app.engine.model_version:

@@ -4,7 +4,7 @@
 assets' code versions name the configured face engine's detector and model versions, so changing
 `PICSARIS_FACE_MODEL` marks `embeddings_stored` and everything downstream stale, per partition,
 while `faces_detected` stays fresh when only the embedding model changed (dlib). Resources still
-read the rest of their configuration when a run first uses them.
+read the rest of their configuration (one Settings) when a run first uses them.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from picsaris_pipeline.imaging import encode_jpeg, load_rgb
 from picsaris_pipeline.keys import verified_image_key
 from picsaris_pipeline.listings import match_row, photo_row
 from picsaris_pipeline.services.face_clusters import UnknownPerson, unknown_people
-from picsaris_pipeline.summary import TOTALS_SCHEMA, EventSummary, UnitPrices, summarize_event
+from picsaris_pipeline.summary import TOTALS_SCHEMA, EventSummary, summarize_event
 
 THUMB_SIDE = 480
 THUMB_QUALITY = 80
@@ -140,7 +140,7 @@ def _load(app: App, event_id: str) -> ReportData:
         # The report shows no costs, so it uses the default prices rather than failing on a bad
         # PICSARIS_PRICE_* setting it has no use for.
         # The configured unit prices (PICSARIS_PRICE_*): the export shows what the event costs.
-        summary=summarize_event(app.repo, app.store, event.id, model_version, UnitPrices.from_env()),
+        summary=summarize_event(app.repo, app.store, event.id, model_version, app.settings.prices),
         unknown_people=unknown_people(app.repo, event.id, model_version),
     )
 

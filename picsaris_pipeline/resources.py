@@ -1,13 +1,17 @@
 """Dagster resources: one per external system, each a thin typed wrapper that builds the library
-object from explicit config or, where config is left empty, from the environment (README.md,
-"Configuration") at the moment it is first used, never at import."""
+object from explicit config or, where config is left empty, from the Settings (README.md,
+"Configuration"): handed in with `with_settings`, else read from the environment once, when the
+resource is first used (Dagster gives each run its own copy of a resource, so once per run),
+never at import."""
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Self
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from picsaris_pipeline.db.repository import Repository, connect
 from picsaris_pipeline.faces.engine import FaceEngine, get_engine
@@ -16,13 +20,30 @@ from picsaris_pipeline.settings import Settings
 from picsaris_pipeline.storage import LocalObjectStore, ObjectStore, S3ObjectStore
 
 
-class DatabaseResource(dg.ConfigurableResource):
+class SettingsResource(dg.ConfigurableResource):
+    """A resource whose defaults come from one Settings, read once per resource object."""
+
+    _settings: Settings | None = PrivateAttr(default=None)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.from_env()
+        return self._settings
+
+    def with_settings(self, settings: Settings) -> Self:
+        """This resource, taking its defaults from `settings` instead of the environment."""
+        self._settings = settings
+        return self
+
+
+class DatabaseResource(SettingsResource):
     """The application database (SQLite on the embedded default, Supabase Postgres in production)."""
 
     url: str | None = None  # default: PICSARIS_DATABASE_URL, else SQLite under PICSARIS_HOME
 
     def repository(self) -> Repository:
-        url = self.url or Settings.from_env().database_url
+        url = self.url or self.settings.database_url
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         return connect(url)
@@ -36,7 +57,7 @@ def _store(bucket: str | None, endpoint_url: str | None, local_root: str) -> Obj
     return LocalObjectStore(Path(local_root))
 
 
-class ObjectStoreResource(dg.ConfigurableResource):
+class ObjectStoreResource(SettingsResource):
     """Where photos live: an S3-compatible bucket (Cloudflare R2) or a local directory."""
 
     bucket: str | None = None  # default: PICSARIS_BUCKET; none at all means the local directory
@@ -44,13 +65,13 @@ class ObjectStoreResource(dg.ConfigurableResource):
     local_root: str | None = None  # default: $PICSARIS_HOME/bucket
 
     def store(self) -> ObjectStore:
-        settings = Settings.from_env()
+        settings = self.settings
         bucket = self.bucket or settings.bucket
         root = self.local_root or str(settings.local_bucket_dir)
         return _store(bucket, self.endpoint_url or settings.s3_endpoint_url, root)
 
 
-class FaceEngineResource(dg.ConfigurableResource):
+class FaceEngineResource(SettingsResource):
     """The face engine and model version; models load lazily, once per process."""
 
     engine: str | None = None  # default: PICSARIS_FACE_ENGINE (dlib)
@@ -58,19 +79,19 @@ class FaceEngineResource(dg.ConfigurableResource):
     min_similarity: float | None = None  # default: PICSARIS_MATCH_THRESHOLD, else the engine's default
 
     def get(self) -> FaceEngine:
-        settings = Settings.from_env()
-        return get_engine(self.engine or settings.face_engine, self.model_version or settings.face_model)
+        settings = self.settings
+        return get_engine(self.engine or settings.face_engine, self.model_version or settings.face_model, settings)
 
     def threshold(self) -> float:
         """The minimum similarity (0..1) for a match: configured, else the engine's own default
         (0.5 for dlib's 1 - distance, the match policy's confident bar; 0.80 for Rekognition's
         similarity of 80)."""
-        return self.min_similarity or Settings.from_env().match_threshold or self.get().default_min_similarity
+        return self.min_similarity or self.settings.match_threshold or self.get().default_min_similarity
 
 
-class RealtimeResource(dg.ConfigurableResource):
+class RealtimeResource(SettingsResource):
     """Pushes "you are in this photo" to guests' galleries: Supabase Realtime broadcast, pg_notify,
     or the log on the embedded default (PICSARIS_REALTIME; Supabase when SUPABASE_URL is set)."""
 
     def publisher(self) -> RealtimePublisher:
-        return build_publisher(Settings.from_env())
+        return build_publisher(self.settings)

@@ -29,7 +29,8 @@ def no_matches_without_consent(database: DatabaseResource) -> dg.AssetCheckResul
     description="Photos stuck in a non-terminal status longer than PICSARIS_STUCK_AFTER_MINUTES (default 15).",
 )
 def no_stuck_photos(database: DatabaseResource) -> dg.AssetCheckResult:
-    return _result(health.stuck_photos(database.repository(), health.stuck_after()), dg.AssetCheckSeverity.WARN)
+    finding = health.stuck_photos(database.repository(), database.settings.stuck_after)
+    return _result(finding, dg.AssetCheckSeverity.WARN)
 
 
 @dg.asset_check(

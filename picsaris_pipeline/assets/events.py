@@ -25,7 +25,7 @@ def event_summary(
 
     repo = database.repository()
     shown = active_version(repo.get_event(context.partition_key), face_engine.get().model_version)
-    summary = summarize_event(repo, object_store.store(), context.partition_key, shown)
+    summary = summarize_event(repo, object_store.store(), context.partition_key, shown, database.settings.prices)
     unknown = unknown_people_metadata(repo, context.partition_key, shown)
     numbers = {
         metric: summary.total(metric)

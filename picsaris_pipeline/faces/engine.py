@@ -23,6 +23,7 @@ from picsaris_pipeline.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from picsaris_pipeline.faces.quality import FaceQuality
+    from picsaris_pipeline.settings import Settings
 
 ENGINES = ("dlib", "rekognition")
 
@@ -179,8 +180,9 @@ def configured_versions(engine: str = "dlib", model_version: str | None = None) 
     raise ConfigurationError(f"unknown face engine {engine!r}; this build offers: {', '.join(ENGINES)}")
 
 
-def get_engine(engine: str = "dlib", model_version: str | None = None) -> FaceEngine:
-    """The process-wide engine for a configuration (models and clients are built once, on first use)."""
+def get_engine(engine: str = "dlib", model_version: str | None = None, settings: Settings | None = None) -> FaceEngine:
+    """The process-wide engine for a configuration (models and clients are built once, on first use).
+    Rekognition's client comes from `settings` (default: read from the environment now)."""
     if engine == "dlib":
         from picsaris_pipeline.faces.dlib_engine import DlibEngine
 
@@ -189,7 +191,7 @@ def get_engine(engine: str = "dlib", model_version: str | None = None) -> FaceEn
         from picsaris_pipeline.faces.rekognition import RekognitionEngine
         from picsaris_pipeline.settings import Settings
 
-        return RekognitionEngine.shared(Settings.from_env(), model_version)
+        return RekognitionEngine.shared(settings or Settings.from_env(), model_version)
     raise ConfigurationError(f"unknown face engine {engine!r}; this build offers: {', '.join(ENGINES)}")
 
 

@@ -5,7 +5,7 @@ by the bucket sensor's stale-photo relaunch or the next `picsaris process` (aban
 import dagster as dg
 
 from picsaris_pipeline.abandoned_runs import fail_abandoned_runs
-from picsaris_pipeline.leases import Claimer, lease_seconds, new_holder_id
+from picsaris_pipeline.leases import Claimer, new_holder_id
 from picsaris_pipeline.resources import DatabaseResource
 
 
@@ -18,7 +18,7 @@ from picsaris_pipeline.resources import DatabaseResource
 )
 def abandoned_run_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SkipReason:
     repo = database.repository()
-    claimer = Claimer(repo, new_holder_id(), lease_seconds())
+    claimer = Claimer(repo, new_holder_id(), database.settings.lease_seconds)
     try:
         found = fail_abandoned_runs(context.instance, claimer, claimer.seconds)
     finally:
