@@ -41,7 +41,7 @@ def code_versions(versions: EngineVersions, match_threshold: float | None) -> di
     if versions.engine == "dlib":
         policy = policy_for(match_threshold).id
     else:  # a collection engine matches server-side under the plain threshold
-        policy = collection_policy_id(match_threshold) if match_threshold else "collection-default"
+        policy = collection_policy_id(match_threshold) if match_threshold is not None else "collection-default"
     matching = f"{versions.model_version}/{policy}"
     return {
         "verified_upload": IMAGING_CODE_VERSION,

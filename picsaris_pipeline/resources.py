@@ -85,8 +85,12 @@ class FaceEngineResource(SettingsResource):
     def threshold(self) -> float:
         """The minimum similarity (0..1) for a match: configured, else the engine's own default
         (0.5 for dlib's 1 - distance, the match policy's confident bar; 0.80 for Rekognition's
-        similarity of 80)."""
-        return self.min_similarity or self.settings.match_threshold or self.get().default_min_similarity
+        similarity of 80). A configured 0 is a threshold like any other, not "unset"."""
+        if self.min_similarity is not None:
+            return self.min_similarity
+        if self.settings.match_threshold is not None:
+            return self.settings.match_threshold
+        return self.get().default_min_similarity
 
 
 class RealtimeResource(SettingsResource):

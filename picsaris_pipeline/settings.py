@@ -106,7 +106,7 @@ class Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("PICSARIS_HOME") or ".picsaris").expanduser().resolve()
         match_threshold = _parsed(env, "PICSARIS_MATCH_THRESHOLD", float, "a number")
-        if match_threshold is not None and not 0.0 < match_threshold < 1.0:
+        if match_threshold is not None and not 0.0 <= match_threshold < 1.0:
             raise ConfigurationError("PICSARIS_MATCH_THRESHOLD is a similarity between 0 and 1")
         engine = env.get("PICSARIS_FACE_ENGINE") or "dlib"
         if engine not in ("dlib", "rekognition"):
