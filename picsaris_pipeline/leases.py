@@ -63,7 +63,7 @@ def holder_process_gone(holder: str) -> bool:
 
 def same_machine_only(repo: Repository) -> bool:
     """A SQLite database is a local file: every holder runs on this machine."""
-    return repo.engine.dialect.name == "sqlite"
+    return repo.is_sqlite
 
 
 def holder_alive(repo: Repository, holder: str, now: datetime | None = None) -> bool:

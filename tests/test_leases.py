@@ -117,7 +117,7 @@ def test_the_lease_of_a_killed_holder_process_is_taken_by_the_next_claimer(datab
     killed_at = time.monotonic()
     repo = connect(database_url)
     claimer = Claimer(repo, new_holder_id(), seconds)
-    if repo.engine.dialect.name == "sqlite":
+    if repo.is_sqlite:
         assert claimer.claim(PHOTO, ["p1"]) == ["p1"]
     else:
         assert claimer.claim(PHOTO, ["p1"]) == []  # its lease is still running
