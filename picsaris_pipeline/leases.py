@@ -72,7 +72,7 @@ def holder_alive(repo: Repository, holder: str, now: datetime | None = None) -> 
     if same_machine_only(repo) and holder_process_gone(holder):
         return False
     heartbeat = repo.leases_on(HOLDER, [holder]).get(holder)
-    return heartbeat is not None and heartbeat[1] > (now or datetime.now(UTC))
+    return heartbeat is not None and heartbeat.expires_at > (now or datetime.now(UTC))
 
 
 @dataclass
