@@ -124,3 +124,12 @@ class Lease(NamedTuple):
 
     holder: str
     expires_at: datetime
+
+
+class StoredVector(NamedTuple):
+    """One stored vector (a face's or an attendee's reference) as its bytes, for checks over all of them."""
+
+    kind: str  # "face" or "attendee"
+    model_version: str
+    dimension: int
+    vector: bytes
