@@ -120,7 +120,7 @@ def test_event_references_leave_out_attendees_without_consent(repo, event, guest
     ids, vectors = repo.event_references(event.id, V1)
     assert ids == [guest.id] and vectors.shape == (1, 4)
     assert repo.get_attendee(guest.id).reference_status is ReferenceStatus.READY
-    assert repo.event_references(event.id, V2)[0] == []
+    assert repo.event_references(event.id, V2).attendee_ids == []
 
 
 def test_attendees_needing_reference_is_per_model_version(repo, event, guest):

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from picsaris_pipeline.db.repository.base import _utc
 from picsaris_pipeline.domain import Attendee, Event, Photo, PhotoStatus, ReferenceStatus
 
@@ -133,3 +135,19 @@ class StoredVector(NamedTuple):
     model_version: str
     dimension: int
     vector: bytes
+
+
+class References(NamedTuple):
+    """The selfie reference vectors of an event's consenting attendees, one row per attendee id."""
+
+    attendee_ids: list[str]
+    vectors: np.ndarray
+
+
+class ReferenceSets(NamedTuple):
+    """Every reference of an event's consenting attendees: the selfies first (one per attendee, in
+    attendee order), then the extra references; owners[i] indexes attendee_ids for vectors[i]."""
+
+    attendee_ids: list[str]
+    owners: list[int]
+    vectors: np.ndarray
