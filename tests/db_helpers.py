@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from picsaris_pipeline.db import Repository
+from picsaris_pipeline.db.migrate import upgrade
 
 
 @contextmanager
@@ -72,6 +73,11 @@ def statements_run(repo: Repository) -> Iterator[list[str]]:
         yield statements
     finally:
         sa.event.remove(repo.engine, "before_cursor_execute", record)
+
+
+def migrate_again(repo: Repository) -> None:
+    """Run the migrations once more on the repository's database (they ran when it connected)."""
+    upgrade(repo.engine)
 
 
 def has_table(repo: Repository, name: str) -> bool:

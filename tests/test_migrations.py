@@ -5,10 +5,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from picsaris_pipeline.db import connect
-from picsaris_pipeline.db.migrate import VERSION_TABLE, upgrade
+from picsaris_pipeline.db.migrate import VERSION_TABLE
 from picsaris_pipeline.db.schema import metadata
 
-from .db_helpers import reading
+from .db_helpers import migrate_again, reading
 
 
 def test_migrated_schema_matches_the_declared_tables(database_url):
@@ -21,7 +21,7 @@ def test_migrated_schema_matches_the_declared_tables(database_url):
 
 def test_upgrading_twice_changes_nothing(database_url):
     repo = connect(database_url)
-    upgrade(repo.engine)
+    migrate_again(repo)
     with reading(repo) as conn:
         version = conn.execute(sa.text(f"select version_num from {VERSION_TABLE}")).scalar_one()
     assert version == "0014"
