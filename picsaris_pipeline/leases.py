@@ -62,7 +62,7 @@ def holder_process_gone(holder: str) -> bool:
 
 def same_machine_only(repo: Repository) -> bool:
     """A SQLite database is a local file: every holder runs on this machine."""
-    return repo.engine.dialect.name == "sqlite"
+    return repo.is_sqlite
 
 
 def holder_alive(repo: Repository, holder: str, now: datetime | None = None) -> bool:
@@ -71,7 +71,7 @@ def holder_alive(repo: Repository, holder: str, now: datetime | None = None) -> 
     if same_machine_only(repo) and holder_process_gone(holder):
         return False
     heartbeat = repo.leases_on(HOLDER, [holder]).get(holder)
-    return heartbeat is not None and heartbeat[1] > (now or datetime.now(UTC))
+    return heartbeat is not None and heartbeat.expires_at > (now or datetime.now(UTC))
 
 
 @dataclass

@@ -465,7 +465,7 @@ def _run_in_workers(
     lease = (
         None
         if claimer is None
-        else (_database_url(claimer.repo), claimer.holder, claimer.seconds, claimer.still_pending)
+        else (claimer.repo.url_with_password(), claimer.holder, claimer.seconds, claimer.still_pending)
     )
     processes = [
         context.Process(target=_worker, args=(work, next_index, common_tags, outcomes, lease), daemon=True)
@@ -515,10 +515,6 @@ def _reap(processes: list[Any]) -> None:
         process.join(timeout=10)
         if process.is_alive():
             process.terminate()
-
-
-def _database_url(repo: Repository) -> str:
-    return repo.engine.url.render_as_string(hide_password=False)
 
 
 def _worker(

@@ -2,9 +2,10 @@
 the event costs to run. Built with polars from the application database and the object store.
 
 `summarize_event` reads four small tables of the event (photos, faces, matches under one model
-version, attendees) with SQLAlchemy Core selects through `pl.read_database`, so it runs unchanged on
-SQLite and PostgreSQL, and does the arithmetic in polars. Every frame has an explicit schema: an
-event with no photos still gives frames with the right columns and dtypes, and zero totals.
+version, attendees) through the repository (`Repository.summary_frames`: SQLAlchemy Core selects
+through `pl.read_database`, so it runs unchanged on SQLite and PostgreSQL), and does the arithmetic
+in polars. Every frame has an explicit schema: an event with no photos still gives frames with the
+right columns and dtypes, and zero totals.
 
 Definitions:
 
@@ -40,11 +41,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
-from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository import Repository
+from picsaris_pipeline.db.repository.summary_reads import SUMMARY_ATTENDEE_SCHEMA
+from picsaris_pipeline.db.repository.summary_reads import conform_frame as _conform
 from picsaris_pipeline.domain import TERMINAL_STATUSES, PhotoStatus, ReferenceStatus
 from picsaris_pipeline.escaping import markdown_text
 from picsaris_pipeline.settings import PRICE_ENV as PRICE_ENV  # the prices are settings, read there
@@ -52,13 +52,7 @@ from picsaris_pipeline.settings import UnitPrices
 from picsaris_pipeline.storage.base import ObjectStore
 
 BY_STATUS_SCHEMA: dict[str, Any] = {"status": pl.String, "reason": pl.String, "photos": pl.Int64}
-PER_ATTENDEE_SCHEMA: dict[str, Any] = {
-    "attendee_id": pl.String,
-    "name": pl.String,
-    "consent": pl.Boolean,
-    "reference_status": pl.String,
-    "photos_matched": pl.Int64,
-}
+PER_ATTENDEE_SCHEMA: dict[str, Any] = {**SUMMARY_ATTENDEE_SCHEMA, "photos_matched": pl.Int64}
 TOTALS_SCHEMA: dict[str, Any] = {"metric": pl.String, "value": pl.Float64}
 COSTS_SCHEMA: dict[str, Any] = {
     "item": pl.String,
@@ -87,22 +81,6 @@ TOTAL_METRICS = (
 # Totals that are not counts, shown with decimals.
 _FRACTIONAL_METRICS = frozenset({"faces_per_published_photo", "processing_p50_s", "processing_p95_s"})
 
-_UTC = pl.Datetime("us", "UTC")
-_PHOTO_SCHEMA: dict[str, Any] = {
-    "photo_id": pl.String,
-    "status": pl.String,
-    "reason": pl.String,
-    "created_at": _UTC,
-    "updated_at": _UTC,
-}
-_FACE_SCHEMA: dict[str, Any] = {"face_id": pl.String, "photo_id": pl.String}
-_MATCH_SCHEMA: dict[str, Any] = {"photo_id": pl.String, "attendee_id": pl.String, "face_id": pl.String}
-_ATTENDEE_SCHEMA: dict[str, Any] = {
-    "attendee_id": pl.String,
-    "name": pl.String,
-    "consent": pl.Boolean,
-    "reference_status": pl.String,
-}
 _INDEXED_REFERENCES = (ReferenceStatus.READY.value, ReferenceStatus.REJECTED.value)
 _IN_PROGRESS = tuple(s.value for s in PhotoStatus if s not in TERMINAL_STATUSES)
 
@@ -134,11 +112,8 @@ def summarize_event(
     """
     event = repo.get_event(event_id)
     prices = UnitPrices.from_env() if prices is None else prices
-    with repo.engine.connect() as conn:
-        photos = _photos(conn, event.id)
-        faces = _faces(conn, event.id, model_version)
-        matches = _matches(conn, event.id, model_version)
-        attendees = _attendees(conn, event.id)
+    frames = repo.summary_frames(event.id, model_version)
+    photos, faces, matches, attendees = frames.photos, frames.faces, frames.matches, frames.attendees
     stored_bytes = sum(info.size for info in store.list(f"events/{event.id}/"))
 
     published = photos.filter(pl.col("status") == PhotoStatus.PUBLISHED.value)
@@ -192,90 +167,6 @@ def summarize_event(
         ),
         costs=_costs(quantities, prices),
     )
-
-
-# -- reading ------------------------------------------------------------------------------------
-def _read(conn: Connection, query: sa.Select[Any], schema: dict[str, Any]) -> pl.DataFrame:
-    """The query's rows as a frame with exactly `schema`, also when there are none.
-
-    Datetimes are read as whatever the driver returns (naive UTC from SQLite, aware from
-    PostgreSQL) and then cast to UTC, which treats naive values as UTC: everything we store is UTC.
-    """
-    overrides = {name: dtype for name, dtype in schema.items() if not isinstance(dtype, pl.Datetime)}
-    frame = pl.read_database(query, connection=conn, schema_overrides=overrides, infer_schema_length=None)
-    assert isinstance(frame, pl.DataFrame)  # not iter_batches
-    return pl.DataFrame(schema=schema) if frame.is_empty() else _conform(frame, schema)
-
-
-def _conform(frame: pl.DataFrame, schema: dict[str, Any]) -> pl.DataFrame:
-    """Exactly the schema's columns, in its order, with its dtypes."""
-    return frame.select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
-
-
-def _photos(conn: Connection, event_id: str) -> pl.DataFrame:
-    first_published = (
-        sa.select(sa.func.min(t.photo_model_versions.c.matched_at))
-        .where(t.photo_model_versions.c.photo_id == t.photos.c.id)
-        .scalar_subquery()
-    )
-    query = sa.select(
-        t.photos.c.id.label("photo_id"),
-        t.photos.c.status,
-        t.photos.c.reason,
-        t.photos.c.created_at,
-        sa.func.coalesce(first_published, t.photos.c.updated_at).label("updated_at"),
-    ).where(t.photos.c.event_id == event_id)
-    return _read(conn, query, _PHOTO_SCHEMA)
-
-
-def _faces(conn: Connection, event_id: str, model_version: str) -> pl.DataFrame:
-    """The event's faces, without those that belong to another model version only (a re-embedding
-    under a new Rekognition face model detects every face again, as new rows)."""
-
-    def represented(version_matches: Any) -> Any:
-        return sa.or_(
-            sa.select(t.face_vectors.c.face_id)
-            .where(t.face_vectors.c.face_id == t.faces.c.id)
-            .where(version_matches(t.face_vectors.c.model_version))
-            .exists(),
-            sa.select(t.engine_faces.c.face_id)
-            .where(t.engine_faces.c.face_id == t.faces.c.id)
-            .where(version_matches(t.engine_faces.c.model_version))
-            .exists(),
-        )
-
-    other_only = sa.and_(
-        represented(lambda column: column != model_version), ~represented(lambda column: column == model_version)
-    )
-    query = (
-        sa.select(t.faces.c.id.label("face_id"), t.faces.c.photo_id)
-        .where(t.faces.c.event_id == event_id)
-        .where(~other_only)
-    )
-    return _read(conn, query, _FACE_SCHEMA)
-
-
-def _matches(conn: Connection, event_id: str, model_version: str) -> pl.DataFrame:
-    query = (
-        sa.select(t.matches.c.photo_id, t.matches.c.attendee_id, t.matches.c.face_id)
-        .where(t.matches.c.event_id == event_id)
-        .where(t.matches.c.model_version == model_version)
-    )
-    return _read(conn, query, _MATCH_SCHEMA)
-
-
-def _attendees(conn: Connection, event_id: str) -> pl.DataFrame:
-    query = (
-        sa.select(
-            t.attendees.c.id.label("attendee_id"),
-            t.attendees.c.name,
-            t.attendees.c.consent,
-            t.attendees.c.reference_status,
-        )
-        .where(t.attendees.c.event_id == event_id)
-        .order_by(t.attendees.c.id)
-    )
-    return _read(conn, query, _ATTENDEE_SCHEMA)
 
 
 # -- frames -------------------------------------------------------------------------------------

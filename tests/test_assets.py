@@ -12,6 +12,7 @@ from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
 from picsaris_pipeline.keys import verified_image_key
 from picsaris_pipeline.resources import DatabaseResource
 
+from .db_helpers import count_rows
 from .pipeline_helpers import metadata
 
 
@@ -20,16 +21,6 @@ def obama(pipeline, event, shared_photos):
     attendee = pipeline.attendee(event, "Barack Obama", shared_photos["obama_1.jpg"].path)
     assert pipeline.run_attendee(attendee.id).success
     return attendee
-
-
-def _count(pipeline, table, **where):
-    import sqlalchemy as sa
-
-    query = sa.select(sa.func.count()).select_from(table)
-    for column, value in where.items():
-        query = query.where(table.c[column] == value)
-    with pipeline.repo.engine.connect() as conn:
-        return conn.execute(query).scalar_one()
 
 
 def test_a_real_photo_is_verified_detected_embedded_and_matched(pipeline, event, obama, shared_photos):
@@ -98,9 +89,9 @@ def test_rerunning_a_photo_duplicates_no_faces_vectors_or_matches(pipeline, even
     photo = pipeline.upload(event, obama, shared_photos["group_two_people.jpg"].path.read_bytes(), "two.jpg")
     for _ in range(2):
         assert pipeline.run_photo(photo.id).success
-    assert _count(pipeline, faces, photo_id=photo.id) == 2
-    assert _count(pipeline, face_vectors, photo_id=photo.id) == 2
-    assert _count(pipeline, matches, photo_id=photo.id) == 1
+    assert count_rows(pipeline.repo, faces, photo_id=photo.id) == 2
+    assert count_rows(pipeline.repo, face_vectors, photo_id=photo.id) == 2
+    assert count_rows(pipeline.repo, matches, photo_id=photo.id) == 1
 
 
 def test_a_late_joiner_is_matched_in_photos_processed_before_they_signed_up(pipeline, event, obama, shared_photos):

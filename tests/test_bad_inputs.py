@@ -17,7 +17,6 @@ from typing import Any
 import dagster as dg
 import numpy as np
 import pytest
-import sqlalchemy as sa
 from PIL import Image
 
 from picsaris_pipeline.db.schema import faces
@@ -29,6 +28,7 @@ from picsaris_pipeline.keys import verified_image_key
 from picsaris_pipeline.services.intake import complete_upload, request_upload, sha256_of
 from picsaris_pipeline.storage import put_via_ticket
 
+from .db_helpers import count_rows
 from .exif import STORED_AS
 from .pipeline_helpers import Pipeline, metadata
 
@@ -274,11 +274,7 @@ def _assert_rejected(pipeline: Pipeline, photo: Photo, result: Any, reason: str)
     assert all(
         metadata(result, step)["step_skipped"] for step in ("faces_detected", "embeddings_stored", "matches_published")
     )
-    with pipeline.repo.engine.connect() as conn:
-        assert (
-            conn.execute(sa.select(sa.func.count()).select_from(faces).where(faces.c.photo_id == photo.id)).scalar()
-            == 0
-        )
+    assert count_rows(pipeline.repo, faces, photo_id=photo.id) == 0
 
 
 @pytest.fixture

@@ -3,21 +3,13 @@ giving it back finds them again. On dlib and on Rekognition (over HTTP, tests/re
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.domain import ReferenceStatus
 from picsaris_pipeline.services.consent import give_consent, withdraw_consent
 
 from .cli_runner import picsaris
+from .db_helpers import count_rows
 from .test_outbox import RecordingPublisher
-
-
-def _rows(repo, table, attendee_id) -> int:
-    with repo.engine.connect() as conn:
-        return conn.execute(
-            sa.select(sa.func.count()).select_from(table).where(table.c.attendee_id == attendee_id)
-        ).scalar_one()
 
 
 def _group_event(pipeline, event, shared_photos):
@@ -44,8 +36,8 @@ def test_withdrawing_consent_removes_every_match_and_vector_and_re_announces_the
 
     assert sorted(rematched) == sorted(p.id for p in photos[:2])  # the two photos he was in
     assert {m.attendee_id for m in pipeline.repo.list_matches(event.id)} == {biden.id}
-    assert _rows(pipeline.repo, t.attendee_vectors, obama.id) == 0
-    assert _rows(pipeline.repo, t.matches, obama.id) == 0
+    assert count_rows(pipeline.repo, t.attendee_vectors, attendee_id=obama.id) == 0
+    assert count_rows(pipeline.repo, t.matches, attendee_id=obama.id) == 0
     attendee = pipeline.repo.get_attendee(obama.id)
     assert attendee.consent is False and attendee.reference_status is ReferenceStatus.NO_CONSENT
     # The event's gallery hears the group photo's new guest list: Biden only.
@@ -116,7 +108,7 @@ def test_withdrawing_consent_on_rekognition_deletes_the_user_and_selfie_face(
 
         assert obama.id not in collection.users
         assert not [f for f in collection.faces.values() if f.external_image_id == f"selfie:{obama.id}"]
-        assert _rows(pipeline.repo, t.engine_users, obama.id) == 0
+        assert count_rows(pipeline.repo, t.engine_users, attendee_id=obama.id) == 0
         assert {m.attendee_id for m in pipeline.repo.list_matches(event.id)} == {biden.id}
         assert server.state.validation_errors == []
         RekognitionEngine._instances.clear()

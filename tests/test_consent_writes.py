@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 
 from picsaris_pipeline import health
 from picsaris_pipeline.db import schema as t
@@ -35,14 +34,8 @@ from picsaris_pipeline.services.consent import give_consent, withdraw_consent
 from picsaris_pipeline.services.intake import register_attendee
 from picsaris_pipeline.storage import LocalObjectStore, ObjectStore
 
+from .db_helpers import count_rows, update_rows
 from .test_outbox import RecordingPublisher
-
-
-def _rows(repo: Repository, table: sa.Table, attendee_id: str) -> int:
-    with repo.engine.connect() as conn:
-        return conn.execute(
-            sa.select(sa.func.count()).select_from(table).where(table.c.attendee_id == attendee_id)
-        ).scalar_one()
 
 
 class EngineHeldAtEmbedding(DlibEngine):
@@ -109,7 +102,7 @@ def test_withdrawing_consent_while_dlib_embeds_the_selfie_stores_nothing(repo, b
     built, _, _ = building.result()
 
     assert built.consent is False and built.reference_status is ReferenceStatus.NO_CONSENT
-    assert _rows(repo, t.attendee_vectors, attendee.id) == 0
+    assert count_rows(repo, t.attendee_vectors, attendee_id=attendee.id) == 0
     assert health.face_data_without_consent(repo).passed
     assert bucket.head(str(attendee.selfie_key)) is None  # and the selfie image went with it
 
@@ -123,7 +116,7 @@ def test_without_the_race_the_held_engine_builds_the_reference(repo, bucket, sha
     engine.go_on.set()
     built, details, _ = building.result()
     assert built.reference_status is ReferenceStatus.READY and details["faces_in_selfie"] == 1
-    assert _rows(repo, t.attendee_vectors, attendee.id) == 1
+    assert count_rows(repo, t.attendee_vectors, attendee_id=attendee.id) == 1
 
 
 def test_a_vector_written_after_a_withdrawal_is_refused(repo, bucket):
@@ -131,7 +124,10 @@ def test_a_vector_written_after_a_withdrawal_is_refused(repo, bucket):
     repo.set_consent(attendee.id, False)
     assert repo.store_attendee_vector(attendee, "dlib-resnet-v1-5pt-j0", np.ones(128, np.float32)) is False
     assert repo.store_engine_user(attendee, "rekognition-7.0", "c", attendee.id, "face") is False
-    assert _rows(repo, t.attendee_vectors, attendee.id) == 0 and _rows(repo, t.engine_users, attendee.id) == 0
+    assert (
+        count_rows(repo, t.attendee_vectors, attendee_id=attendee.id) == 0
+        and count_rows(repo, t.engine_users, attendee_id=attendee.id) == 0
+    )
     assert repo.get_attendee(attendee.id).reference_status is ReferenceStatus.NO_CONSENT
 
 
@@ -151,8 +147,7 @@ def test_matches_computed_before_a_withdrawal_are_not_stored(repo):
 
     assert refused == {withdrawn.id}
     assert repo.list_matches(event.id) == []
-    with repo.engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(t.realtime_outbox)).scalar_one() == 0
+    assert count_rows(repo, t.realtime_outbox) == 0
     assert repo.replace_matches(photo, "v1", rows[1:], messages[:0]) == set()
     assert [m.attendee_id for m in repo.list_matches(event.id)] == [staying.id]
 
@@ -162,8 +157,8 @@ def test_the_check_flags_face_data_kept_without_consent(repo):
     attendee = repo.add_attendee(repo.create_event("E").id, "Guest", True, None, None)
     assert repo.store_attendee_vector(attendee, "dlib-resnet-v1-5pt-j0", np.ones(128, np.float32))
     assert health.face_data_without_consent(repo).passed
-    with repo.engine.begin() as conn:  # a writer that skipped the re-check, as before this fix
-        conn.execute(t.attendees.update().where(t.attendees.c.id == attendee.id).values(consent=False))
+    # A writer that skipped the re-check, as before this fix.
+    update_rows(repo, t.attendees, t.attendees.c.id == attendee.id, consent=False)
     finding = health.face_data_without_consent(repo)
     assert not finding.passed and finding.count == 1 and attendee.id in finding.examples[0]
 
@@ -201,7 +196,7 @@ def test_withdrawing_consent_while_rekognition_indexes_the_selfie_leaves_nothing
     built, _, _ = building.result()
 
     assert built.consent is False and built.reference_status is ReferenceStatus.NO_CONSENT
-    assert _rows(repo, t.engine_users, attendee.id) == 0
+    assert count_rows(repo, t.engine_users, attendee_id=attendee.id) == 0
     collection = server.state.collections[engine.collection_id(attendee.event_id)]
     assert attendee.id not in collection.users
     assert not [f for f in collection.faces.values() if f.external_image_id == f"selfie:{attendee.id}"]
@@ -319,8 +314,7 @@ def test_a_selfie_missing_for_longer_than_the_stale_window_ends_rejected(repo, b
     assert waiting.reference_status is ReferenceStatus.PENDING  # just signed up: it may still land
 
     signed_up = datetime.now(UTC) - SELFIE_MISSING_AFTER - timedelta(minutes=1)
-    with repo.engine.begin() as conn:
-        conn.execute(t.attendees.update().where(t.attendees.c.id == attendee.id).values(created_at=signed_up))
+    update_rows(repo, t.attendees, t.attendees.c.id == attendee.id, created_at=signed_up)
     rejected, _, _ = build_reference(repo, bucket, DlibEngine.shared(), attendee.id)
 
     assert rejected.reference_status is ReferenceStatus.REJECTED

@@ -22,6 +22,7 @@ from picsaris_pipeline.report import write_report
 from picsaris_pipeline.services.consent import withdraw_consent
 from picsaris_pipeline.services.face_clusters import recluster_event, unknown_people
 
+from .db_helpers import fetch_rows, url_shown
 from .pipeline_helpers import metadata
 from .test_outbox import RecordingPublisher
 
@@ -130,8 +131,7 @@ def _version(pipeline):
 def _cluster_of(pipeline, photo_ids):
     """The cluster id (or None) per photo's unclaimed cluster row."""
     fc = t.face_clusters
-    with pipeline.repo.engine.connect() as conn:
-        rows = conn.execute(sa.select(fc.c.photo_id, fc.c.cluster_id, fc.c.state)).all()
+    rows = fetch_rows(pipeline.repo, sa.select(fc.c.photo_id, fc.c.cluster_id, fc.c.state))
     by_photo = {r.photo_id: (r.cluster_id, r.state) for r in rows}
     return [by_photo.get(p) for p in photo_ids]
 
@@ -179,7 +179,7 @@ def test_event_summary_report_and_cli_show_counts_only(pipeline, event, shared_p
     # The CLI and the report on the pipeline's database and local bucket (PICSARIS_HOME/bucket).
     for name in ("PICSARIS_BUCKET", "PICSARIS_S3_ENDPOINT_URL", "PICSARIS_FACE_MODEL"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PICSARIS_DATABASE_URL", str(pipeline.repo.engine.url))
+    monkeypatch.setenv("PICSARIS_DATABASE_URL", url_shown(pipeline.repo))
     monkeypatch.setenv("PICSARIS_HOME", str(tmp_path))
     index = write_report(App.from_env(), event.id, tmp_path / "report")
     with (index.parent / "unknown_people.csv").open(newline="") as handle:

@@ -22,6 +22,7 @@ from picsaris_pipeline.imaging import load_rgb
 from picsaris_pipeline.services.face_quality import matchable_mask
 
 from .cli_runner import found_by_name, picsaris, shown_matches, sign_up
+from .db_helpers import fetch_rows
 
 YUNET, HOG = "yunet-dlib-resnet-v1-5pt-j0", "dlib-resnet-v1-5pt-j0"
 
@@ -176,8 +177,7 @@ def test_reembed_moves_an_event_from_hog_to_yunet_without_mixing(picsaris_home, 
         .where(t.face_vectors.c.event_id == event_id)
         .distinct()
     )
-    with app.repo.engine.connect() as conn:
-        pairs = set(conn.execute(query).all())
+    pairs = set(fetch_rows(app.repo, query))
     # Each version's vectors lie on its own detector's faces only.
     assert pairs == {
         (HOG, configured_versions("dlib", HOG).detector_version),

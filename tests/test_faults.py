@@ -16,12 +16,14 @@ import pytest
 import sqlalchemy as sa
 
 from picsaris_pipeline.assets import PHOTO_ASSETS
+from picsaris_pipeline.db import Repository
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
 
 from .cli_runner import picsaris
 from .conftest import IN_CI, fresh_database
+from .db_helpers import reading, update_rows
 
 BIN = Path(sys.executable).parent
 PHOTOS = [
@@ -34,9 +36,9 @@ PHOTOS = [
 ]
 
 
-def _state(engine: sa.Engine, event_id: str) -> dict[str, object]:
+def _state(repo: Repository, event_id: str) -> dict[str, object]:
     """Everything a photo's run writes, in a comparable form (ids of rows made anew are left out)."""
-    with engine.connect() as conn:
+    with reading(repo) as conn:
         faces = conn.execute(
             sa.select(t.photos.c.file_name, t.faces.c.face_index, t.faces.c.left, t.faces.c.top)
             .join(t.photos, t.photos.c.id == t.faces.c.photo_id)
@@ -103,12 +105,12 @@ def test_a_run_process_killed_mid_photo_leaves_nothing_doubled_after_the_rerun(p
     assert interrupted, "everything was published before the kill"
 
     picsaris("process")  # the re-run: photos left mid-way are taken up again from their status
-    after_fault = _state(repo.engine, event_id)
+    after_fault = _state(repo, event_id)
 
     for photo in repo.list_photos(event_id):  # the reference: every photo run once more, cleanly
         repo.reset_for_rerun([photo.id])
     picsaris("process")
-    clean = _state(repo.engine, event_id)
+    clean = _state(repo, event_id)
     assert after_fault["faces_unique"] and after_fault["vectors_unique"] and after_fault["messages_unique"]
     assert after_fault["messages_unsent"] == 0
     assert after_fault == clean
@@ -125,10 +127,8 @@ def test_process_sends_what_a_run_killed_between_publishing_and_delivery_left_qu
     picsaris("upload", event_id, "--uploader", obama, str(shared_photos["obama_2.jpg"].path))
     picsaris("process")
     repo = App.from_env().repo
-    with repo.engine.begin() as conn:  # the state a SIGKILL right after the status update leaves
-        queued = conn.execute(
-            sa.update(t.realtime_outbox).where(t.realtime_outbox.c.event_id == event_id).values(sent_at=None)
-        ).rowcount
+    # The state a SIGKILL right after the status update leaves.
+    queued = update_rows(repo, t.realtime_outbox, t.realtime_outbox.c.event_id == event_id, sent_at=None)
     assert queued >= 2  # the photo's topic and Obama's private topic
 
     from click.testing import CliRunner
@@ -138,7 +138,7 @@ def test_process_sends_what_a_run_killed_between_publishing_and_delivery_left_qu
     result = CliRunner().invoke(main, ["process"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert f"delivered {queued} queued realtime message(s)" in result.output
-    assert _state(repo.engine, event_id)["messages_unsent"] == 0
+    assert _state(repo, event_id)["messages_unsent"] == 0
 
 
 def _pg_ctl(action: str) -> None:
@@ -192,10 +192,10 @@ def test_postgres_restarted_in_the_middle_of_a_run_is_waited_out(restartable_pos
         assert result.success  # type: ignore[attr-defined]
         retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]  # type: ignore[attr-defined]
         assert retried, "the fault never reached the run"
-        after_fault = _state(pipeline.repo.engine, event.id)
+        after_fault = _state(pipeline.repo, event.id)
         pipeline.repo.reset_for_rerun([photo.id])
         assert pipeline.run_photo(photo.id).success
-        assert _state(pipeline.repo.engine, event.id) == after_fault
+        assert _state(pipeline.repo, event.id) == after_fault
         assert after_fault["matches"] == [("group.jpg", "Barack Obama", DEFAULT_MODEL)]
 
 
@@ -218,7 +218,7 @@ def test_connections_dropped_between_steps_change_nothing(restartable_postgres, 
         admin.dispose()
         assert dropped >= 1
         assert pipeline.run_photo(photo.id).success
-        after_fault = _state(pipeline.repo.engine, event.id)
+        after_fault = _state(pipeline.repo, event.id)
         pipeline.repo.reset_for_rerun([photo.id])
         assert pipeline.run_photo(photo.id).success
-        assert _state(pipeline.repo.engine, event.id) == after_fault
+        assert _state(pipeline.repo, event.id) == after_fault

@@ -74,10 +74,10 @@ def test_a_lease_of_a_holder_that_stopped_renewing_runs_out_and_the_next_claimer
     assert repo.claim_lease(PHOTO, "p1", "dead-holder", 5)  # its holder may take it again
     later = datetime.now(UTC) + timedelta(seconds=6)
     assert repo.claim_lease(PHOTO, "p1", "next-holder", 5, now=later)
-    assert repo.leases_on(PHOTO, ["p1"])["p1"][0] == "next-holder"
+    assert repo.leases_on(PHOTO, ["p1"])["p1"].holder == "next-holder"
     assert repo.renew_leases("dead-holder", 5) == 0  # a holder coming back cannot renew what it lost
     repo.release_leases("dead-holder")  # nor release it
-    assert repo.leases_on(PHOTO, ["p1"])["p1"][0] == "next-holder"
+    assert repo.leases_on(PHOTO, ["p1"])["p1"].holder == "next-holder"
 
 
 def test_a_working_holder_keeps_its_leases_by_renewing_them_and_releases_them_when_done(database_url):
@@ -117,14 +117,14 @@ def test_the_lease_of_a_killed_holder_process_is_taken_by_the_next_claimer(datab
     killed_at = time.monotonic()
     repo = connect(database_url)
     claimer = Claimer(repo, new_holder_id(), seconds)
-    if repo.engine.dialect.name == "sqlite":
+    if repo.is_sqlite:
         assert claimer.claim(PHOTO, ["p1"]) == ["p1"]
     else:
         assert claimer.claim(PHOTO, ["p1"]) == []  # its lease is still running
         while not claimer.claim(PHOTO, ["p1"]):
             assert time.monotonic() - killed_at < seconds + 5, "the dead holder's lease never ran out"
             time.sleep(0.2)
-    assert repo.leases_on(PHOTO, ["p1"])["p1"][0] == claimer.holder
+    assert repo.leases_on(PHOTO, ["p1"])["p1"].holder == claimer.holder
     assert not holder_alive(repo, dead_holder)
 
 

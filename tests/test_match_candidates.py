@@ -24,6 +24,7 @@ from picsaris_pipeline.services.policy_matching import policy_for
 from picsaris_pipeline.services.versions import rematch_for_policy
 
 from .cli_runner import picsaris
+from .db_helpers import fetch_rows
 from .test_outbox import RecordingPublisher
 
 
@@ -60,12 +61,11 @@ def kit_event(pipeline, event, shared_photos):
 def test_published_matches_carry_the_policy_id(pipeline, event, kit_event):
     matches = pipeline.repo.list_matches(event.id)
     assert {m.attendee_id for m in matches} == {kit_event["kit"].id}
-    with pipeline.repo.engine.connect() as conn:
-        import sqlalchemy as sa
+    import sqlalchemy as sa
 
-        from picsaris_pipeline.db import schema as t
+    from picsaris_pipeline.db import schema as t
 
-        policies = set(conn.execute(sa.select(t.matches.c.policy_id)).scalars())
+    policies = {row.policy_id for row in fetch_rows(pipeline.repo, sa.select(t.matches.c.policy_id))}
     assert policies == {DEFAULT_POLICY.id}
 
 

@@ -5,13 +5,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from picsaris_pipeline.db import connect
-from picsaris_pipeline.db.migrate import VERSION_TABLE, upgrade
+from picsaris_pipeline.db.migrate import VERSION_TABLE
 from picsaris_pipeline.db.schema import metadata
+
+from .db_helpers import migrate_again, reading
 
 
 def test_migrated_schema_matches_the_declared_tables(database_url):
     repo = connect(database_url)
-    with repo.engine.connect() as conn:
+    with reading(repo) as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True, "version_table": VERSION_TABLE})
         diff = compare_metadata(context, metadata)
     assert diff == []
@@ -19,8 +21,8 @@ def test_migrated_schema_matches_the_declared_tables(database_url):
 
 def test_upgrading_twice_changes_nothing(database_url):
     repo = connect(database_url)
-    upgrade(repo.engine)
-    with repo.engine.connect() as conn:
+    migrate_again(repo)
+    with reading(repo) as conn:
         version = conn.execute(sa.text(f"select version_num from {VERSION_TABLE}")).scalar_one()
     assert version == "0014"
 

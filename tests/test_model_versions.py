@@ -22,6 +22,7 @@ from picsaris_pipeline.partitions import REEMBED_PHOTO_JOB, REEMBED_TAG, run_pho
 from .cli_runner import found_by_name, picsaris, shown_matches, sign_up
 from .conftest import REPO_ROOT
 from .dagster_processes import _process
+from .db_helpers import writing
 
 BIN = Path(sys.executable).parent
 J0, J4 = "dlib-resnet-v1-5pt-j0", "dlib-resnet-v1-5pt-j4"
@@ -101,7 +102,7 @@ def test_malformed_vectors_are_caught(matched):
 
     pipeline, *_ = matched
     assert health.malformed_vectors(pipeline.repo, {J0: 128}).passed
-    with pipeline.repo.engine.begin() as conn:
+    with writing(pipeline.repo) as conn:
         conn.execute(t.face_vectors.update().values(vector=np.full(128, np.nan, dtype="<f4").tobytes()))
         conn.execute(t.attendee_vectors.update().values(vector=np.ones(64, dtype="<f4").tobytes(), dimension=64))
     finding = health.malformed_vectors(pipeline.repo, {J0: 128})

@@ -18,9 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 from PIL import Image
-from sqlalchemy import event as sa_event
 
 from picsaris_pipeline import near_duplicates
 from picsaris_pipeline.db.repository import connect
@@ -30,6 +28,7 @@ from picsaris_pipeline.ids import new_id
 from picsaris_pipeline.imaging import _register_heif, decode_photo
 from picsaris_pipeline.near_duplicates import MAX_DISTANCE, distance, perceptual_hash
 
+from .db_helpers import count_rows, insert_rows, statements_run
 from .pipeline_helpers import metadata
 
 
@@ -197,11 +196,6 @@ def second_phone(pipeline, event):
     return pipeline.repo.add_attendee(event.id, "Guest with a second phone", True, None, None)
 
 
-def _rows(pipeline, table, photo_id):
-    with pipeline.repo.engine.connect() as conn:
-        return conn.execute(sa.select(sa.func.count()).select_from(table).where(table.c.photo_id == photo_id)).scalar()
-
-
 @pytest.mark.parametrize(
     ("copy", "file_name"),
     [
@@ -242,7 +236,8 @@ def test_the_same_shot_from_a_second_phone_ends_duplicate_and_is_never_matched_t
     verified = metadata(second_run, "verified_upload")
     assert verified["duplicate_of"] == first.id and 0 <= verified["hash_distance"] <= MAX_DISTANCE
     assert all(metadata(second_run, step)["step_skipped"] for step in ("faces_detected", "matches_published"))
-    assert _rows(pipeline, faces, second.id) == 0 and _rows(pipeline, matches, second.id) == 0
+    assert count_rows(pipeline.repo, faces, photo_id=second.id) == 0
+    assert count_rows(pipeline.repo, matches, photo_id=second.id) == 0
     assert pipeline.repo.match_counts(event.id) == {first.id: 1}
 
 
@@ -355,24 +350,15 @@ def test_checking_a_photo_against_an_event_of_12000_is_one_cheap_query(database_
                 "updated_at": now,
             }
         )
-    with repo.engine.begin() as conn:
-        conn.execute(photos.insert(), rows)
+    insert_rows(repo, photos, rows)
     assert len(rows) > 11_900
 
     fresh = _uploaded_photo(repo, event.id, guest.id, "new.jpg")
     # Cheap means a fixed handful of statements, however large the event (its speed is measured by
     # bench/near_duplicates.py, never by a timed test).
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    sa_event.listen(repo.engine, "before_cursor_execute", count)
-    try:
+    with statements_run(repo) as statements:
         assert repo.claim_perceptual_hash(fresh.id, probe, "0" * 64) is None
-    finally:
-        sa_event.remove(repo.engine, "before_cursor_execute", count)
-    print(f"{repo.engine.dialect.name}: one photo checked against {len(rows)} in {len(statements)} statements")
+    print(f"{repo.dialect_name}: one photo checked against {len(rows)} in {len(statements)} statements")
     assert len(statements) <= 8, statements
 
     copy = _uploaded_photo(repo, event.id, guest.id, "copy.jpg")

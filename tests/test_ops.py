@@ -9,6 +9,7 @@ from PIL import Image
 
 from picsaris_pipeline import health
 from picsaris_pipeline.assets.photos import faces_detected
+from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.definitions import defs
 from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
@@ -16,6 +17,7 @@ from picsaris_pipeline.keys import thumbnail_key
 from picsaris_pipeline.thumbnail_route import route_port
 from picsaris_pipeline.thumbnails import DrawnFace, draw
 
+from .db_helpers import update_rows
 from .pipeline_helpers import metadata, run_failure_sensor
 
 GREEN = np.array([46, 160, 67])
@@ -60,8 +62,7 @@ def test_consent_check_fails_when_a_match_names_someone_without_consent(pipeline
     assert pipeline.run_photo(photo.id).success
     assert health.matches_without_consent(pipeline.repo).passed
     # Consent withdrawn without the matches being removed: exactly what the check exists to catch.
-    with pipeline.repo.engine.begin() as conn:
-        conn.exec_driver_sql("update attendees set consent = false")
+    update_rows(pipeline.repo, t.attendees, consent=False)
     finding = health.matches_without_consent(pipeline.repo)
     assert not finding.passed and finding.count == 1 and photo.id in finding.examples[0]
 

@@ -18,12 +18,14 @@ from click.testing import CliRunner
 
 from picsaris_pipeline.app import App
 from picsaris_pipeline.cli import main
+from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.escaping import html_text, markdown_text
 from picsaris_pipeline.keys import thumbnail_key
 from picsaris_pipeline.privacy_scrub import scrub_instance, scrub_serialized
 from picsaris_pipeline.thumbnail_route import make_server
 
 from .cli_runner import picsaris
+from .db_helpers import count_rows
 
 HOSTILE = "Eve\n# Heading\n<img src=x onerror=alert(1)> `code` | col | [link](javascript:x) *bold*"
 
@@ -110,11 +112,7 @@ def test_the_thumbnail_is_one_click_from_the_partition_and_gone_once_the_photo_i
 
 # -- withdrawal -----------------------------------------------------------------------------------
 def _face_vector_count(app: App, face_ids: list[str]) -> int:
-    with app.repo.engine.connect() as conn:
-        marks = ",".join("?" * len(face_ids))
-        return conn.exec_driver_sql(
-            f"select count(*) from face_vectors where face_id in ({marks})", tuple(face_ids)
-        ).scalar_one()
+    return count_rows(app.repo, t.face_vectors, t.face_vectors.c.face_id.in_(face_ids))
 
 
 def test_withdrawal_redraws_thumbnails_deletes_the_matched_faces_vectors_and_says_so(picsaris_home, shared_photos):

@@ -40,6 +40,14 @@ def test_event_round_trip(repo, event):
     assert event in repo.list_events()
 
 
+def test_the_repository_says_which_database_it_is_on(repo, database_url):
+    assert repo.is_sqlite is database_url.startswith("sqlite")
+    assert repo.dialect_name == ("sqlite" if repo.is_sqlite else "postgresql")
+    # The URL another process connects with: the same database, password included.
+    assert repo.url_with_password() == database_url
+    assert connect(repo.url_with_password()).get_event(repo.create_event("Shared").id).name == "Shared"
+
+
 def test_unknown_and_malformed_ids_are_clear_errors(repo):
     with pytest.raises(NotFoundError):
         repo.get_event("01" + "A" * 24)
@@ -120,7 +128,7 @@ def test_event_references_leave_out_attendees_without_consent(repo, event, guest
     ids, vectors = repo.event_references(event.id, V1)
     assert ids == [guest.id] and vectors.shape == (1, 4)
     assert repo.get_attendee(guest.id).reference_status is ReferenceStatus.READY
-    assert repo.event_references(event.id, V2)[0] == []
+    assert repo.event_references(event.id, V2).attendee_ids == []
 
 
 def test_attendees_needing_reference_is_per_model_version(repo, event, guest):

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from picsaris_pipeline.errors import BadInputError, NotFoundError
 from picsaris_pipeline.services.intake import content_type_for, request_upload, sha256_of
 
+from .db_helpers import fetch_rows, has_table, url_shown
 from .supabase_server import SupabaseRealtimeServer
 
 INJECTIONS = ["x' OR '1'='1", "01ABC'; DROP TABLE photos; --", "../../etc/passwd", "01" + "Z" * 24 + "\x00"]
@@ -22,7 +23,7 @@ def test_names_are_stored_verbatim_never_run_as_sql(pipeline):
     guest = pipeline.repo.add_attendee(event.id, "Ana' OR 1=1 --", True, None, None)
     assert pipeline.repo.get_event(event.id).name == name
     assert pipeline.repo.get_attendee(guest.id).name == "Ana' OR 1=1 --"
-    assert sa.inspect(pipeline.repo.engine).has_table("photos")
+    assert has_table(pipeline.repo, "photos")
 
 
 @pytest.mark.parametrize("hostile", INJECTIONS)
@@ -103,9 +104,8 @@ def test_secrets_never_reach_logs_event_logs_or_metadata(postgres_server, tmp_pa
                 materialization = record.dagster_event.step_materialization_data.materialization
                 texts += [str(value) for value in materialization.metadata.values()]
         texts += [f"{item} {item.attempts}" for item in pipeline.repo.unsent_messages(photo.id)]
-        with pipeline.repo.engine.connect() as conn:
-            texts += [str(row) for row in conn.execute(sa.text("select last_error from realtime_outbox")).all()]
-        texts += [repr(pipeline.repo.engine.url)]
+        texts += [str(row) for row in fetch_rows(pipeline.repo, sa.text("select last_error from realtime_outbox"))]
+        texts += [url_shown(pipeline.repo)]
     assert any("SUPABASE_SERVICE_ROLE_KEY" in text for text in texts)  # the failure is visible and says why
     assert not [text for text in texts if key in text]
     assert not [text for text in texts if password in text]

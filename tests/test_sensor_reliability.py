@@ -9,11 +9,11 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-import sqlalchemy as sa
 
 from picsaris_pipeline.discovery import STALE_AFTER, ScanCursor, scan_bucket
 from picsaris_pipeline.partitions import attendee_partitions, photo_partitions
 
+from .db_helpers import statements_run
 from .test_sensor import JPEG, _apply, _dropped_photo, _tick
 
 
@@ -42,17 +42,9 @@ def _all_requested(pipeline, max_ticks: int = 50) -> list[str]:
 
 def test_a_listing_over_a_thousand_keys_is_paginated_and_read_one_query_per_page(pipeline, event, guest):
     photos = [_dropped_photo(pipeline, event, guest) for _ in range(1_050)]
-    selects: list[str] = []
-
-    def count(conn, cursor, statement, *args):
-        if statement.lstrip().lower().startswith("select") and "from photos" in statement.lower():
-            selects.append(statement)
-
-    sa.event.listen(pipeline.repo.engine, "before_cursor_execute", count)
-    try:
+    with statements_run(pipeline.repo) as statements:
         scan = scan_bucket(pipeline.store, pipeline.repo, ScanCursor(), set(), set(), max_runs=5_000)
-    finally:
-        sa.event.remove(pipeline.repo.engine, "before_cursor_execute", count)
+    selects = [s for s in statements if s.lstrip().lower().startswith("select") and "from photos" in s.lower()]
     assert sorted(scan.photo_ids) == sorted(p.id for p in photos)
     assert scan.keys_seen == 1_050 and scan.cursor.passes == 1
     assert len(selects) == 2  # one per page of 1,000 keys, not one per key

@@ -30,6 +30,8 @@ from picsaris_pipeline.summary import (
     summary_markdown,
 )
 
+from .db_helpers import update_rows
+
 MODEL = "dlib-resnet-v1"
 OLD_MODEL = "dlib-resnet-v0"
 DETECTOR = "hog-1200"
@@ -52,12 +54,9 @@ def _boxes(n: int) -> list[FaceBox]:
 def _set_times(repo: Repository, photo_id: str, seconds: float) -> None:
     # Test-only: fix a photo's processing time so the percentiles are exact.
     created = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-    with repo.engine.begin() as conn:
-        conn.execute(
-            t.photos.update()
-            .where(t.photos.c.id == photo_id)
-            .values(created_at=created, updated_at=created + timedelta(seconds=seconds))
-        )
+    update_rows(
+        repo, t.photos, t.photos.c.id == photo_id, created_at=created, updated_at=created + timedelta(seconds=seconds)
+    )
 
 
 @pytest.fixture

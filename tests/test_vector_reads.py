@@ -139,7 +139,7 @@ def test_the_bulk_read_is_the_row_by_row_read_of_one_model_version_and_event(rep
     v2_owners, v2_vectors = _same_read(repo, event.id, V2)
     assert sorted(v2_owners) == sorted(owners) and not np.array_equal(v2_vectors, vectors)
     # The fast path itself answered, not the fallback to the row-by-row read.
-    fast = vector_reads._postgres if repo.engine.dialect.name == "postgresql" else vector_reads._sqlite
+    fast = vector_reads._postgres if repo.dialect_name == "postgresql" else vector_reads._sqlite
     assert fast(repo, event.id, V1) is not None
     # Erasure shows at once: the next read no longer has the photo's faces.
     repo.delete_photo(photos[2].id)
@@ -170,7 +170,7 @@ def test_vectors_of_different_lengths_under_one_version_are_read_as_the_row_by_r
     # makes of it (a reshaped matrix or a ValueError), the bulk read hands over to it rather than guess.
     _store_photo(repo, event, guest, np.ones((1, 8)))
     _store_photo(repo, event, guest, np.ones((second, 4)))
-    fast = vector_reads._postgres if repo.engine.dialect.name == "postgresql" else vector_reads._sqlite
+    fast = vector_reads._postgres if repo.dialect_name == "postgresql" else vector_reads._sqlite
     assert fast(repo, event.id, V1) is None
     assert _outcome(lambda: vector_reads.event_face_vectors(repo, event.id, V1)) == _outcome(
         lambda: repo.event_face_vectors(event.id, V1)

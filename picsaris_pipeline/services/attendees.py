@@ -218,7 +218,7 @@ def _match_late_joiner(
         if not enrolled:
             return []
         # SearchFaces from the selfie's face: the photos holding a face like it.
-        photo_ids = collection_engine.search_photos(attendee.event_id, enrolled[0][2], min_similarity)
+        photo_ids = collection_engine.search_photos(attendee.event_id, enrolled[0].face_id, min_similarity)
     else:
         reference = repo.attendee_vector(attendee.id, model_version)
         if reference is None:

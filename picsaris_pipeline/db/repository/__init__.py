@@ -34,6 +34,7 @@ from picsaris_pipeline.db.repository.rows import (
     CANDIDATE_REFUSED,
     CandidateRow,
 )
+from picsaris_pipeline.db.repository.summary_reads import SummaryFrames, SummaryReadsRepository
 
 __all__ = [
     "CANDIDATE_CONFIRMED",
@@ -43,6 +44,7 @@ __all__ = [
     "CandidateRow",
     "PolicyWrite",
     "Repository",
+    "SummaryFrames",
     "connect",
     "dispose_all",
     "translate_db_error",
@@ -64,6 +66,7 @@ class Repository(
     ClustersRepository,
     LeasesRepository,
     HealthRepository,
+    SummaryReadsRepository,
     RepositoryBase,
 ):
     """Every aggregate's reads and writes over one engine (each aggregate is a module of this package)."""

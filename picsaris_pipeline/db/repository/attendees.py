@@ -19,7 +19,7 @@ from picsaris_pipeline.db.repository.base import (
     _to_blob,
 )
 from picsaris_pipeline.db.repository.events import EventsRepository
-from picsaris_pipeline.db.repository.rows import _attendee
+from picsaris_pipeline.db.repository.rows import References, _attendee
 from picsaris_pipeline.domain import Attendee, ReferenceStatus
 from picsaris_pipeline.errors import BadInputError, NotFoundError
 from picsaris_pipeline.ids import is_valid_id, new_id
@@ -182,7 +182,7 @@ class AttendeesRepository(EventsRepository):
             # The extra references too (match policy): confirmed and strongly matched faces.
             conn.execute(t.attendee_references.delete().where(t.attendee_references.c.attendee_id == attendee_id))
 
-    def event_references(self, event_id: str, model_version: str) -> tuple[list[str], np.ndarray]:
+    def event_references(self, event_id: str, model_version: str) -> References:
         """Reference vectors of the event's consenting attendees under one model version."""
         query = (
             sa.select(t.attendee_vectors.c.attendee_id, t.attendee_vectors.c.vector, t.attendee_vectors.c.dimension)
@@ -195,7 +195,7 @@ class AttendeesRepository(EventsRepository):
         with self._read() as conn:
             rows = conn.execute(query).all()
         dimension = rows[0].dimension if rows else 0
-        return [r.attendee_id for r in rows], _from_blobs([r.vector for r in rows], dimension)
+        return References([r.attendee_id for r in rows], _from_blobs([r.vector for r in rows], dimension))
 
     def attendee_vector(self, attendee_id: str, model_version: str) -> np.ndarray | None:
         query = sa.select(t.attendee_vectors.c.vector, t.attendee_vectors.c.dimension).where(

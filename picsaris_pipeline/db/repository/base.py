@@ -51,6 +51,20 @@ class RepositoryBase:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    @property
+    def dialect_name(self) -> str:
+        """The database's SQLAlchemy dialect: "sqlite" or "postgresql"."""
+        return self.engine.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        """A SQLite database: a local file, without row locks."""
+        return self.dialect_name == "sqlite"
+
+    def url_with_password(self) -> str:
+        """The database's URL, password included, for another process to connect to the same database."""
+        return self.engine.url.render_as_string(hide_password=False)
+
     def _tx(self) -> Any:
         return _translated(self.engine.begin())
 

@@ -18,6 +18,7 @@ from picsaris_pipeline.db.repository.rows import (
     CANDIDATE_PROPOSED,
     CANDIDATE_REFUSED,
     CandidateRow,
+    ReferenceSets,
     _candidate,
     _photo,
 )
@@ -38,7 +39,7 @@ class PolicyWrite:
 
 
 class CandidatesRepository(AttendeesRepository):
-    def event_reference_sets(self, event_id: str, model_version: str) -> tuple[list[str], list[int], np.ndarray]:
+    def event_reference_sets(self, event_id: str, model_version: str) -> ReferenceSets:
         """Every reference of the event's consenting attendees under one version: the selfie vectors
         and the extra references. Returns (attendee ids, owner index into them per vector, vectors)."""
         attendee_ids, selfies = self.event_references(event_id, model_version)
@@ -59,9 +60,9 @@ class CandidatesRepository(AttendeesRepository):
             extra = [r for r in conn.execute(query).all() if r.attendee_id in index]
         owners = list(range(len(attendee_ids))) + [index[r.attendee_id] for r in extra]
         if not extra:
-            return attendee_ids, owners, selfies
+            return ReferenceSets(attendee_ids, owners, selfies)
         vectors = _from_blobs([r.vector for r in extra], extra[0].dimension)
-        return attendee_ids, owners, np.concatenate([selfies, vectors]) if len(selfies) else vectors
+        return ReferenceSets(attendee_ids, owners, np.concatenate([selfies, vectors]) if len(selfies) else vectors)
 
     def attendee_reference_count(self, attendee_id: str, model_version: str) -> int:
         """Extra references (beyond the selfie) of one attendee under one version."""

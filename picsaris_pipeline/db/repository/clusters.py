@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.base import RepositoryBase, _from_blobs, _now
+from picsaris_pipeline.db.repository.rows import ClaimedFace
 from picsaris_pipeline.domain import PhotoStatus, ReferenceStatus
 
 
@@ -107,7 +108,7 @@ class ClustersRepository(RepositoryBase):
                 photo_ids.update(r.photo_id for r in result)
         return sorted(photo_ids)
 
-    def claimed_faces(self, photo_id: str, model_version: str) -> list[tuple[str, str, float]]:
+    def claimed_faces(self, photo_id: str, model_version: str) -> list[ClaimedFace]:
         """(face_id, attendee_id, similarity) of the photo's cluster faces claimed by a guest who
         still consents and whose reference is ready."""
         fc = t.face_clusters
@@ -122,7 +123,7 @@ class ClustersRepository(RepositoryBase):
             .order_by(fc.c.face_id)
         )
         with self._read() as conn:
-            return [(r.face_id, r.attendee_id, float(r.similarity or 0.0)) for r in conn.execute(query)]
+            return [ClaimedFace(r.face_id, r.attendee_id, float(r.similarity or 0.0)) for r in conn.execute(query)]
 
     def withhold_faces_of(self, attendee_id: str) -> int:
         """The faces a guest was matched in (every model version) or claimed through a cluster

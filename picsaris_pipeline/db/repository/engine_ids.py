@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.base import _consenting, _now
 from picsaris_pipeline.db.repository.faces import FacesRepository
+from picsaris_pipeline.db.repository.rows import EngineFace, EngineUser
 from picsaris_pipeline.domain import Attendee, Face, Photo, ReferenceStatus
 
 
@@ -26,7 +27,7 @@ class EngineIdsRepository(FacesRepository):
         ]
         self._replace_photo_rows(t.engine_faces, photo, model_version, rows)
 
-    def photo_engine_faces(self, photo_id: str, model_version: str | None = None) -> list[tuple[str, str, str]]:
+    def photo_engine_faces(self, photo_id: str, model_version: str | None = None) -> list[EngineFace]:
         """(face id, model version, engine face id) of a photo's faces, in face order."""
         query = (
             sa.select(t.engine_faces.c.face_id, t.engine_faces.c.model_version, t.engine_faces.c.external_face_id)
@@ -37,7 +38,7 @@ class EngineIdsRepository(FacesRepository):
         if model_version is not None:
             query = query.where(t.engine_faces.c.model_version == model_version)
         with self._read() as conn:
-            return [(r.face_id, r.model_version, r.external_face_id) for r in conn.execute(query).all()]
+            return [EngineFace(r.face_id, r.model_version, r.external_face_id) for r in conn.execute(query).all()]
 
     def store_engine_user(
         self, attendee: Attendee, model_version: str, collection_id: str, user_id: str, face_id: str
@@ -71,14 +72,14 @@ class EngineIdsRepository(FacesRepository):
             )
         return True
 
-    def engine_users_of(self, attendee_id: str, model_version: str | None = None) -> list[tuple[str, str, str]]:
+    def engine_users_of(self, attendee_id: str, model_version: str | None = None) -> list[EngineUser]:
         """(model version, engine user id, engine face id of the selfie) for an attendee."""
         query = sa.select(t.engine_users).where(t.engine_users.c.attendee_id == attendee_id)
         if model_version is not None:
             query = query.where(t.engine_users.c.model_version == model_version)
         with self._read() as conn:
             return [
-                (r.model_version, r.external_user_id, r.external_face_id)
+                EngineUser(r.model_version, r.external_user_id, r.external_face_id)
                 for r in conn.execute(query.order_by(t.engine_users.c.model_version)).all()
             ]
 

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.photos import PhotosRepository
+from picsaris_pipeline.db.repository.rows import RecordedEngineFace
 from picsaris_pipeline.domain import Attendee, Photo, PhotoStatus
 
 
@@ -57,7 +58,7 @@ class ErasureRepository(PhotosRepository):
         with self._read() as conn:
             return [(r.face_id, r.photo_id) for r in conn.execute(query).all()]
 
-    def engine_faces_of(self, face_ids: Sequence[str]) -> list[tuple[str, str, str]]:
+    def engine_faces_of(self, face_ids: Sequence[str]) -> list[RecordedEngineFace]:
         """(event id, model version, engine face id) recorded for these faces."""
         if not face_ids:
             return []
@@ -65,7 +66,9 @@ class ErasureRepository(PhotosRepository):
             t.engine_faces.c.event_id, t.engine_faces.c.model_version, t.engine_faces.c.external_face_id
         ).where(t.engine_faces.c.face_id.in_(list(face_ids)))
         with self._read() as conn:
-            return [(r.event_id, r.model_version, r.external_face_id) for r in conn.execute(query).all()]
+            return [
+                RecordedEngineFace(r.event_id, r.model_version, r.external_face_id) for r in conn.execute(query).all()
+            ]
 
     def photos_with_forgotten_faces(self, event_id: str) -> list[str]:
         """Published photos of the event holding a face with neither a vector nor an engine face under

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.base import RepositoryBase, _now, _utc
+from picsaris_pipeline.db.repository.rows import Lease
 
 
 class LeasesRepository(RepositoryBase):
@@ -73,17 +74,17 @@ class LeasesRepository(RepositoryBase):
                 ).rowcount
             )
 
-    def leases_on(self, kind: str, item_ids: Sequence[str]) -> dict[str, tuple[str, datetime]]:
+    def leases_on(self, kind: str, item_ids: Sequence[str]) -> dict[str, Lease]:
         """item id -> (holder, expires_at) of the leases on these items, running or expired."""
         if not item_ids:
             return {}
         query = sa.select(t.work_leases).where(t.work_leases.c.kind == kind)
-        found: dict[str, tuple[str, datetime]] = {}
+        found: dict[str, Lease] = {}
         with self._read() as conn:
             for start in range(0, len(item_ids), 500):
                 chunk = list(item_ids[start : start + 500])
                 for row in conn.execute(query.where(t.work_leases.c.item_id.in_(chunk))):
-                    found[row.item_id] = (row.holder, _utc(row.expires_at))
+                    found[row.item_id] = Lease(row.holder, _utc(row.expires_at))
         return found
 
 

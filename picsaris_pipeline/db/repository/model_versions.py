@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.base import SETTLED_REFERENCES, RepositoryBase, _now
-from picsaris_pipeline.db.repository.rows import _attendee, _photo
+from picsaris_pipeline.db.repository.rows import StoredVector, _attendee, _photo
 from picsaris_pipeline.domain import Attendee, Photo, PhotoStatus
 
 
@@ -193,7 +193,7 @@ class ModelVersionsRepository(RepositoryBase):
             rows = conn.execute(query).all()
         return len(rows), [f"photo {r.id} (active {r.active})" for r in rows[:limit]]
 
-    def vectors_by_version(self, batch: int = 5000) -> Iterator[tuple[str, str, int, bytes]]:
+    def vectors_by_version(self, batch: int = 5000) -> Iterator[StoredVector]:
         """(kind, model version, dimension, blob) of every stored vector, streamed in batches."""
         for kind, table, key in (
             ("face", t.face_vectors, t.face_vectors.c.face_id),
@@ -212,5 +212,5 @@ class ModelVersionsRepository(RepositoryBase):
                 if not rows:
                     break
                 for r in rows:
-                    yield kind, r.model_version, int(r.dimension), bytes(r.vector)
+                    yield StoredVector(kind, r.model_version, int(r.dimension), bytes(r.vector))
                 last = rows[-1].key

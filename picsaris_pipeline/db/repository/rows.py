@@ -1,9 +1,12 @@
-"""Typed records built from result rows: events, attendees, photos and match candidates."""
+"""Typed records built from result rows: events, attendees, photos, match candidates, engine ids, leases."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from picsaris_pipeline.db.repository.base import _utc
 from picsaris_pipeline.domain import Attendee, Event, Photo, PhotoStatus, ReferenceStatus
@@ -84,3 +87,67 @@ def _candidate(row: Any) -> CandidateRow:
         row.policy_id,
         row.status,
     )
+
+
+class EngineFace(NamedTuple):
+    """A photo's face as the face engine knows it, under one model version."""
+
+    face_id: str
+    model_version: str
+    external_face_id: str
+
+
+class RecordedEngineFace(NamedTuple):
+    """An engine face recorded for a face: where it lives, to delete it from the engine."""
+
+    event_id: str
+    model_version: str
+    external_face_id: str
+
+
+class EngineUser(NamedTuple):
+    """An attendee's user in the face engine under one model version, with its selfie face."""
+
+    model_version: str
+    user_id: str
+    face_id: str
+
+
+class ClaimedFace(NamedTuple):
+    """A cluster face claimed by a guest, with the similarity of the claim."""
+
+    face_id: str
+    attendee_id: str
+    similarity: float
+
+
+class Lease(NamedTuple):
+    """Who holds a lease on an item, and until when (running or expired)."""
+
+    holder: str
+    expires_at: datetime
+
+
+class StoredVector(NamedTuple):
+    """One stored vector (a face's or an attendee's reference) as its bytes, for checks over all of them."""
+
+    kind: str  # "face" or "attendee"
+    model_version: str
+    dimension: int
+    vector: bytes
+
+
+class References(NamedTuple):
+    """The selfie reference vectors of an event's consenting attendees, one row per attendee id."""
+
+    attendee_ids: list[str]
+    vectors: np.ndarray
+
+
+class ReferenceSets(NamedTuple):
+    """Every reference of an event's consenting attendees: the selfies first (one per attendee, in
+    attendee order), then the extra references; owners[i] indexes attendee_ids for vectors[i]."""
+
+    attendee_ids: list[str]
+    owners: list[int]
+    vectors: np.ndarray
