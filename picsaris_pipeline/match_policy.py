@@ -130,7 +130,7 @@ def guest_crowding(selfies: np.ndarray, neighbours: int) -> np.ndarray:
 def crowding_bias(crowding: np.ndarray, policy: MatchPolicy) -> np.ndarray | None:
     """(attendees,) what decide() adds to each guest's bars: crowding_weight times their crowding
     above the event's median guest (negative below it); None without a correction."""
-    known = crowding[np.isfinite(crowding)] if len(crowding) else crowding
+    known = crowding[np.isfinite(crowding)]
     if not policy.crowding_weight or len(known) == 0:
         return None
     return policy.crowding_weight * np.nan_to_num(crowding - float(np.median(known)), nan=0.0)
@@ -159,7 +159,7 @@ def decide(
     raw = scores
     if bias is not None:
         scores = scores.astype(np.float64) - np.asarray(bias, dtype=np.float64)[None, :]
-    work = scores.astype(np.float64, copy=True)
+    work = scores.astype(np.float64)  # always a copy: the rules below overwrite it
     if excluded is not None:
         work[excluded] = -np.inf
     usable = np.ones(faces, dtype=bool) if matchable is None else np.asarray(matchable, dtype=bool)

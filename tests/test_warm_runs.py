@@ -147,3 +147,20 @@ def test_the_launcher_config_is_validated(tmp_path, bad):
     )
     with pytest.raises(dg.DagsterInvalidConfigError):
         dg.DagsterInstance.from_config(str(home)).run_launcher  # noqa: B018
+
+
+def test_the_warm_worker_keeps_opencv_sequential_so_its_children_cannot_inherit_a_held_pool_lock(
+    picsaris_home, tmp_path
+):
+    # OpenCV's thread pool is native threads the fork guard cannot count; a child forked while one
+    # held the pool's mutex hung in YuNet's detect. The worker's warm-up must leave OpenCV sequential.
+    import subprocess
+    import sys
+
+    script = (
+        "from picsaris_pipeline.warm_runs.forkserver import preload; import cv2; preload(); print(cv2.getNumThreads())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=os.environ.copy(), timeout=300
+    )
+    assert result.stdout.strip().splitlines()[-1] == "1"

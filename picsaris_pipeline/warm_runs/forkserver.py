@@ -47,7 +47,15 @@ def preload() -> dict[str, Any]:
     if settings.face_engine == "dlib":
         # Loading the models is 0.3-0.8 s per process; children share the pages copy-on-write.
         # (Rekognition's boto3 client is not fork-safe: each child makes its own.)
+        import cv2
         from PIL import Image
+
+        # OpenCV's own thread pool is native threads that threading.active_count() cannot see: the
+        # warm-up below would start it, and a child forked while a pool thread held its mutex hung
+        # forever in YuNet's detect (seen once in CI; gdb: the child's only thread in
+        # pthread_mutex_lock inside cv2). Sequential OpenCV keeps this process single-threaded;
+        # runs are parallel as processes anyway.
+        cv2.setNumThreads(0)
 
         from picsaris_pipeline.faces.dlib_engine import DlibEngine
 
