@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import textwrap
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -218,7 +219,8 @@ def _withdraw(app: App, event_id: str, name: str, echo: Callable[..., None]) -> 
     done = withdraw_everywhere(
         app.repo, app.store, app.engine, app.publisher(), attendee.id, app.face_engine.threshold()
     )
-    echo(f"\n{name} withdraws her consent: {done.describe()}.")
+    echo(f"\n{name} withdraws her consent:")
+    echo(textwrap.fill(f"{done.describe()}.", width=100, initial_indent="  ", subsequent_indent="  "))
 
 
 def run_demo(app: App, selfies_dir: Path | None, photos_dir: Path | None, echo: Callable[..., None] = print) -> bool:
