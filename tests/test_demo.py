@@ -133,6 +133,16 @@ def test_group_photos_hold_a_guest_beside_the_stranger(demo: DemoRun) -> None:
     )
 
 
+def test_the_late_joiner_is_the_face_where_she_stands_in_each_group_photo(demo: DemoRun) -> None:
+    # Left to right: Eileen, Grace, the stranger in the group photo; Grace, the stranger in the garden.
+    hopper = demo.attendee("Grace Hopper")
+    for file_name, place in (("03_group_photo.heic", 1), ("05_garden_party.jpg", 0)):
+        photo_id = demo.photo(file_name).id
+        faces = sorted(demo.app.repo.get_faces(photo_id), key=lambda face: face.left)
+        matches = demo.app.repo.list_matches(demo.event_id, photo_id)
+        assert [(m.face_id, m.attendee_id) for m in matches] == [(faces[place].id, hopper.id)], file_name
+
+
 def test_the_stranger_is_found_as_a_face_and_matched_to_nobody(demo: DemoRun) -> None:
     alone = demo.photo("07_the_photographer.webp")
     assert (alone.status, alone.face_count, demo.guests_in(alone.file_name)) == (PhotoStatus.PUBLISHED, 1, [])
