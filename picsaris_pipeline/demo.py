@@ -4,7 +4,8 @@ The wedding's photos are composed from images that may ship (demo_images/LICENSE
 distinct people, Eileen Collins (scikit-image's public-domain NASA portrait), Grace Hopper (the
 public-domain U.S. Navy portrait, bundled in demo_images/) and the man with the camera (scikit-image's
 CC0 `camera.png`), pasted at different sizes onto scikit-image's CC0 and public-domain photos.
-Collins and Hopper are guests; the man with the camera never signs up, so he is the stranger."""
+Collins, Hopper and Sam Rivera (whose selfie shows no face) are guests; the man with the camera never
+signs up, so he is the stranger."""
 
 from __future__ import annotations
 
