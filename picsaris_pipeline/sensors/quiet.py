@@ -6,7 +6,7 @@ Dagster's sensor daemon logs two INFO lines for every tick it evaluates, whateve
 `_evaluate_sensor`). So no return value makes an idle tick quiet, and a longer interval would only
 make the lines rarer while photos queued for a batch waited longer. Instead the sensors give their
 idle ticks one of the reasons below, and `./dev ui` pipes Dagster's output through this module
-(`python -m picsaris_pipeline.sensors.quiet`), which drops the lines of a tick that found nothing
+(`main`), which drops the lines of a tick that found nothing
 to do. The UI still lists every tick with its reason; a tick that launched runs, did some work or
 failed keeps its lines.
 """
@@ -62,6 +62,3 @@ def main() -> None:
         sys.stdout.write(line)
         sys.stdout.flush()
 
-
-if __name__ == "__main__":
-    main()
