@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from picsaris_pipeline.runner import _INSTANCE_YAML
 from picsaris_pipeline.sensors.quiet import is_idle_tick_line, without_idle_ticks
 
 from .conftest import REPO_ROOT, missing
-from .dagster_processes import free_port, graphql
+from .dagster_processes import free_port, graphql, wait_until_serving
 
 BIN = Path(sys.executable).parent
 ASSETS = ["verified_upload", "faces_detected", "embeddings_stored", "matches_published", "event_summary"]
@@ -68,26 +67,16 @@ def dagster_dev(fresh_clone: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     port, log = free_port(), tmp_path_factory.mktemp("dagster-dev") / "dagster-dev.log"
     command = [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
     with open(log, "wb") as output:
+        environment = no_environment(fresh_clone)
         process = subprocess.Popen(
-            command, cwd=fresh_clone, env=no_environment(fresh_clone), stdout=output, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+            command, cwd=fresh_clone, env=environment, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(log.read_text(errors="replace")[-4000:])
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("dagster dev did not answer within 180 s") from None
-                time.sleep(0.5)
+        wait_until_serving(process, port, log)
         yield port, log
     finally:
-        # dagster dev stops its webserver, daemon and code server on SIGTERM; a child that has not
-        # gone after 20 s is killed with the rest of the group.
+        # SIGTERM asks dagster dev to stop its webserver, daemon and code server, but on the
+        # machine this test was written on its webserver outlived it: after 20 s the group is killed.
         os.killpg(process.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=20)

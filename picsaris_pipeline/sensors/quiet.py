@@ -61,4 +61,3 @@ def main() -> None:
     for line in without_idle_ticks(sys.stdin):
         sys.stdout.write(line)
         sys.stdout.flush()
-
