@@ -28,6 +28,7 @@ USED_WITHOUT_IMPORT = {
     "dagster-aws": "deploy/dagster.yaml's scale-out block runs each run in ECS (module: dagster_aws.ecs), by name",
     "dagster-postgres": "deploy/dagster.yaml's `storage: postgres` is loaded by Dagster itself",
     "psycopg2-binary": "SQLAlchemy's postgresql+psycopg2 driver (and dagster-postgres'), loaded by URL",
+    "dagster-dg-cli": "the `dg` command (dg dev, dg check defs, dg list defs), configured by [tool.dg]",
 }
 # Declared dev dependencies that no test or bench script imports.
 DEV_USED_WITHOUT_IMPORT = {

@@ -93,8 +93,10 @@ def test_the_root_instance_is_the_one_picsaris_writes_for_the_embedded_default()
     assert root["telemetry"] == {"enabled": False}
 
 
-def test_definitions_validate_in_a_fresh_clone_with_no_environment(fresh_clone):
-    result = run([str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml"], fresh_clone)
+# Without -w, Dagster loads pyproject.toml's [tool.dagster] module (definitions.location).
+@pytest.mark.parametrize("target", [["-w", "workspace.yaml"], []], ids=["workspace.yaml", "pyproject.toml"])
+def test_definitions_validate_in_a_fresh_clone_with_no_environment(fresh_clone, target):
+    result = run([str(BIN / "dagster"), "definitions", "validate", *target], fresh_clone)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "All code locations passed validation" in output
