@@ -5,10 +5,9 @@ Dagster's sensor daemon logs two INFO lines for every tick it evaluates, whateve
 "No run requests returned for NAME, skipping" for an empty SensorResult (dagster/_daemon/sensor.py,
 `_evaluate_sensor`). So no return value makes an idle tick quiet, and a longer interval would only
 make the lines rarer while photos queued for a batch waited longer. Instead the sensors give their
-idle ticks one of the reasons below, and `./dev ui` pipes Dagster's output through this module
-(`main`), which drops the lines of a tick that found nothing
-to do. The UI still lists every tick with its reason; a tick that launched runs, did some work or
-failed keeps its lines.
+idle ticks one of the reasons below, and `./dev ui` pipes Dagster's output through `main`, which
+drops the lines of a tick that found nothing to do. The UI still lists every tick with its reason;
+a tick that launched runs, did some work or failed keeps its lines.
 """
 
 from __future__ import annotations
