@@ -520,13 +520,13 @@ def instance_yaml(kind: str, queue: RunQueue, postgres: bool, embedded: Path) ->
     """dagster.yaml for the bench's DAGSTER_HOME.
 
     embedded: the file `picsaris` wrote there on the embedded default (sign_up runs `picsaris process`
-    first), as it is, e.g. two runs at a time. production: the repository's dagster.yaml (4 runs, 1 per
+    first), as it is, e.g. two runs at a time. production: the repository's deploy/dagster.yaml (4 runs, 1 per
     uploader, the face_engine pool, run retries). Storage: the bench's own Postgres database with
     postgres=True, else SQLite under DAGSTER_HOME. The run queue settings are added to either."""
     import yaml
 
     if kind == "production":
-        config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+        config = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
         config.pop("storage", None)
     elif embedded.exists():
         config = yaml.safe_load(embedded.read_text()) or {}

@@ -7,8 +7,8 @@ the same 100 photos split across two processes (the best two cores can do).
 Every upload goes through intake with PICSARIS_DAGSTER_URL set (request -> PUT -> complete, which
 launches the photo's run on the webserver, or queues it for the batch sensor when its uploader has
 another photo waiting; --no-batches: always its own run), each burst uploader in its own thread
-sending its photos back to back. The run queue is the repository's dagster.yaml (at most 4 runs, 1 per uploader, the
-face_engine pool) on a SQLite instance under a temporary DAGSTER_HOME (--dagster-postgres: the same
+sending its photos back to back. The run queue is the repository's deploy/dagster.yaml (at most 4 runs,
+1 per uploader, the face_engine pool) on a SQLite instance under a temporary DAGSTER_HOME (--dagster-postgres: the same
 file on its own Postgres database). The single-photo guests start right after the last burst upload
 completed, one every --single-gap seconds.
 

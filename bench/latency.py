@@ -168,7 +168,7 @@ def main() -> None:
         "--instance",
         choices=("production", "embedded"),
         default="production",
-        help="the repository's dagster.yaml run queue (4 runs, 1 per uploader; default) or the embedded "
+        help="the repository's deploy/dagster.yaml run queue (4 runs, 1 per uploader; default) or the embedded "
         "default's (2 runs)",
     )
     parser.add_argument(

@@ -109,7 +109,7 @@ def main() -> None:
         choices=("embedded", "production"),
         default="embedded",
         help="daemon path: the embedded default's run queue (2 at a time; default) or the repository's "
-        "dagster.yaml (4 at a time, 1 per uploader: one uploader here, so one at a time)",
+        "deploy/dagster.yaml (4 at a time, 1 per uploader: one uploader here, so one at a time)",
     )
     parser.add_argument(
         "--run-queue",

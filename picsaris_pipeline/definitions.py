@@ -97,3 +97,10 @@ def __getattr__(name: str) -> Any:
     if name == "defs":
         return build_definitions()
     raise AttributeError(name)
+
+
+@dg.definitions
+def location() -> dg.Definitions:
+    """The code location for loaders that name only the module (`dg`, pyproject's [tool.dagster]):
+    the module-level `__getattr__` above is invisible to their module scan, this is not."""
+    return build_definitions()

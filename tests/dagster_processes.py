@@ -20,9 +20,9 @@ BIN = Path(sys.executable).parent
 
 
 def production_dagster_home(directory: Path) -> Path:
-    """A DAGSTER_HOME holding a copy of the repository's production dagster.yaml."""
+    """A DAGSTER_HOME holding a copy of the repository's production deploy/dagster.yaml."""
     directory.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO_ROOT / "dagster.yaml", directory / "dagster.yaml")
+    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", directory / "dagster.yaml")
     return directory
 
 
@@ -87,15 +87,20 @@ def dagster_services(env: dict[str, str], logs: Path, daemon: bool = False) -> I
             stack.enter_context(
                 _process([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, logs / "daemon.log")
             )
-        deadline = time.monotonic() + 180
-        while True:
-            if webserver.poll() is not None:
-                raise AssertionError((logs / "webserver.log").read_text()[-3000:])
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("dagster-webserver did not answer within 180 s") from None
-                time.sleep(0.5)
+        wait_until_serving(webserver, port, logs / "webserver.log")
         yield port
+
+
+def wait_until_serving(process: subprocess.Popen, port: int, log: Path, seconds: float = 180) -> None:
+    """Until the webserver on port answers /server_info; fails with the log's end if process exits."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(log.read_text(errors="replace")[-3000:])
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no answer on port {port} within {seconds} s") from None
+            time.sleep(0.5)

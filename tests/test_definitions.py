@@ -80,6 +80,6 @@ def test_dagster_cli_validates_the_workspace(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("name", ["dagster.yaml", "workspace.yaml"])
-def test_config_files_are_at_the_repository_root(name):
+@pytest.mark.parametrize("name", ["dagster.yaml", "workspace.yaml", "deploy/dagster.yaml"])
+def test_config_files_are_where_the_readme_says(name):
     assert (REPO_ROOT / name).is_file()

@@ -25,9 +25,10 @@ PACKAGE = "picsaris_pipeline"
 USED_WITHOUT_IMPORT = {
     "dagster-webserver": "the Dagster UI and GraphQL server (`dagster-webserver`, `dagster dev`) the launcher talks to",
     "dagster-graphql": "the GraphQL API the webserver serves; pinned with the Dagster family on one release",
-    "dagster-aws": "dagster.yaml's scale-out block runs each run in ECS (module: dagster_aws.ecs), loaded by name",
-    "dagster-postgres": "production dagster.yaml's `storage: postgres` is loaded by Dagster itself",
+    "dagster-aws": "deploy/dagster.yaml's scale-out block runs each run in ECS (module: dagster_aws.ecs), by name",
+    "dagster-postgres": "deploy/dagster.yaml's `storage: postgres` is loaded by Dagster itself",
     "psycopg2-binary": "SQLAlchemy's postgresql+psycopg2 driver (and dagster-postgres'), loaded by URL",
+    "dagster-dg-cli": "the `dg` command (dg dev, dg check defs, dg list defs), configured by [tool.dg]",
 }
 # Declared dev dependencies that no test or bench script imports.
 DEV_USED_WITHOUT_IMPORT = {

@@ -30,8 +30,8 @@ def test_a_single_photo_from_another_guest_overtakes_a_flood(picsaris_home, shar
     flooder, other = flooder.strip(), other.strip()
     picsaris("process")  # references, and the embedded instance
 
-    # The production run queue (dagster.yaml) on the embedded SQLite storage.
-    production = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+    # The production run queue (deploy/dagster.yaml) on the embedded SQLite storage.
+    production = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.yaml").read_text())
     home = picsaris_home / "dagster"
     (home / "dagster.yaml").write_text(
         yaml.safe_dump({"concurrency": production["concurrency"], "telemetry": {"enabled": False}})

@@ -1,4 +1,4 @@
-"""The production `dagster.yaml`: valid as Dagster loads it, on a fresh Postgres database, with the
+"""The production `deploy/dagster.yaml`: valid as Dagster loads it, on a fresh Postgres database, with the
 run queue, pool and retry settings the README promises; and its commented scale-out example really
 is a valid `EcsRunLauncher` configuration once uncommented (checked offline, nothing calls AWS).
 
@@ -31,7 +31,7 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, Postgr
 from .conftest import REPO_ROOT, fresh_database
 from .dagster_processes import dagster_postgres_url, production_dagster_home
 
-PRODUCTION_YAML = REPO_ROOT / "dagster.yaml"
+PRODUCTION_YAML = REPO_ROOT / "deploy" / "dagster.yaml"
 BEGIN, END = "# >>> example: EcsRunLauncher", "# <<< example: EcsRunLauncher"
 
 
@@ -44,7 +44,7 @@ def uncomment_ecs_example(text: str) -> str:
     assert block, "the example block is empty"
     uncommented = []
     for number, line in enumerate(block, start=start + 2):
-        assert line == "#" or line.startswith("# "), f"dagster.yaml:{number} is not a commented line: {line!r}"
+        assert line == "#" or line.startswith("# "), f"deploy/dagster.yaml:{number} is not a commented line: {line!r}"
         uncommented.append(line[2:])
     # ... after deleting the active run_launcher block (the warm launcher), as its comment says.
     head = lines[:start]
@@ -90,7 +90,7 @@ def ecs_example_home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def production_instance(postgres_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The repository's dagster.yaml as the instance, on a database of its own."""
+    """The repository's deploy/dagster.yaml as the instance, on a database of its own."""
     with fresh_database(postgres_server, "picsaris_dagster") as url:
         monkeypatch.setenv("DAGSTER_POSTGRES_URL", dagster_postgres_url(url))
         with dg.DagsterInstance.from_config(str(production_dagster_home(tmp_path / "home"))) as instance:
@@ -98,7 +98,7 @@ def production_instance(postgres_server: str, tmp_path: Path, monkeypatch: pytes
 
 
 def test_production_yaml_validates_against_dagsters_instance_schema():
-    config = instance_config(REPO_ROOT)
+    config = instance_config(PRODUCTION_YAML.parent)
     assert config["storage"] == {"postgres": {"postgres_url": {"env": "DAGSTER_POSTGRES_URL"}}}
     # Runs fork from the warm worker; the ECS example stays commented out.
     assert config["run_launcher"] == {
@@ -148,7 +148,7 @@ def test_face_engine_pool_is_limited_to_two_steps_across_runs(production_instanc
 
 
 def test_face_engine_is_the_only_pool_so_the_default_limit_is_its_limit():
-    # dagster.yaml can only set a default for every pool; a second pool would get the same limit.
+    # deploy/dagster.yaml can only set a default for every pool; a second pool would get the same limit.
     from picsaris_pipeline.definitions import defs
 
     pools = {pool for job in defs.resolve_all_job_defs() for node in job.all_node_defs for pool in node.pools}
@@ -169,7 +169,9 @@ def test_ecs_example_uncommented_is_a_valid_instance_with_an_ecs_run_launcher(ec
     assert config["run_monitoring"]["max_resume_run_attempts"] == 0
     # The rest of the production file is untouched by uncommenting the example.
     assert {key: value for key, value in config.items() if key not in ("run_launcher", "run_monitoring")} == {
-        key: value for key, value in instance_config(REPO_ROOT).items() if key not in ("run_launcher", "run_monitoring")
+        key: value
+        for key, value in instance_config(PRODUCTION_YAML.parent).items()
+        if key not in ("run_launcher", "run_monitoring")
     }
 
     launcher = launcher_config(config)

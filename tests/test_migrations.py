@@ -35,7 +35,7 @@ def test_the_app_and_dagster_can_share_one_postgres_database(postgres_server, tm
 
     from .conftest import REPO_ROOT
 
-    shutil.copy(REPO_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_server.replace("postgresql+psycopg2", "postgresql"))
     with dg.DagsterInstance.from_config(str(tmp_path)):
         pass

@@ -1,4 +1,5 @@
-"""The bucket sensor through build_sensor_context on a real (temporary) Dagster instance."""
+"""The bucket sensor through build_sensor_context on a real (temporary) Dagster instance; and every
+sensor's idle tick, which the terminal of `./dev ui` leaves out (sensors/quiet.py)."""
 
 import dagster as dg
 import pytest
@@ -8,7 +9,9 @@ from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.ids import new_id
 from picsaris_pipeline.keys import verified_image_key
 from picsaris_pipeline.partitions import attendee_partitions, photo_partitions
-from picsaris_pipeline.sensors import bucket_sensor
+from picsaris_pipeline.sensors import bucket_sensor, realtime_outbox_sensor, upload_batch_sensor
+from picsaris_pipeline.sensors.abandoned import abandoned_run_sensor
+from picsaris_pipeline.sensors.quiet import is_idle_reason
 
 JPEG = b"\xff\xd8 not really decoded by the sensor"
 
@@ -164,3 +167,30 @@ def test_a_photo_whose_run_never_happened_is_requested_again_after_the_stale_win
     later = datetime.now(UTC) + STALE_AFTER * 1.5
     stale = scan_bucket(pipeline.store, pipeline.repo, ScanCursor(), partitions, set(), now=later)
     assert stale.stale_photo_ids == [photo.id]
+
+
+def _skip_message(result: dg.SensorResult | dg.SkipReason) -> str | None:
+    skip = result.skip_reason if isinstance(result, dg.SensorResult) else result
+    return skip.skip_message if skip else None
+
+
+@pytest.mark.parametrize(
+    "sensor", [bucket_sensor, upload_batch_sensor, realtime_outbox_sensor, abandoned_run_sensor], ids=lambda s: s.name
+)
+def test_a_tick_with_nothing_to_do_skips_with_an_idle_reason(pipeline, sensor):
+    result = sensor(dg.build_sensor_context(instance=pipeline.instance, resources=pipeline.resources))
+    assert not (isinstance(result, dg.SensorResult) and result.run_requests)
+    assert is_idle_reason(_skip_message(result)), _skip_message(result)
+
+
+def test_a_tick_that_found_uploads_is_not_idle(pipeline, event, guest):
+    _dropped_photo(pipeline, event, guest)
+    result = _tick(pipeline)
+    assert result.run_requests and result.skip_reason is None
+
+
+def test_a_skip_that_tells_the_operator_something_is_not_idle():
+    # What the outbox and abandoned-run sensors report after doing something (their own wording).
+    assert not is_idle_reason("delivered 0 queued message(s); 2 still failing")
+    assert not is_idle_reason("marked 1 abandoned run(s) failed")
+    assert not is_idle_reason(None)

@@ -25,7 +25,7 @@ STEP_RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=1.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
 
-# Steps that call the face engine share this Dagster pool. Its limit (dagster.yaml's
+# Steps that call the face engine share this Dagster pool. Its limit (deploy/dagster.yaml's
 # `concurrency.pools`) caps concurrent engine calls across all runs: Rekognition's default quota is
 # a few transactions per second per account and region, and dlib is bound by the machine's cores.
 FACE_ENGINE_POOL = "face_engine"

@@ -7,6 +7,7 @@ import dagster as dg
 from picsaris_pipeline.abandoned_runs import fail_abandoned_runs
 from picsaris_pipeline.leases import Claimer, new_holder_id
 from picsaris_pipeline.resources import DatabaseResource
+from picsaris_pipeline.sensors.quiet import NO_ABANDONED_RUNS
 
 
 @dg.sensor(
@@ -25,4 +26,4 @@ def abandoned_run_sensor(context: dg.SensorEvaluationContext, database: Database
         repo.release_leases(claimer.holder)
     for run in found:
         context.log.warning(f"run {run.run_id} of {run.job_name} marked failed: {run.reason}")
-    return dg.SkipReason(f"marked {len(found)} abandoned run(s) failed" if found else "no abandoned runs")
+    return dg.SkipReason(f"marked {len(found)} abandoned run(s) failed" if found else NO_ABANDONED_RUNS)

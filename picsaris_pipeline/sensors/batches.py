@@ -12,6 +12,7 @@ from picsaris_pipeline.leases import PHOTO as PHOTO_LEASE
 from picsaris_pipeline.leases import held_elsewhere
 from picsaris_pipeline.partitions import PHOTO_JOB, PHOTO_PARTITIONS, batched_runs, ensure_partitions
 from picsaris_pipeline.resources import DatabaseResource
+from picsaris_pipeline.sensors.quiet import NO_QUEUED_PHOTOS
 
 # Photos taken off the queue per tick; the rest wait for the next tick (a few seconds).
 MAX_PHOTOS_PER_TICK = 200
@@ -54,7 +55,7 @@ def upload_batch_sensor(context: dg.SensorEvaluationContext, database: DatabaseR
         context.log.info(f"{len(leased)} queued photo(s) left to the picsaris process running them")
         photos = [photo for photo in photos if photo.id not in leased]
     if not photos:
-        return dg.SensorResult(skip_reason=dg.SkipReason("no photos queued for a batch"))
+        return dg.SensorResult(skip_reason=dg.SkipReason(NO_QUEUED_PHOTOS))
     requests = batch_run_requests(context.instance, photos, source="batch")
     context.log.info(f"{len(photos)} queued photo(s) in {len(requests)} run(s)")
     return dg.SensorResult(run_requests=requests)

@@ -18,6 +18,7 @@ from picsaris_pipeline.partitions import (
     run_tags,
 )
 from picsaris_pipeline.resources import DatabaseResource, ObjectStoreResource
+from picsaris_pipeline.sensors.quiet import no_new_uploads
 
 MAX_RUNS_PER_TICK = 200
 
@@ -85,5 +86,5 @@ def bucket_sensor(
         run_requests=run_requests,
         dynamic_partitions_requests=requests,
         cursor=scan.cursor.serialize(),
-        skip_reason=None if run_requests else dg.SkipReason(f"no new uploads among {scan.keys_seen} keys"),
+        skip_reason=None if run_requests else dg.SkipReason(no_new_uploads(scan.keys_seen)),
     )

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from picsaris_pipeline.resources import DatabaseResource, RealtimeResource
+from picsaris_pipeline.sensors.quiet import NO_QUEUED_MESSAGES
 from picsaris_pipeline.services.delivery import deliver
 
 
@@ -18,4 +19,6 @@ def realtime_outbox_sensor(
     delivery = deliver(database.repository(), realtime.publisher())
     if delivery.error:
         context.log.warning(f"{delivery.pending} message(s) still undelivered: {delivery.error}")
+    if not (delivery.sent or delivery.pending):
+        return dg.SkipReason(NO_QUEUED_MESSAGES)
     return dg.SkipReason(f"delivered {delivery.sent} queued message(s); {delivery.pending} still failing")

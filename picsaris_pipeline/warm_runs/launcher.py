@@ -1,7 +1,7 @@
 """WarmRunLauncher: a Dagster run launcher for one host (the daemon's) that starts this code
 location's runs as forks of a warm worker (forkserver.py) instead of fresh interpreters.
 
-Configured in dagster.yaml:
+Configured in dagster.yaml (the root one and deploy/dagster.yaml):
 
     run_launcher:
       module: picsaris_pipeline.warm_runs.launcher
@@ -14,7 +14,7 @@ with Dagster's default launcher. The worker is restarted when this package's sou
 deploy or an edit under `dagster dev`), so a run never executes stale code. Terminate and run
 monitoring work from any process on the host through the run's worker pid tag.
 
-One host only: for runs on other machines use dagster-aws's EcsRunLauncher (dagster.yaml).
+One host only: for runs on other machines use dagster-aws's EcsRunLauncher (deploy/dagster.yaml).
 """
 
 from __future__ import annotations
