@@ -101,11 +101,12 @@ def delete_attendee(
     forgotten = forget_matched_faces(repo, engine, attendee)
     erasure.face_vectors = forgotten.face_vectors + forgotten.engine_faces
     forget_enrollments(repo, engine, attendee)
-    repo.delete_private_messages(attendee.id)
     if attendee.selfie_key:
         store.delete(attendee.selfie_key)
         erasure.objects += 1
-    repo.delete_attendee(attendee.id)
+    with repo.unit_of_work():  # their private messages go with their record, never one without the other
+        repo.delete_private_messages(attendee.id)
+        repo.delete_attendee(attendee.id)
     erasure.thumbnails_redrawn = redraw_thumbnails(repo, store, engine, attendee.event_id, matched_in)
     repo.flush_erased()
     _erase_in_dagster(instance, erasure, photo_ids=erasure.photo_ids, attendee_ids=[attendee.id])

@@ -76,9 +76,10 @@ def build_reference(
 def _without_consent(repo: Repository, store: ObjectStore, engine: FaceEngine, attendee: Attendee) -> Attendee:
     """No consent, no biometric data: the selfie is never turned into a reference (any old one goes),
     and once that decision is recorded the selfie image itself is deleted from the bucket."""
-    repo.drop_attendee_vectors(attendee.id)
-    forget_enrollments(repo, engine, attendee)
-    repo.set_reference_status(attendee.id, ReferenceStatus.NO_CONSENT, NO_CONSENT)
+    forget_enrollments(repo, engine, attendee)  # the engine's side first, outside the transaction
+    with repo.unit_of_work():  # "no consent" is recorded only with the vectors gone
+        repo.drop_attendee_vectors(attendee.id)
+        repo.set_reference_status(attendee.id, ReferenceStatus.NO_CONSENT, NO_CONSENT)
     return delete_selfie_without_consent(repo, store, attendee)
 
 

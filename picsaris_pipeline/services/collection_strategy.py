@@ -53,11 +53,12 @@ class CollectionStrategy(EngineStrategy):
                 indexed = engine.index_photo(photo.event_id, photo.id, jpeg, image.size)
             except BadInputError as error:  # the service refused the image: no retry can help
                 return Detection([], image, rejected=str(error))
-        faces = repo.replace_faces(photo, engine.detector_version, [face.box for face in indexed])
         collection = engine.collection_id(photo.event_id)
-        repo.store_engine_faces(
-            photo, faces, engine.model_version, collection, [face.external_face_id for face in indexed]
-        )
+        with repo.unit_of_work():  # faces without their engine ids could never be matched or erased there
+            faces = repo.replace_faces(photo, engine.detector_version, [face.box for face in indexed])
+            repo.store_engine_faces(
+                photo, faces, engine.model_version, collection, [face.external_face_id for face in indexed]
+            )
         return Detection(faces, image, {"collection": collection, "model_version": engine.model_version})
 
     def represent(

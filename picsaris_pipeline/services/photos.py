@@ -157,10 +157,13 @@ def publish_matches(
     strategy = strategy_for(engine)
     with watch.lap("match"):
         rows = match_photo(repo, photo, model_version, min_similarity, strategy)
-        repo.mark_photo_version(photo, model_version, photo.face_count or 0)
-        face_clusters.place_photo_faces(repo, photo, model_version)  # unknown faces join their person's cluster
-        cut_over = versions.maybe_cut_over(repo, photo.event_id, model_version)
-    repo.update_photo(photo.id, PhotoStatus.PUBLISHED)
+        # Marked done under the version only together with published: a cut-over never counts a
+        # photo a crash left half way.
+        with repo.unit_of_work():
+            repo.mark_photo_version(photo, model_version, photo.face_count or 0)
+            face_clusters.place_photo_faces(repo, photo, model_version)  # unknown faces join their person's cluster
+            cut_over = versions.maybe_cut_over(repo, photo.event_id, model_version)
+            repo.update_photo(photo.id, PhotoStatus.PUBLISHED)
     active = repo.get_event(photo.event_id).active_model_version
     with watch.lap("publish"):
         delivery = deliver(repo, publisher, photo.id)

@@ -42,12 +42,14 @@ class VectorStrategy(EngineStrategy):
             image = _load_verified(store, photo)
         with watch.lap("detect"):
             boxes = engine.detect(image)
-        faces = repo.replace_faces(photo, engine.detector_version, boxes)
         with watch.lap("quality"):
             qualities = engine.quality(image, boxes)
         details: dict[str, Any] = {}
+        with repo.unit_of_work():  # faces without their quality would all pass the quality gate
+            faces = repo.replace_faces(photo, engine.detector_version, boxes)
+            if qualities is not None:
+                repo.store_face_quality(faces, qualities)
         if qualities is not None:
-            repo.store_face_quality(faces, qualities)
             details["unmatchable_faces"] = sum(not q.matchable for q in qualities)
         return Detection(faces, image, details)
 
