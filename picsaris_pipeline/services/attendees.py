@@ -157,6 +157,8 @@ def _match_late_joiner(
     strategy = strategy_for(engine)
     joiner = LateJoiner(attendee, model_version, min_similarity)
     photo_ids = strategy.late_joiner_photos(repo, joiner)
+    if photo_ids is None:
+        return []
     found: list[str] = []
     for photo_id in sorted(photo_ids):
         photo = repo.find_photo(photo_id)

@@ -159,10 +159,10 @@ class CollectionStrategy(EngineStrategy):
             }
         )
 
-    def late_joiner_photos(self, repo: Repository, joiner: LateJoiner) -> Iterable[str]:
+    def late_joiner_photos(self, repo: Repository, joiner: LateJoiner) -> Iterable[str] | None:
         enrolled = repo.engine_users_of(joiner.attendee.id, joiner.model_version)
         if not enrolled:
-            return set()
+            return None
         # SearchFaces from the selfie's face: the photos holding a face like it.
         return self.engine.search_photos(joiner.attendee.event_id, enrolled[0].face_id, joiner.min_similarity)
 

@@ -106,8 +106,9 @@ class EngineStrategy(abc.ABC):
         unusable selfie marks them rejected with a reason."""
 
     @abc.abstractmethod
-    def late_joiner_photos(self, repo: Repository, joiner: LateJoiner) -> Iterable[str]:
-        """Ids of the photos that may hold a face of this attendee (their candidates to re-match)."""
+    def late_joiner_photos(self, repo: Repository, joiner: LateJoiner) -> Iterable[str] | None:
+        """Ids of the photos that may hold a face of this attendee (their candidates to re-match);
+        None when they have no reference under the model version."""
 
     @abc.abstractmethod
     def with_clusters(

@@ -108,10 +108,10 @@ class VectorStrategy(EngineStrategy):
             return Enrolment({}, consent_lost=True)  # the write re-read consent and stored nothing
         return Enrolment({"faces_in_selfie": len(boxes), "model_version": engine.model_version})
 
-    def late_joiner_photos(self, repo: Repository, joiner: LateJoiner) -> Iterable[str]:
+    def late_joiner_photos(self, repo: Repository, joiner: LateJoiner) -> Iterable[str] | None:
         reference = repo.attendee_vector(joiner.attendee.id, joiner.model_version)
         if reference is None:
-            return set()
+            return None
         # One round trip for the event's vectors under this version only (bench/matching.py).
         owners, vectors = vector_reads.event_face_vectors(repo, joiner.attendee.event_id, joiner.model_version)
         # The policy's loose bar: a late joiner is proposed the photos below the confident one too.
