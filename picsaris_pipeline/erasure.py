@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.faces.engine import CollectionFaceEngine, FaceEngine, collection_engine_for
+from picsaris_pipeline.faces.engine import FaceEngine
 from picsaris_pipeline.keys import derived_prefix
 from picsaris_pipeline.partitions import ATTENDEE_PARTITIONS, PHOTO_PARTITIONS
 from picsaris_pipeline.services.attendees import forget_enrollments
+from picsaris_pipeline.services.engine_strategy import strategy_for
 from picsaris_pipeline.storage import ObjectStore
 
 logger = logging.getLogger("picsaris.erasure")
@@ -100,11 +101,12 @@ def delete_attendee(
     forgotten = forget_matched_faces(repo, engine, attendee)
     erasure.face_vectors = forgotten.face_vectors + forgotten.engine_faces
     forget_enrollments(repo, engine, attendee)
-    repo.delete_private_messages(attendee.id)
     if attendee.selfie_key:
         store.delete(attendee.selfie_key)
         erasure.objects += 1
-    repo.delete_attendee(attendee.id)
+    with repo.unit_of_work():  # their private messages go with their record, never one without the other
+        repo.delete_private_messages(attendee.id)
+        repo.delete_attendee(attendee.id)
     erasure.thumbnails_redrawn = redraw_thumbnails(repo, store, engine, attendee.event_id, matched_in)
     repo.flush_erased()
     _erase_in_dagster(instance, erasure, photo_ids=erasure.photo_ids, attendee_ids=[attendee.id])
@@ -118,12 +120,7 @@ def _erase_photo(
     by_version: dict[str, list[str]] = {}
     for _, version, external in repo.photo_engine_faces(photo.id):
         by_version.setdefault(version, []).append(external)
-    if isinstance(engine, CollectionFaceEngine):
-        by_version.setdefault(engine.model_version, [])
-    for version, external_ids in by_version.items():
-        collection_engine = collection_engine_for(engine, version)
-        if collection_engine is not None:
-            collection_engine.forget_photo(photo.event_id, photo.id, external_ids)
+    strategy_for(engine).forget_photo(photo.event_id, photo.id, by_version)
     store.delete(photo.object_key)
     erasure.objects += 1 + store.delete_prefix(derived_prefix(photo.event_id, photo.id))
     repo.delete_photo(photo.id)

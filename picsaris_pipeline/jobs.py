@@ -7,6 +7,7 @@ import dagster as dg
 from picsaris_pipeline.assets import ATTENDEE_ASSETS, EVENT_ASSETS, PHOTO_ASSETS
 from picsaris_pipeline.assets.checks import HEALTH_CHECKS
 from picsaris_pipeline.assets.photos import embeddings_stored, faces_detected, matches_published
+from picsaris_pipeline.faces.registry import engine_class
 from picsaris_pipeline.partitions import (
     ATTENDEE_JOB,
     EVENT_SUMMARY_JOB,
@@ -35,7 +36,9 @@ attendee_job = dg.define_asset_job(
 def reembed_assets(engine: str) -> list[str]:
     """What a re-embedding runs per photo for an engine: detection too, since a new Rekognition face
     model means a new collection, and a new local model version may name another detector (YuNet
-    or HOG). The same detector finds the same boxes again, which keeps the face rows."""
+    or HOG). The same detector finds the same boxes again, which keeps the face rows. The same for
+    every registered engine; an unregistered one is a ConfigurationError, not an empty job."""
+    engine_class(engine)
     return ["faces_detected", "embeddings_stored", "matches_published"]
 
 

@@ -14,7 +14,8 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from picsaris_pipeline.db.repository import Repository, connect
-from picsaris_pipeline.faces.engine import FaceEngine, get_engine
+from picsaris_pipeline.faces.engine import FaceEngine
+from picsaris_pipeline.faces.registry import engine_class
 from picsaris_pipeline.realtime import RealtimePublisher, build_publisher
 from picsaris_pipeline.settings import Settings
 from picsaris_pipeline.storage import LocalObjectStore, ObjectStore, S3ObjectStore
@@ -80,7 +81,9 @@ class FaceEngineResource(SettingsResource):
 
     def get(self) -> FaceEngine:
         settings = self.settings
-        return get_engine(self.engine or settings.face_engine, self.model_version or settings.face_model, settings)
+        return engine_class(self.engine or settings.face_engine).for_settings(
+            settings, self.model_version or settings.face_model
+        )
 
     def threshold(self) -> float:
         """The minimum similarity (0..1) for a match: configured, else the engine's own default

@@ -108,9 +108,11 @@ class Settings:
         match_threshold = _parsed(env, "PICSARIS_MATCH_THRESHOLD", float, "a number")
         if match_threshold is not None and not 0.0 <= match_threshold < 1.0:
             raise ConfigurationError("PICSARIS_MATCH_THRESHOLD is a similarity between 0 and 1")
-        engine = env.get("PICSARIS_FACE_ENGINE") or "dlib"
-        if engine not in ("dlib", "rekognition"):
-            raise ConfigurationError(f"PICSARIS_FACE_ENGINE must be dlib or rekognition, got {engine!r}")
+        from picsaris_pipeline.faces.registry import DEFAULT_ENGINE, ENGINES  # the engines import Settings
+
+        engine = env.get("PICSARIS_FACE_ENGINE") or DEFAULT_ENGINE
+        if engine not in ENGINES:
+            raise ConfigurationError(f"PICSARIS_FACE_ENGINE must be {' or '.join(ENGINES)}, got {engine!r}")
         supabase_url = env.get("SUPABASE_URL") or None
         realtime = env.get("PICSARIS_REALTIME") or ("supabase" if supabase_url else "log")
         if realtime not in REALTIME_PUBLISHERS:

@@ -6,7 +6,6 @@ import dagster as dg
 from picsaris_pipeline import health
 from picsaris_pipeline.assets.attendees import attendee_reference
 from picsaris_pipeline.assets.photos import embeddings_stored, matches_published, verified_upload
-from picsaris_pipeline.faces.engine import VectorFaceEngine
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource
 
 
@@ -73,7 +72,7 @@ def active_version_complete(database: DatabaseResource, face_engine: FaceEngineR
 )
 def vectors_well_formed(database: DatabaseResource, face_engine: FaceEngineResource) -> dg.AssetCheckResult:
     engine = face_engine.get()
-    dimensions = {engine.model_version: engine.dimension} if isinstance(engine, VectorFaceEngine) else {}
+    dimensions = engine.vector_dimensions()
     return _result(health.malformed_vectors(database.repository(), dimensions), dg.AssetCheckSeverity.ERROR)
 
 

@@ -14,15 +14,18 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from PIL import Image
 
 from picsaris_pipeline.errors import ConfigurationError
-from picsaris_pipeline.faces.engine import FaceBox, VectorFaceEngine
+from picsaris_pipeline.faces.engine import EngineVersions, FaceBox, VectorFaceEngine
 from picsaris_pipeline.faces.quality import FaceQuality, measure
 from picsaris_pipeline.matching import DEFAULT_MIN_SIMILARITY
+
+if TYPE_CHECKING:
+    from picsaris_pipeline.settings import Settings
 
 # Detecting at full 2400 px costs ~2 s a photo; at <= 1200 px with one upsampling pass it costs
 # ~0.3 s and still finds faces down to ~40 px in the full image. Boxes are mapped back to full size.
@@ -81,6 +84,13 @@ def _models_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
+def _offered(model_version: str | None) -> str:
+    version = model_version or DEFAULT_MODEL
+    if version not in LOCAL_MODELS:
+        raise ConfigurationError(f"unknown face model {version!r} for engine dlib; offered: {', '.join(LOCAL_MODELS)}")
+    return version
+
+
 class _DlibModels:
     """The three dlib models, loaded once per process (~0.3-0.8 s) under a lock."""
 
@@ -114,14 +124,23 @@ class DlibEngine(VectorFaceEngine):
     _instances: ClassVar[dict[str, DlibEngine]] = {}
 
     def __init__(self, model_version: str | None = None) -> None:
-        version = model_version or DEFAULT_MODEL
-        if version not in LOCAL_MODELS:
-            raise ConfigurationError(
-                f"unknown face model {version!r} for engine dlib; offered: {', '.join(LOCAL_MODELS)}"
-            )
+        version = _offered(model_version)
         self.model = LOCAL_MODELS[version]
         self.model_version = version
         self.detector_version = self.model.detector_version
+
+    @classmethod
+    def offered_versions(cls) -> list[str]:
+        return list(LOCAL_MODELS)
+
+    @classmethod
+    def versions_for(cls, model_version: str | None) -> EngineVersions:
+        version = _offered(model_version)
+        return EngineVersions(cls.name, LOCAL_MODELS[version].detector_version, version)
+
+    @classmethod
+    def for_settings(cls, settings: Settings | None, model_version: str | None) -> DlibEngine:
+        return cls.shared(model_version)  # local models: nothing in the settings changes them
 
     @classmethod
     def shared(cls, model_version: str | None = None) -> DlibEngine:

@@ -1,4 +1,4 @@
-"""The face-engine interfaces and the registry that picks one from configuration.
+"""The face-engine interfaces; faces/registry.py picks one from configuration.
 
 Two kinds of engine fit the same asset graph:
 - a vector engine (dlib) detects faces and returns one vector per face; vectors live in our
@@ -19,13 +19,9 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 from PIL import Image
 
-from picsaris_pipeline.errors import ConfigurationError
-
 if TYPE_CHECKING:
     from picsaris_pipeline.faces.quality import FaceQuality
     from picsaris_pipeline.settings import Settings
-
-ENGINES = ("dlib", "rekognition")
 
 
 @dataclass(frozen=True)
@@ -77,12 +73,35 @@ class FaceEngine(abc.ABC):
     default_min_similarity: float  # on a 0..1 scale, higher is more alike
     keeps_vectors: ClassVar[bool]
 
+    @classmethod
+    @abc.abstractmethod
+    def offered_versions(cls) -> list[str]:
+        """The model versions this engine offers, the default first."""
+
+    @classmethod
+    @abc.abstractmethod
+    def versions_for(cls, model_version: str | None) -> EngineVersions:
+        """What a model version stamps on its results (None: the default), known without loading a
+        model or a client; ConfigurationError for a version this engine does not offer."""
+
+    @classmethod
+    @abc.abstractmethod
+    def for_settings(cls, settings: Settings | None, model_version: str | None) -> FaceEngine:
+        """The process-wide engine for a model version, built on first use."""
+
+    def vector_dimensions(self) -> dict[str, int]:
+        """Model version -> dimension of the vectors this engine stores in our database."""
+        return {}
+
 
 class VectorFaceEngine(FaceEngine):
     """Detects faces and turns each into a vector; vectors of different model versions never meet."""
 
     keeps_vectors = True
     dimension: int
+
+    def vector_dimensions(self) -> dict[str, int]:
+        return {self.model_version: self.dimension}
 
     @abc.abstractmethod
     def detect(self, image: Image.Image) -> list[FaceBox]:
@@ -140,19 +159,6 @@ class CollectionFaceEngine(FaceEngine):
         """Delete an attendee's user (already gone is fine); their selfie faces go with forget_faces."""
 
 
-def model_versions(engine: str = "dlib") -> list[str]:
-    """The model versions an engine offers, the default first."""
-    if engine == "dlib":
-        from picsaris_pipeline.faces.dlib_engine import LOCAL_MODELS
-
-        return list(LOCAL_MODELS)
-    if engine == "rekognition":
-        from picsaris_pipeline.faces.rekognition import KNOWN_MODELS
-
-        return list(KNOWN_MODELS)
-    raise ConfigurationError(f"unknown face engine {engine!r}; this build offers: {', '.join(ENGINES)}")
-
-
 @dataclass(frozen=True)
 class EngineVersions:
     """What an engine configuration stamps on its results, known without loading a model or a client."""
@@ -162,46 +168,22 @@ class EngineVersions:
     model_version: str
 
 
+def model_versions(engine: str = "dlib") -> list[str]:
+    """The model versions an engine offers, the default first."""
+    from picsaris_pipeline.faces.registry import engine_class
+
+    return engine_class(engine).offered_versions()
+
+
 def configured_versions(engine: str = "dlib", model_version: str | None = None) -> EngineVersions:
-    if engine == "dlib":
-        from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL, LOCAL_MODELS
+    from picsaris_pipeline.faces.registry import engine_class
 
-        version = model_version or DEFAULT_MODEL
-        if version not in LOCAL_MODELS:
-            raise ConfigurationError(
-                f"unknown face model {version!r} for engine dlib; offered: {', '.join(LOCAL_MODELS)}"
-            )
-        return EngineVersions(engine, LOCAL_MODELS[version].detector_version, version)
-    if engine == "rekognition":
-        from picsaris_pipeline.faces.rekognition import KNOWN_MODELS, detector_version_for
-
-        version = model_version or KNOWN_MODELS[0]
-        return EngineVersions(engine, detector_version_for(version), version)
-    raise ConfigurationError(f"unknown face engine {engine!r}; this build offers: {', '.join(ENGINES)}")
+    return engine_class(engine).versions_for(model_version)
 
 
 def get_engine(engine: str = "dlib", model_version: str | None = None, settings: Settings | None = None) -> FaceEngine:
     """The process-wide engine for a configuration (models and clients are built once, on first use).
     Rekognition's client comes from `settings` (default: read from the environment now)."""
-    if engine == "dlib":
-        from picsaris_pipeline.faces.dlib_engine import DlibEngine
+    from picsaris_pipeline.faces.registry import engine_class
 
-        return DlibEngine.shared(model_version)
-    if engine == "rekognition":
-        from picsaris_pipeline.faces.rekognition import RekognitionEngine
-        from picsaris_pipeline.settings import Settings
-
-        return RekognitionEngine.shared(settings or Settings.from_env(), model_version)
-    raise ConfigurationError(f"unknown face engine {engine!r}; this build offers: {', '.join(ENGINES)}")
-
-
-def collection_engine_for(engine: FaceEngine | None, version: str) -> CollectionFaceEngine | None:
-    """The collection engine serving a model version recorded in our tables: the configured engine,
-    or the same engine under an older version whose collection still holds faces. None for vector
-    engines, which keep nothing on their side."""
-    if not isinstance(engine, CollectionFaceEngine):
-        return None
-    if version == engine.model_version:
-        return engine
-    other = get_engine(engine.name, version)
-    return other if isinstance(other, CollectionFaceEngine) else None
+    return engine_class(engine).for_settings(settings, model_version)

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 from PIL import Image
 
 from picsaris_pipeline.errors import BadInputError, ConfigurationError, PicsarisError, RetryableError
-from picsaris_pipeline.faces.engine import CollectionFaceEngine, Enrollment, FaceBox, IndexedFace
+from picsaris_pipeline.faces.engine import CollectionFaceEngine, EngineVersions, Enrollment, FaceBox, IndexedFace
 from picsaris_pipeline.settings import Settings
 
 logger = logging.getLogger("picsaris.rekognition")
@@ -144,6 +144,19 @@ class RekognitionEngine(CollectionFaceEngine):
         self.face_model_version = version.removeprefix("rekognition-")
         self.collection_prefix = _safe_id(collection_prefix)
         self._ready_collections: set[str] = set()
+
+    @classmethod
+    def offered_versions(cls) -> list[str]:
+        return list(KNOWN_MODELS)
+
+    @classmethod
+    def versions_for(cls, model_version: str | None) -> EngineVersions:
+        version = model_version or KNOWN_MODELS[0]
+        return EngineVersions(cls.name, detector_version_for(version), version)
+
+    @classmethod
+    def for_settings(cls, settings: Settings | None, model_version: str | None) -> RekognitionEngine:
+        return cls.shared(settings or Settings.from_env(), model_version)
 
     @classmethod
     def shared(cls, settings: Settings, model_version: str | None = None) -> RekognitionEngine:

@@ -7,21 +7,17 @@ import logging
 from datetime import UTC, datetime
 from pathlib import PurePath
 
-from PIL import Image
-
 from picsaris_pipeline import imaging
-from picsaris_pipeline.db import vector_reads
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.discovery import STALE_AFTER
 from picsaris_pipeline.domain import Attendee, PhotoStatus, ReferenceStatus
 from picsaris_pipeline.errors import BadInputError, NotFoundError
-from picsaris_pipeline.faces.engine import CollectionFaceEngine, FaceEngine, VectorFaceEngine, collection_engine_for
-from picsaris_pipeline.matching import candidates
+from picsaris_pipeline.faces.engine import FaceEngine
 from picsaris_pipeline.realtime import RealtimePublisher
-from picsaris_pipeline.services import face_clusters, versions
+from picsaris_pipeline.services import versions
 from picsaris_pipeline.services.delivery import deliver
+from picsaris_pipeline.services.engine_strategy import LateJoiner, strategy_for
 from picsaris_pipeline.services.photos import match_photo
-from picsaris_pipeline.services.policy_matching import policy_for
 from picsaris_pipeline.services.timing import Stopwatch
 from picsaris_pipeline.storage import ObjectStore
 
@@ -71,71 +67,19 @@ def build_reference(
     except BadInputError as error:
         repo.set_reference_status(attendee.id, ReferenceStatus.REJECTED, f"selfie unusable: {error}")
         return repo.get_attendee(attendee.id), {}, watch.ms
-    if isinstance(engine, CollectionFaceEngine):
-        return _enroll(repo, store, engine, attendee, image, watch)
-    if not isinstance(engine, VectorFaceEngine):
-        raise TypeError(f"unsupported face engine {engine!r}")
-    with watch.lap("detect"):
-        boxes = engine.detect(image)
-    if not boxes:
-        repo.set_reference_status(attendee.id, ReferenceStatus.REJECTED, "no face found in the selfie")
-        return repo.get_attendee(attendee.id), {"faces_in_selfie": 0}, watch.ms
-    # The largest face is the person taking the selfie; others are bystanders.
-    with watch.lap("embed"):
-        vector = engine.embed(image, boxes[:1])[0]
-    if not repo.store_attendee_vector(attendee, engine.model_version, vector):
-        # Consent was withdrawn while the selfie was embedded: the write stored nothing.
-        return _without_consent(repo, store, engine, repo.get_attendee(attendee.id)), {}, watch.ms
-    details = {"faces_in_selfie": len(boxes), "model_version": engine.model_version}
-    return repo.get_attendee(attendee.id), details, watch.ms
-
-
-def _enroll(
-    repo: Repository,
-    store: ObjectStore,
-    engine: CollectionFaceEngine,
-    attendee: Attendee,
-    image: Image.Image,
-    watch: Stopwatch,
-) -> tuple[Attendee, dict, dict]:
-    """Register the attendee as a user of the event's collection from their selfie; a re-run replaces
-    the earlier selfie face (a user holds at most 100 faces, and only the newest selfie counts)."""
-    earlier = repo.engine_users_of(attendee.id, engine.model_version)
-    try:
-        with watch.lap("enroll"):
-            enrollment = engine.enroll(attendee.event_id, attendee.id, imaging.encode_jpeg(image))
-    except BadInputError as error:
-        repo.set_reference_status(attendee.id, ReferenceStatus.REJECTED, f"selfie unusable: {error}")
-        return repo.get_attendee(attendee.id), {"engine": engine.name}, watch.ms
-    stale = [face for _, _, face in earlier if face != enrollment.external_face_id]
-    if stale:
-        engine.forget_faces(attendee.event_id, stale)
-    collection = engine.collection_id(attendee.event_id)
-    stored = repo.store_engine_user(
-        attendee, engine.model_version, collection, enrollment.external_user_id, enrollment.external_face_id
-    )
-    if not stored:
-        # Consent was withdrawn while the engine enrolled the selfie: nothing was recorded, and what
-        # the engine holds goes too (the withdrawal could not see it to delete it).
-        engine.forget_user(attendee.event_id, enrollment.external_user_id)
-        engine.forget_faces(attendee.event_id, [enrollment.external_face_id])
-        return _without_consent(repo, store, engine, repo.get_attendee(attendee.id)), {"engine": engine.name}, watch.ms
-    details = {
-        "faces_in_selfie": enrollment.faces_in_image,
-        "model_version": engine.model_version,
-        "engine": engine.name,
-        "collection": collection,
-        "engine_user_id": enrollment.external_user_id,
-    }
-    return repo.get_attendee(attendee.id), details, watch.ms
+    enrolment = strategy_for(engine).enroll(repo, attendee, image, watch)
+    if enrolment.consent_lost:
+        return _without_consent(repo, store, engine, repo.get_attendee(attendee.id)), enrolment.details, watch.ms
+    return repo.get_attendee(attendee.id), enrolment.details, watch.ms
 
 
 def _without_consent(repo: Repository, store: ObjectStore, engine: FaceEngine, attendee: Attendee) -> Attendee:
     """No consent, no biometric data: the selfie is never turned into a reference (any old one goes),
     and once that decision is recorded the selfie image itself is deleted from the bucket."""
-    repo.drop_attendee_vectors(attendee.id)
-    forget_enrollments(repo, engine, attendee)
-    repo.set_reference_status(attendee.id, ReferenceStatus.NO_CONSENT, NO_CONSENT)
+    forget_enrollments(repo, engine, attendee)  # the engine's side first, outside the transaction
+    with repo.unit_of_work():  # "no consent" is recorded only with the vectors gone
+        repo.drop_attendee_vectors(attendee.id)
+        repo.set_reference_status(attendee.id, ReferenceStatus.NO_CONSENT, NO_CONSENT)
     return delete_selfie_without_consent(repo, store, attendee)
 
 
@@ -174,11 +118,9 @@ def replace_selfie(
 def forget_enrollments(repo: Repository, engine: FaceEngine | None, attendee: Attendee) -> None:
     """Remove the attendee's users and selfie faces from the engine's collections of every model
     version, then our record of them (nothing to do on the engine's side for vector engines)."""
+    strategy = strategy_for(engine)
     for version, user_id, face_id in repo.engine_users_of(attendee.id):
-        collection_engine = collection_engine_for(engine, version)
-        if collection_engine is not None:
-            collection_engine.forget_user(attendee.event_id, user_id)
-            collection_engine.forget_faces(attendee.event_id, [face_id])
+        strategy.forget_enrollment(attendee.event_id, version, user_id, face_id)
     repo.drop_engine_users(attendee.id)
 
 
@@ -212,21 +154,11 @@ def _match_late_joiner(
     attendee = repo.get_attendee(attendee_id)
     if not attendee.consent:
         return []
-    collection_engine = engine if isinstance(engine, CollectionFaceEngine) else None
-    if collection_engine is not None:
-        enrolled = repo.engine_users_of(attendee.id, model_version)
-        if not enrolled:
-            return []
-        # SearchFaces from the selfie's face: the photos holding a face like it.
-        photo_ids = collection_engine.search_photos(attendee.event_id, enrolled[0].face_id, min_similarity)
-    else:
-        reference = repo.attendee_vector(attendee.id, model_version)
-        if reference is None:
-            return []
-        # One round trip for the event's vectors under this version only (bench/matching.py).
-        owners, vectors = vector_reads.event_face_vectors(repo, attendee.event_id, model_version)
-        # The policy's loose bar: a late joiner is proposed the photos below the confident one too.
-        photo_ids = candidates(reference, vectors, owners, policy_for(min_similarity).candidate_similarity)
+    strategy = strategy_for(engine)
+    joiner = LateJoiner(attendee, model_version, min_similarity)
+    photo_ids = strategy.late_joiner_photos(repo, joiner)
+    if photo_ids is None:
+        return []
     found: list[str] = []
     for photo_id in sorted(photo_ids):
         photo = repo.find_photo(photo_id)
@@ -236,10 +168,8 @@ def _match_late_joiner(
             continue
         # Embedded photos too: their own matching may already have read the references without this
         # attendee; re-matching is idempotent, and only published photos are announced here.
-        rows = match_photo(repo, photo, model_version, min_similarity, collection_engine)  # enqueues what changed
+        rows = match_photo(repo, photo, model_version, min_similarity, strategy)  # enqueues what changed
         if photo.status is PhotoStatus.PUBLISHED and any(a == attendee.id for _, a, _ in rows):
             found.append(photo_id)
             deliver(repo, publisher, photo.id)
-    if collection_engine is None:  # a cluster of this guest's unmatched faces comes in at once
-        found = face_clusters.bring_in_clusters(repo, publisher, attendee.id, model_version, min_similarity, found)
-    return found
+    return strategy.with_clusters(repo, publisher, joiner, found)

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.domain import Attendee, PhotoStatus, ReferenceStatus
-from picsaris_pipeline.faces.engine import CollectionFaceEngine, FaceEngine, collection_engine_for
+from picsaris_pipeline.faces.engine import FaceEngine
 from picsaris_pipeline.realtime import RealtimePublisher
 from picsaris_pipeline.services.attendees import NEW_SELFIE_NEEDED, delete_selfie_without_consent, forget_enrollments
 from picsaris_pipeline.services.delivery import deliver
+from picsaris_pipeline.services.engine_strategy import strategy_for
 from picsaris_pipeline.services.photos import match_photo, redraw_thumbnail
 from picsaris_pipeline.services.versions import active_version
 from picsaris_pipeline.storage import ObjectStore
@@ -88,10 +89,9 @@ def forget_matched_faces(repo: Repository, engine: FaceEngine | None, attendee: 
     by_version: dict[str, list[str]] = {}
     for _, version, external in repo.engine_faces_of(face_ids):
         by_version.setdefault(version, []).append(external)
+    strategy = strategy_for(engine)
     for version, externals in by_version.items():
-        collection_engine = collection_engine_for(engine, version)
-        if collection_engine is not None:
-            collection_engine.forget_faces(attendee.event_id, externals)
+        strategy.forget_faces(attendee.event_id, version, externals)
     vectors, engine_faces = repo.delete_face_representations(face_ids)
     return ForgottenFaces(len(matched_faces), vectors, engine_faces)
 
@@ -124,14 +124,14 @@ def _withdraw(
     repo.withhold_faces_of(attendee.id)  # their faces leave the unknown-face clusters for good
     photo_ids = repo.set_consent(attendee.id, False)
     version = active_version(repo.get_event(attendee.event_id), engine.model_version)
-    rematch_engine = engine if isinstance(engine, CollectionFaceEngine) and engine.model_version == version else None
+    rematch = strategy_for(engine).serving(version)
     for photo_id in photo_ids:
         photo = repo.get_photo(photo_id)
         if photo.status is not PhotoStatus.PUBLISHED:
             continue
-        if isinstance(engine, CollectionFaceEngine) and rematch_engine is None:
+        if rematch is None:
             continue  # the active version's collection is not this engine's: its photos keep the others' matches
-        match_photo(repo, photo, version, min_similarity, rematch_engine)
+        match_photo(repo, photo, version, min_similarity, rematch)
         deliver(repo, publisher, photo.id)
     logger.info("attendee %s withdrew consent; %d photo(s) re-matched", attendee.id, len(photo_ids))
     return photo_ids

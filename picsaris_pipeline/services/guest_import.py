@@ -22,9 +22,10 @@ from picsaris_pipeline import imaging
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.domain import Attendee
 from picsaris_pipeline.errors import BadInputError, PicsarisError
-from picsaris_pipeline.faces.engine import FaceEngine, VectorFaceEngine
+from picsaris_pipeline.faces.engine import FaceEngine
 from picsaris_pipeline.realtime import RealtimePublisher
 from picsaris_pipeline.services.attendees import build_reference, match_late_joiner
+from picsaris_pipeline.services.engine_strategy import strategy_for
 from picsaris_pipeline.services.intake import register_attendee
 from picsaris_pipeline.storage import ObjectStore
 
@@ -145,9 +146,10 @@ def selfie_problem(engine: FaceEngine, data: bytes, consent: bool) -> str | None
         image = imaging.decode_photo(data).image
     except BadInputError as error:
         return f"not an image we can read: {error}"
-    if not consent or not isinstance(engine, VectorFaceEngine):
+    found = strategy_for(engine).selfie_faces(image) if consent else None
+    if found is None:
         return None
-    boxes = sorted(engine.detect(image), key=lambda box: box.width, reverse=True)
+    boxes = sorted(found, key=lambda box: box.width, reverse=True)
     if not boxes:
         return "no face found in the selfie"
     if len(boxes) > 1 and boxes[1].width >= SECOND_FACE_RATIO * boxes[0].width:

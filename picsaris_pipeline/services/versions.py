@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.domain import Event
-from picsaris_pipeline.faces.engine import CollectionFaceEngine, FaceEngine, collection_engine_for
+from picsaris_pipeline.faces.engine import FaceEngine
 from picsaris_pipeline.realtime import RealtimePublisher
+from picsaris_pipeline.services.engine_strategy import strategy_for
 
 logger = logging.getLogger("picsaris.versions")
 
@@ -91,10 +92,9 @@ def prune_old_versions(repo: Repository, event_id: str, engine: FaceEngine) -> d
             f"re-embedding (picsaris reembed --event {event_id}) and let it cut over before pruning"
         )
     old = [version for version in repo.model_versions_in_use(event_id) if version != keep]
+    strategy = strategy_for(engine)
     for version in old:
-        collection_engine = collection_engine_for(engine, version)
-        if collection_engine is not None:
-            collection_engine.drop_collection(event_id)
+        strategy.drop_collection(event_id, version)
     deleted = repo.prune_versions(event_id, keep, keep_detector=engine.detector_version)
     deleted["versions"] = len(old)
     return deleted
@@ -115,13 +115,12 @@ def rematch_for_policy(
     stale; this is the quick way for one event (picsaris match rematch)."""
     from picsaris_pipeline.services.delivery import deliver
     from picsaris_pipeline.services.photos import match_photo
-    from picsaris_pipeline.services.policy_matching import collection_policy_id, policy_for
 
-    collection_engine = engine if isinstance(engine, CollectionFaceEngine) else None
-    policy_id = collection_policy_id(min_similarity) if collection_engine else policy_for(min_similarity).id
+    strategy = strategy_for(engine)
+    policy_id = strategy.policy_id(min_similarity)
     done: list[str] = []
     for photo in repo.photos_matched_under_other_policy(event_id, model_version, policy_id):
-        match_photo(repo, photo, model_version, min_similarity, collection_engine)
+        match_photo(repo, photo, model_version, min_similarity, strategy)
         deliver(repo, publisher, photo.id)
         done.append(photo.id)
     if done:

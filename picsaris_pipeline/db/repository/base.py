@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +52,8 @@ class RepositoryBase:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # The transaction of the unit of work open in each thread (a repository may serve several).
+        self._work = threading.local()
 
     @property
     def dialect_name(self) -> str:
@@ -65,11 +69,34 @@ class RepositoryBase:
         """The database's URL, password included, for another process to connect to the same database."""
         return self.engine.url.render_as_string(hide_password=False)
 
+    @contextmanager
+    def unit_of_work(self) -> Iterator[None]:
+        """One transaction for every repository call in the block: they all commit together when it
+        ends, or none of them does when it raises. A unit of work opened inside another joins it.
+        Keep face-engine and object-store calls outside: the transaction holds its locks (SQLite's
+        whole database) until the block ends."""
+        if self._open_connection() is not None:
+            yield
+            return
+        with _translated(self.engine.begin()) as conn:
+            self._work.connection = conn
+            try:
+                yield
+            finally:
+                self._work.connection = None
+
+    def _open_connection(self) -> Connection | None:
+        return getattr(self._work, "connection", None)
+
     def _tx(self) -> Any:
-        return _translated(self.engine.begin())
+        """A transaction of its own, or the open unit of work's (committed when that ends)."""
+        joined = self._open_connection()
+        return _translated(nullcontext(joined) if joined is not None else self.engine.begin())
 
     def _read(self) -> Any:
-        return _translated(self.engine.connect())
+        # Inside a unit of work, reads go through its connection: they see its uncommitted writes.
+        joined = self._open_connection()
+        return _translated(nullcontext(joined) if joined is not None else self.engine.connect())
 
 
 def _lock_attendees(conn: Connection, attendee_ids: Iterable[str], share: bool) -> dict[str, bool]:
