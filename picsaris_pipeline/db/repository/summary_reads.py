@@ -17,6 +17,7 @@ SUMMARY_PHOTO_SCHEMA: dict[str, Any] = {
     "photo_id": pl.String,
     "status": pl.String,
     "reason": pl.String,
+    "object_key": pl.String,
     "created_at": _UTC,
     "updated_at": _UTC,
 }
@@ -34,7 +35,8 @@ SUMMARY_ATTENDEE_SCHEMA: dict[str, Any] = {
 class SummaryFrames:
     """One event's rows for its summary, each frame with exactly its SUMMARY_*_SCHEMA."""
 
-    photos: pl.DataFrame  # photo_id, status, reason, created_at, updated_at (first publication, else updated_at)
+    # photo_id, status, reason, object_key, created_at, updated_at (first publication, else updated_at)
+    photos: pl.DataFrame
     faces: pl.DataFrame  # face_id, photo_id (without faces of other model versions only)
     matches: pl.DataFrame  # photo_id, attendee_id, face_id (under the model version)
     attendees: pl.DataFrame  # attendee_id, name, consent, reference_status (by id)
@@ -81,6 +83,7 @@ def _photos_query(event_id: str) -> sa.Select[Any]:
         t.photos.c.id.label("photo_id"),
         t.photos.c.status,
         t.photos.c.reason,
+        t.photos.c.object_key,
         t.photos.c.created_at,
         sa.func.coalesce(first_published, t.photos.c.updated_at).label("updated_at"),
     ).where(t.photos.c.event_id == event_id)
