@@ -9,6 +9,8 @@ from picsaris_pipeline.domain import MatchRow, Photo
 
 MATCH_COLUMNS = ("photo_id", "file_name", "attendee_id", "attendee_name", "similarity", "model_version")
 PHOTO_COLUMNS = ("photo_id", "file_name", "status", "reason", "faces", "matches")
+# Similarities as people read them (0.483, not 0.48299998044967651).
+SIMILARITY_DIGITS = 3
 
 
 def match_row(match: MatchRow) -> dict[str, Any]:
@@ -17,7 +19,7 @@ def match_row(match: MatchRow) -> dict[str, Any]:
         "file_name": match.file_name,
         "attendee_id": match.attendee_id,
         "attendee_name": match.attendee_name,
-        "similarity": round(match.similarity, 4),
+        "similarity": round(match.similarity, SIMILARITY_DIGITS),
         "model_version": match.model_version,
     }
 

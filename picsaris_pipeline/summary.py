@@ -265,17 +265,14 @@ def summary_markdown(summary: EventSummary) -> str:
     """Markdown tables for the Dagster UI: totals, photos by status and reason, matches per attendee
     (by id: no guest's name goes to Dagster), costs. Reasons and the event's name are escaped so
     they cannot break a table."""
-    totals = [[METRIC_LABELS.get(m, m), format_total(m, v)] for m, v in summary.totals.iter_rows()]
+    totals = [[METRIC_LABELS.get(metric, metric), value] for metric, value in totals_cells(summary)]
     statuses = [[s, _text(r) or "–", str(n)] for s, r, n in summary.by_status.iter_rows()]
     # Attendee ids, not names: this markdown is kept in Dagster's event log, which is never erased.
     attendees = [
         [attendee_id, "yes" if consent else "no", reference, str(matched)]
         for attendee_id, _, consent, reference, matched in summary.per_attendee.iter_rows()
     ]
-    costs = [
-        [item, *("" if number is None else _decimal(number) for number in numbers)]
-        for item, *numbers in summary.costs.iter_rows()
-    ]
+    costs = cost_cells(summary)
     parts = [
         f"# {_text(summary.event_name)}",
         f"Event {summary.event_id} · face model {_text(summary.model_version)}",
@@ -291,6 +288,20 @@ def summary_markdown(summary: EventSummary) -> str:
         "would cost on AWS Rekognition.",
     ]
     return "\n\n".join(parts) + "\n"
+
+
+def cost_cells(summary: EventSummary) -> list[list[str]]:
+    """The costs as people read them, one row of COSTS_SCHEMA's columns each (the total's quantity
+    and unit price empty): the markdown's, the report's CSV and its page."""
+    return [
+        [item, *("" if number is None else _decimal(number) for number in numbers)]
+        for item, *numbers in summary.costs.iter_rows()
+    ]
+
+
+def totals_cells(summary: EventSummary) -> list[list[str]]:
+    """The totals as people read them: metric, value (counts whole, the rest rounded)."""
+    return [[metric, format_total(metric, value)] for metric, value in summary.totals.iter_rows()]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

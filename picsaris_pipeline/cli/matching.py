@@ -9,6 +9,7 @@ import click
 
 from picsaris_pipeline.app import App
 from picsaris_pipeline.cli.common import emit, format_option, one_line_errors
+from picsaris_pipeline.listings import SIMILARITY_DIGITS
 
 
 @click.command("candidates")
@@ -25,7 +26,7 @@ def match_candidates(event_id: str, attendee_id: str | None, status: str | None,
             {
                 "photo_id": c.photo_id,
                 "attendee_id": c.attendee_id,
-                "similarity": round(c.similarity, 4),
+                "similarity": round(c.similarity, SIMILARITY_DIGITS),
                 "status": c.status,
                 "policy_id": c.policy_id,
                 "model_version": c.model_version,

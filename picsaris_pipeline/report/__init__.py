@@ -33,7 +33,7 @@ from picsaris_pipeline.keys import verified_image_key
 from picsaris_pipeline.listings import match_row, photo_row
 from picsaris_pipeline.report.page import Box, ReportData, Thumbnail, render_html
 from picsaris_pipeline.services.face_clusters import unknown_people
-from picsaris_pipeline.summary import TOTALS_SCHEMA, summarize_event
+from picsaris_pipeline.summary import COSTS_SCHEMA, TOTALS_SCHEMA, cost_cells, summarize_event, totals_cells
 
 THUMB_SIDE = 480
 THUMB_QUALITY = 80
@@ -76,10 +76,11 @@ def write_report(app: App, event_id: str, out_dir: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     _write_csv(target / "photos.csv", photo_rows(data), PHOTO_SCHEMA)
     _write_csv(target / "matches.csv", match_rows(data), MATCH_SCHEMA)
-    data.summary.totals.write_csv(target / "summary.csv")
+    # As people read them: `photos,6`, not `photos,6.0`; seconds rounded (summary.format_total).
+    _write_text_csv(target / "summary.csv", ["metric", "value"], totals_cells(data.summary))
     data.summary.by_status.write_csv(target / "photos_by_status.csv")
     data.summary.per_attendee.write_csv(target / "guests.csv")
-    data.summary.costs.write_csv(target / "costs.csv")
+    _write_text_csv(target / "costs.csv", list(COSTS_SCHEMA), cost_cells(data.summary))
     _write_csv(target / "unknown_people.csv", unknown_people_rows(data), UNKNOWN_PEOPLE_SCHEMA)
     thumbs = write_thumbnails(app, data, target / "images")
     boxes = {photo_id: _boxes(app, data, photo_id, thumb) for photo_id, thumb in thumbs.items()}
@@ -107,6 +108,10 @@ def _load(app: App, event_id: str) -> ReportData:
 # -- CSV ----------------------------------------------------------------------------------------
 def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]], schema: dict[str, Any]) -> None:
     pl.DataFrame(list(rows), schema=schema, orient="row").write_csv(path)
+
+
+def _write_text_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    pl.DataFrame(rows, schema=dict.fromkeys(header, pl.String), orient="row").write_csv(path)
 
 
 def _match_counts(matches: Iterable[MatchRow]) -> Counter[str]:

@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from picsaris_pipeline.domain import Attendee, Event, MatchRow, Photo
 from picsaris_pipeline.escaping import html_text
 from picsaris_pipeline.services.face_clusters import UnknownPerson
-from picsaris_pipeline.summary import EventSummary
+from picsaris_pipeline.summary import METRIC_LABELS, EventSummary, cost_cells, totals_cells
 
 PLACEHOLDER_SIZE = (240, 180)
 MATCHED_COLOUR = "green"
@@ -53,11 +52,6 @@ class ReportData:
     unknown_people: list[UnknownPerson] = field(default_factory=list)
 
 
-def summary_rows(data: ReportData) -> list[dict[str, Any]]:
-    """The event's totals (metric, value) as summary.csv holds them."""
-    return list(data.summary.totals.iter_rows(named=True))
-
-
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; background: #fafafa; }
 h1 { margin-bottom: 0.2rem; }
@@ -94,7 +88,7 @@ def render_html(data: ReportData, thumbs: Mapping[str, Thumbnail], boxes: Mappin
         f"<h1>{_e(data.event.name)}</h1>",
         f'<p class="meta">Event {_e(data.event.id)} · face model {_e(data.model_version)} · '
         f"generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p>",
-        _summary_table(summary_rows(data)),
+        _summary_table(data.summary),
         _costs_table(data.summary),
         *(_guest_section(data, a, thumbs, boxes) for a in data.attendees),
         _unmatched_section([p for p in data.photos if p.id not in matched_photo_ids], thumbs, boxes),
@@ -113,29 +107,25 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def _summary_value(value: float) -> str:
-    # Counts read as counts ("3", not "3.0"); times and ratios keep two decimals.
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
-
-
 def _costs_table(summary: EventSummary) -> str:
-    """What the event cost at the configured unit prices (the face-engine figure is what AWS
-    Rekognition would bill; the embedded dlib engine itself costs nothing per call)."""
-    rows = []
-    for row in summary.costs.iter_rows(named=True):
-        quantity = "" if row["quantity"] is None else _summary_value(row["quantity"])
-        price = "" if row["unit_price_usd"] is None else f"${row['unit_price_usd']:g}"
-        rows.append(
-            f"<tr><th>{_e(row['item'])}</th><td>{quantity}</td><td>{price}</td><td>${row['cost_usd']:.4f}</td></tr>"
-        )
-    header = "<tr><th>item</th><th>quantity</th><th>unit price</th><th>cost</th></tr>"
-    return '<h2>Cost</h2>\n<table class="summary">\n' + header + "\n" + "\n".join(rows) + "\n</table>"
+    """What the event is billed at the configured unit prices, and what it would cost on AWS
+    Rekognition (a local engine such as dlib is billed nothing per call)."""
+    rows = "\n".join(
+        f"<tr><th>{_e(item)}</th><td>{_e(quantity)}</td>" + "".join(f"<td>{_dollars(v)}</td>" for v in money) + "</tr>"
+        for item, quantity, *money in cost_cells(summary)
+    )
+    header = "<tr><th>item</th><th>quantity</th><th>unit price</th><th>cost</th><th>cost on Rekognition</th></tr>"
+    return '<h2>Cost</h2>\n<table class="summary">\n' + header + "\n" + rows + "\n</table>"
 
 
-def _summary_table(rows: Sequence[Mapping[str, Any]]) -> str:
+def _dollars(amount: str) -> str:
+    return f"${_e(amount)}" if amount else ""
+
+
+def _summary_table(summary: EventSummary) -> str:
     cells = "\n".join(
-        f'<tr><th scope="row">{_e(r["metric"])}</th><td class="value">{_e(_summary_value(r["value"]))}</td></tr>'
-        for r in rows
+        f'<tr><th scope="row">{_e(METRIC_LABELS.get(metric, metric))}</th><td class="value">{_e(value)}</td></tr>'
+        for metric, value in totals_cells(summary)
     )
     return f'<h2>Summary</h2>\n<table class="summary">\n{cells}\n</table>'
 
