@@ -111,9 +111,6 @@ class EventSummary:
     # item, quantity, unit_price_usd, cost_usd, cost_on_rekognition_usd; face engine, storage, realtime, then total
     costs: pl.DataFrame
 
-    def total_cost_usd(self) -> float:
-        return float(self.costs.filter(pl.col("item") == "total")["cost_usd"][0])
-
     def total(self, metric: str) -> float:
         """One value of `totals` by metric name (KeyError for an unknown metric)."""
         values = self.totals.filter(pl.col("metric") == metric)["value"]
@@ -154,7 +151,9 @@ def summarize_event(
         "failed": per_status.get(PhotoStatus.FAILED.value, 0),
         "in_progress": sum(per_status.get(status, 0) for status in _IN_PROGRESS),
         "faces": published_faces.height,
-        "faces_per_published_photo": published_faces.height / n_published if n_published else 0.0,
+        "faces_per_published_photo": round(published_faces.height / n_published, FRACTION_DIGITS)
+        if n_published
+        else 0.0,
         "matches": matches.height,
         "unmatched_faces": unmatched_faces,
         "attendees": attendees.height,
