@@ -298,3 +298,19 @@ def test_prices_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> No
         UnitPrices.from_env()
     monkeypatch.setenv("PICSARIS_PRICE_REALTIME_MESSAGE_USD", "0.5")
     assert UnitPrices.from_env().realtime_message_usd == 0.5
+
+
+def test_event_overviews_count_every_events_photos_by_status_and_attendees(scenario: Scenario) -> None:
+    overviews = {event.id: event for event in scenario.repo.event_overviews()}
+    gala = overviews[scenario.event_id]
+    assert (gala.name, gala.attendees, gala.created_at.tzinfo) == ("Summer gala", 3, UTC)
+    assert gala.photos_by_status == {
+        "published": 2,
+        "rejected": 3,
+        "duplicate": 1,
+        "failed": 1,
+        "pending_upload": 1,
+    }
+    [other] = [event for event in overviews.values() if event.id != scenario.event_id]
+    assert (other.name, other.photos_by_status, other.attendees) == ("Other party", {}, 0)
+    assert list(overviews) == sorted(overviews)  # oldest first

@@ -31,8 +31,9 @@ def _group(name: str, help_text: str, *commands: click.Command) -> None:
 
 _group(
     "event",
-    "Create, archive and switch the model version of events.",
+    "Create, list, archive and switch the model version of events.",
     events.event_create,
+    events.event_list,
     events.event_archive,
     versions.event_versions,
     versions.event_cutover,

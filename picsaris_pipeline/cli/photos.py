@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,10 +51,16 @@ def match_rows(app: App, event_id: str) -> list[dict[str, Any]]:
     return [match_row(m) for m in app.repo.list_matches(event_id, model_version=app.shown_version(event_id))]
 
 
-def photo_rows(app: App, event_id: str, statuses: Sequence[str] = ()) -> list[dict[str, Any]]:
+def photo_rows(
+    app: App, event_id: str, statuses: Sequence[str] = (), name_glob: str | None = None
+) -> list[dict[str, Any]]:
     counts = app.repo.match_counts(event_id, app.shown_version(event_id))
     wanted = [PhotoStatus(status) for status in statuses] or None
-    return [photo_row(p, counts.get(p.id, 0)) for p in app.repo.list_photos(event_id, wanted)]
+    photos = app.repo.list_photos(event_id, wanted)
+    if name_glob is not None:
+        # Case-insensitive whatever the platform: phones name files IMG_1234.JPG and img_1234.jpg alike.
+        photos = [p for p in photos if fnmatch.fnmatchcase(p.file_name.casefold(), name_glob.casefold())]
+    return [photo_row(p, counts.get(p.id, 0)) for p in photos]
 
 
 @click.command()
@@ -75,10 +82,17 @@ def matches(event_id: str, fmt: str) -> None:
     type=click.Choice([s.value for s in PhotoStatus]),
     help="Only photos with this status (repeatable), e.g. --status failed --status rejected.",
 )
-def photos(event_id: str, fmt: str, statuses: tuple[str, ...]) -> None:
+@click.option(
+    "--name",
+    "name_glob",
+    default=None,
+    metavar="GLOB",
+    help="Only photos whose file name matches this glob, ignoring case, e.g. --name 'IMG_12*'.",
+)
+def photos(event_id: str, fmt: str, statuses: tuple[str, ...], name_glob: str | None) -> None:
     """One row per photo with its status, reason, faces and matches."""
     with one_line_errors():
-        emit(photo_rows(App.from_env(), event_id, statuses), PHOTO_COLUMNS, fmt)
+        emit(photo_rows(App.from_env(), event_id, statuses, name_glob), PHOTO_COLUMNS, fmt)
 
 
 @click.command("delete")
