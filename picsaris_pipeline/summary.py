@@ -88,6 +88,9 @@ TOTAL_METRICS = (
 # Totals that are not counts, shown with decimals (FRACTION_DIGITS of them).
 _FRACTIONAL_METRICS = frozenset({"faces_per_published_photo", "upload_to_published_p50_s", "upload_to_published_p95_s"})
 FRACTION_DIGITS = 2
+COST_DIGITS = 9  # shown: a realtime message costs $0.0000025
+# Kept: finer than shown, so a tiny item (a few KB of storage) keeps its figure, without float noise.
+_STORED_COST_DIGITS = 12
 # What people read instead of a metric's name where it is not obvious.
 METRIC_LABELS = {
     "upload_to_published_p50_s": "upload complete -> published p50 (s)",
@@ -256,7 +259,9 @@ def _costs(quantities: Mapping[str, float], prices: UnitPrices, billed_per_call:
         },
         schema=COSTS_SCHEMA,
     )
-    return _conform(pl.concat([items, total], how="vertical"), COSTS_SCHEMA)
+    money = [pl.col(column).round(_STORED_COST_DIGITS) for column in ("cost_usd", "cost_on_rekognition_usd")]
+    # Rounded where they are made: the event summary's metadata shows no float noise.
+    return _conform(pl.concat([items, total], how="vertical").with_columns(money), COSTS_SCHEMA)
 
 
 # -- markdown -----------------------------------------------------------------------------------
@@ -323,5 +328,5 @@ def format_total(metric: str, value: float) -> str:
 
 def _decimal(value: float) -> str:
     """Up to 9 decimals (a realtime message costs $0.0000025), without trailing zeros."""
-    text = f"{value:.9f}".rstrip("0").rstrip(".")
+    text = f"{value:.{COST_DIGITS}f}".rstrip("0").rstrip(".")
     return "0" if text in ("", "-0") else text

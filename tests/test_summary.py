@@ -314,3 +314,13 @@ def test_event_overviews_count_every_events_photos_by_status_and_attendees(scena
     [other] = [event for event in overviews.values() if event.id != scenario.event_id]
     assert (other.name, other.photos_by_status, other.attendees) == ("Other party", {}, 0)
     assert list(overviews) == sorted(overviews)  # oldest first
+
+
+def test_figures_people_read_carry_no_float_noise(scenario: Scenario) -> None:
+    summary = summarize_event(scenario.repo, scenario.store, scenario.event_id, MODEL, PRICES)
+    money = summary.costs["cost_usd"].to_list() + summary.costs["cost_on_rekognition_usd"].to_list()
+    assert money and all(round(value, 12) == value for value in money)
+    # 0.009 + 1.85e-6 * 0.015 + 5 * 2.5e-6, not 0.009012527749999999
+    assert summary.costs["cost_on_rekognition_usd"].to_list()[-1] == 0.00901252775
+    assert "| total |  |  | 0.000012528 | 0.009012528 |" in summary_markdown(summary)
+    assert all(round(value, 2) == value for value in summary.totals["value"].to_list())
