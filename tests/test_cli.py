@@ -1,6 +1,7 @@
 """The `picsaris` command line end to end on the embedded default (SQLite, local bucket, dlib,
 a SQLite Dagster instance), with the real photos of ../shared/faces."""
 
+import csv
 import json
 import os
 import subprocess
@@ -230,3 +231,80 @@ def test_archiving_an_event_removes_its_partitions_and_keeps_its_records(event_f
     photo_ids = {p.id for p in app.repo.list_photos(event_id)}
     assert not photo_ids & set(app.instance.get_dynamic_partitions("photos"))
     assert picsaris("matches", event_id) == matches_before
+
+
+def test_event_list_counts_each_events_photos_by_status_and_its_attendees(event_flow):
+    event_id = event_flow["event_id"]
+    photos = json.loads(picsaris("photos", event_id, "--format", "json"))
+    attendees = json.loads(picsaris("attendee", "list", event_id, "--format", "json"))
+    [listed] = [row for row in json.loads(picsaris("event", "list", "--format", "json")) if row["event_id"] == event_id]
+    statuses = [row["status"] for row in photos]
+    assert listed["name"] == "Shared faces" and listed["created_at"].endswith("Z")
+    assert (listed["photos"], listed["published"], listed["attendees"]) == (
+        len(photos),
+        statuses.count("published"),
+        len(attendees),
+    )
+    on_their_way = [s for s in statuses if s not in ("published", "duplicate", "rejected", "failed")]
+    assert (listed["rejected"], listed["in_progress"]) == (statuses.count("rejected"), len(on_their_way))
+    header = "event_id,name,created_at,photos,published,duplicate,rejected,failed,in_progress,attendees"
+    assert picsaris("event", "list", "--format", "csv").splitlines()[0] == header
+    table_header, *lines = picsaris("event", "list").splitlines()
+    assert table_header.split() == header.split(",")
+    [line] = [line for line in lines if line.startswith(event_id)]
+    assert "Shared faces" in line and line.endswith(f" {len(attendees)}")
+
+
+def test_photos_are_found_by_file_name_glob_ignoring_case(event_flow):
+    event_id = event_flow["event_id"]
+    every = json.loads(picsaris("photos", event_id, "--format", "json"))
+    obama = {row["file_name"] for row in every if row["file_name"].startswith("obama_")}
+    assert len(obama) >= 2  # the glob picks some of the photos, not all
+    rows = json.loads(picsaris("photos", event_id, "--format", "json", "--name", "OBAMA_*"))
+    assert {row["file_name"] for row in rows} == obama
+    published = json.loads(
+        picsaris("photos", event_id, "--format", "json", "--name", "obama_*", "--status", "published")
+    )
+    assert {row["file_name"] for row in published} <= obama and {row["status"] for row in published} <= {"published"}
+    assert picsaris("photos", event_id, "--name", "nothing-like-it*").splitlines() == [
+        "photo_id,file_name,status,reason,faces,matches"
+    ]
+
+
+def test_similarities_are_printed_to_three_decimals(event_flow):
+    event_id = event_flow["event_id"]
+    listed = json.loads(picsaris("matches", event_id, "--format", "json"))
+    listed += json.loads(picsaris("match", "candidates", event_id, "--format", "json"))
+    assert listed and all(round(row["similarity"], 3) == row["similarity"] for row in listed)
+    column = picsaris("matches", event_id).splitlines()[0].split(",").index("similarity")
+    assert all(len(line.split(",")[column]) <= len("0.123") for line in picsaris("matches", event_id).splitlines()[1:])
+
+
+def test_report_prices_local_calls_at_nothing_and_shows_what_rekognition_would_cost(event_flow, tmp_path):
+    index = Path(picsaris("report", event_flow["event_id"], "--out", str(tmp_path)).strip())
+    with (index.parent / "costs.csv").open() as handle:
+        costs = {row["item"]: row for row in csv.DictReader(handle)}
+    engine = costs["face_engine_calls"]
+    assert engine["quantity"].isdigit() and int(engine["quantity"]) > 0
+    assert (engine["unit_price_usd"], engine["cost_usd"]) == ("0", "0")
+    assert float(engine["cost_on_rekognition_usd"]) == pytest.approx(int(engine["quantity"]) * 0.001)
+    assert float(costs["total"]["cost_on_rekognition_usd"]) > float(costs["total"]["cost_usd"])
+    with (index.parent / "summary.csv").open() as handle:
+        summary = {row["metric"]: row["value"] for row in csv.DictReader(handle)}
+    assert summary["photos"].isdigit() and summary["matches"].isdigit()
+    p50, p95 = summary["upload_to_published_p50_s"], summary["upload_to_published_p95_s"]
+    assert all(len(value.split(".")[1]) == 2 for value in (p50, p95)) and 0 < float(p50) <= float(p95)
+    assert "upload complete -&gt; published p50 (s)" in index.read_text()
+
+
+def test_event_summary_in_dagster_reports_the_guests_wait_rounded(event_flow):
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(Path(os.environ["PICSARIS_HOME"]) / "dagster")) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("event_summary"))
+    assert event is not None and event.asset_materialization is not None
+    metadata = {key: value.value for key, value in event.asset_materialization.metadata.items()}
+    assert "processing_p50_s" not in metadata
+    for key in ("upload_to_published_p50_s", "upload_to_published_p95_s"):
+        assert round(metadata[key], 2) == metadata[key] > 0
+    assert "| upload complete -> published p95 (s) |" in metadata["summary"]

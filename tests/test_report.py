@@ -167,5 +167,34 @@ def test_report_exports_the_summary_tables_as_csv(scenario: Scenario, tmp_path: 
     for name in ("photos_by_status.csv", "guests.csv", "costs.csv", "summary.csv"):
         assert (index.parent / name).stat().st_size > 0, name
     costs = (index.parent / "costs.csv").read_text().splitlines()
-    assert costs[0] == "item,quantity,unit_price_usd,cost_usd" and costs[-1].startswith("total,")
+    assert costs[0] == "item,quantity,unit_price_usd,cost_usd,cost_on_rekognition_usd" and costs[-1].startswith(
+        "total,"
+    )
     assert "<h2>Cost</h2>" in index.read_text()
+
+
+def test_report_numbers_read_as_people_read_them(scenario: Scenario, tmp_path: Path) -> None:
+    folder = write_report(scenario.app, scenario.event_id, tmp_path / "out").parent
+    summary = {row["metric"]: row["value"] for row in _csv(folder / "summary.csv")}
+    assert (summary["photos"], summary["faces"], summary["faces_per_published_photo"]) == ("2", "2", "2.00")
+    assert re.fullmatch(r"\d+\.\d\d", summary["upload_to_published_p50_s"])
+    assert all(len(row["similarity"]) <= len("0.123") for row in _csv(folder / "matches.csv"))
+
+
+def test_report_bills_the_local_engine_nothing_and_shows_what_rekognition_would(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    index = write_report(scenario.app, scenario.event_id, tmp_path / "out")
+    engine = _csv(index.parent / "costs.csv")[0]
+    # The published photo, its 2 faces: one IndexFaces and two SearchUsers on Rekognition.
+    assert engine == {
+        "item": "face_engine_calls",
+        "quantity": "3",
+        "unit_price_usd": "0",
+        "cost_usd": "0",
+        "cost_on_rekognition_usd": "0.003",
+    }
+    page = index.read_text()
+    assert "<th>cost on Rekognition</th>" in page
+    assert "<tr><th>face_engine_calls</th><td>3</td><td>$0</td><td>$0</td><td>$0.003</td></tr>" in page
+    assert "upload complete -&gt; published p95 (s)" in page

@@ -3,6 +3,7 @@ repository and a local bucket (no pipeline run, no face models)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,12 +52,19 @@ def _boxes(n: int) -> list[FaceBox]:
     return [FaceBox(100 * i, 10, 100 * i + 80, 90, 0.9) for i in range(n)]
 
 
+CREATED = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+
 def _set_times(repo: Repository, photo_id: str, seconds: float) -> None:
-    # Test-only: fix a photo's processing time so the percentiles are exact.
-    created = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+    # Test-only: fix when a photo was requested and published so the percentiles are exact.
     update_rows(
-        repo, t.photos, t.photos.c.id == photo_id, created_at=created, updated_at=created + timedelta(seconds=seconds)
+        repo, t.photos, t.photos.c.id == photo_id, created_at=CREATED, updated_at=CREATED + timedelta(seconds=seconds)
     )
+
+
+def _land(store: LocalObjectStore, key: str, at: datetime) -> None:
+    """Date the uploaded object as the bucket would have when the phone's PUT finished."""
+    os.utime(store.root / key, (at.timestamp(), at.timestamp()))
 
 
 @pytest.fixture
@@ -104,6 +112,8 @@ def scenario(database_url: str, store: LocalObjectStore) -> Scenario:
 
     store.put(p1.object_key, b"x" * 1000)
     store.put(p2.object_key, b"x" * 500)
+    _land(store, p1.object_key, CREATED)
+    _land(store, p2.object_key, CREATED)
     store.put(verified_image_key(event.id, p1.id), b"x" * 100)
     assert ada.selfie_key
     store.put(ada.selfie_key, b"x" * 250)
@@ -154,8 +164,8 @@ def test_summary_of_a_small_event(scenario: Scenario) -> None:
         "attendees": 3.0,
         "attendees_ready": 1.0,
         "attendees_without_consent": 1.0,
-        "processing_p50_s": pytest.approx(6.0),
-        "processing_p95_s": pytest.approx(9.6),
+        "upload_to_published_p50_s": pytest.approx(6.0),
+        "upload_to_published_p95_s": pytest.approx(9.6),
         "stored_bytes": 1850.0,
     }
     assert summary.total("stored_bytes") == 1850.0
@@ -166,14 +176,17 @@ def test_summary_of_a_small_event(scenario: Scenario) -> None:
     # IndexFaces: 2 published photos + the failed one that has faces + 2 indexed selfies (ready,
     # rejected); SearchUsers: 4 faces of published photos.
     assert costs["face_engine_calls"]["quantity"] == 9.0
-    assert costs["face_engine_calls"]["cost_usd"] == pytest.approx(0.009)
+    # MODEL is dlib's: local calls are billed nothing, and priced only as what Rekognition would bill.
+    assert (costs["face_engine_calls"]["unit_price_usd"], costs["face_engine_calls"]["cost_usd"]) == (0.0, 0.0)
+    assert costs["face_engine_calls"]["cost_on_rekognition_usd"] == pytest.approx(0.009)
     assert costs["storage_gb_month"]["quantity"] == pytest.approx(1.85e-6)
     assert costs["storage_gb_month"]["cost_usd"] == pytest.approx(1.85e-6 * 0.015)
     # 2 published photos on the event topic + 3 matched guests.
     assert costs["realtime_messages"]["quantity"] == 5.0
     assert costs["realtime_messages"]["cost_usd"] == pytest.approx(1.25e-5)
     assert costs["total"]["quantity"] is None and costs["total"]["unit_price_usd"] is None
-    assert costs["total"]["cost_usd"] == pytest.approx(0.009 + 1.85e-6 * 0.015 + 1.25e-5)
+    assert costs["total"]["cost_usd"] == pytest.approx(1.85e-6 * 0.015 + 1.25e-5)
+    assert costs["total"]["cost_on_rekognition_usd"] == pytest.approx(0.009 + 1.85e-6 * 0.015 + 1.25e-5)
 
     markdown = summary_markdown(summary)
     for header in (
@@ -184,7 +197,7 @@ def test_summary_of_a_small_event(scenario: Scenario) -> None:
         "## Matches per attendee",
         "| attendee id | consent | reference | photos matched |",
         "## Costs (USD)",
-        "| item | quantity | unit price (USD) | cost (USD) |",
+        "| item | quantity | unit price (USD) | cost (USD) | cost on Rekognition (USD) |",
     ):
         assert header in markdown, header
     # Guests by id: the markdown is kept in Dagster's event log, so it names nobody.
@@ -194,18 +207,38 @@ def test_summary_of_a_small_event(scenario: Scenario) -> None:
     assert not any(name in markdown for name in (ADA, GRACE, LINUS, "Linus \\| Torvalds"))
     assert "| rejected | not an image | 2 |" in markdown
     assert "| stored_bytes | 1850 |" in markdown
-    assert "| processing_p95_s | 9.60 |" in markdown
-    assert "| face_engine_calls | 9 | 0.001 | 0.009 |" in markdown
+    assert "| upload complete -> published p95 (s) | 9.60 |" in markdown
+    assert "| face_engine_calls | 9 | 0 | 0 | 0.009 |" in markdown
+    assert "would cost on AWS Rekognition" in markdown
 
 
 def test_prices_scale_the_costs(scenario: Scenario) -> None:
     prices = UnitPrices(face_engine_call_usd=0.01, storage_gb_month_usd=1000.0, realtime_message_usd=0.0)
     costs = summarize_event(scenario.repo, scenario.store, scenario.event_id, MODEL, prices).costs
     by_item = dict(zip(costs["item"].to_list(), costs["cost_usd"].to_list(), strict=True))
-    assert by_item["face_engine_calls"] == pytest.approx(0.09)
+    on_rekognition = dict(zip(costs["item"].to_list(), costs["cost_on_rekognition_usd"].to_list(), strict=True))
+    assert (by_item["face_engine_calls"], on_rekognition["face_engine_calls"]) == (0.0, pytest.approx(0.09))
     assert by_item["storage_gb_month"] == pytest.approx(1.85e-3)
     assert by_item["realtime_messages"] == 0.0
-    assert by_item["total"] == pytest.approx(0.09 + 1.85e-3)
+    assert by_item["total"] == pytest.approx(1.85e-3)
+    assert on_rekognition["total"] == pytest.approx(0.09 + 1.85e-3)
+
+
+def test_an_event_on_rekognition_is_billed_its_face_engine_calls(scenario: Scenario) -> None:
+    costs = summarize_event(scenario.repo, scenario.store, scenario.event_id, "rekognition-7", PRICES).costs
+    engine = costs.row(0, named=True)
+    # 3 photos with faces stored + 2 indexed selfies; none of the faces is represented under this version.
+    assert (engine["item"], engine["quantity"], engine["unit_price_usd"]) == ("face_engine_calls", 5.0, 0.001)
+    assert engine["cost_usd"] == pytest.approx(0.005)
+    assert costs["cost_usd"].to_list() == costs["cost_on_rekognition_usd"].to_list()
+
+
+def test_latency_starts_when_the_upload_completes_not_when_it_was_requested(scenario: Scenario) -> None:
+    # The phone took 1 s to PUT each photo after asking for its ticket: the guest's wait starts after that.
+    for photo in scenario.repo.list_photos(scenario.event_id, [PhotoStatus.PUBLISHED]):
+        _land(scenario.store, photo.object_key, CREATED + timedelta(seconds=1))
+    totals = _totals(summarize_event(scenario.repo, scenario.store, scenario.event_id, MODEL, PRICES).totals)
+    assert (totals["upload_to_published_p50_s"], totals["upload_to_published_p95_s"]) == (5.0, 8.6)
 
 
 def test_another_model_version_sees_only_its_own_matches(scenario: Scenario) -> None:
@@ -230,6 +263,7 @@ def test_empty_event_has_typed_frames_and_zero_totals(database_url: str, store: 
     assert summary.costs.schema == pl.Schema(COSTS_SCHEMA)
     assert summary.costs["item"].to_list() == ["face_engine_calls", "storage_gb_month", "realtime_messages", "total"]
     assert summary.costs["cost_usd"].to_list() == [0.0, 0.0, 0.0, 0.0]
+    assert summary.costs["cost_on_rekognition_usd"].to_list() == [0.0, 0.0, 0.0, 0.0]
     markdown = summary_markdown(summary)
     assert "| metric | value |" in markdown and "(none)" in markdown
 
@@ -264,3 +298,29 @@ def test_prices_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> No
         UnitPrices.from_env()
     monkeypatch.setenv("PICSARIS_PRICE_REALTIME_MESSAGE_USD", "0.5")
     assert UnitPrices.from_env().realtime_message_usd == 0.5
+
+
+def test_event_overviews_count_every_events_photos_by_status_and_attendees(scenario: Scenario) -> None:
+    overviews = {event.id: event for event in scenario.repo.event_overviews()}
+    gala = overviews[scenario.event_id]
+    assert (gala.name, gala.attendees, gala.created_at.tzinfo) == ("Summer gala", 3, UTC)
+    assert gala.photos_by_status == {
+        "published": 2,
+        "rejected": 3,
+        "duplicate": 1,
+        "failed": 1,
+        "pending_upload": 1,
+    }
+    [other] = [event for event in overviews.values() if event.id != scenario.event_id]
+    assert (other.name, other.photos_by_status, other.attendees) == ("Other party", {}, 0)
+    assert list(overviews) == sorted(overviews)  # oldest first
+
+
+def test_figures_people_read_carry_no_float_noise(scenario: Scenario) -> None:
+    summary = summarize_event(scenario.repo, scenario.store, scenario.event_id, MODEL, PRICES)
+    money = summary.costs["cost_usd"].to_list() + summary.costs["cost_on_rekognition_usd"].to_list()
+    assert money and all(round(value, 12) == value for value in money)
+    # 0.009 + 1.85e-6 * 0.015 + 5 * 2.5e-6, not 0.009012527749999999
+    assert summary.costs["cost_on_rekognition_usd"].to_list()[-1] == 0.00901252775
+    assert "| total |  |  | 0.000012528 | 0.009012528 |" in summary_markdown(summary)
+    assert all(round(value, 2) == value for value in summary.totals["value"].to_list())

@@ -17,7 +17,7 @@ def event_summary(
     face_engine: FaceEngineResource,
 ) -> dg.MaterializeResult:
     """One event at a glance, built with polars: photos by status and reason, faces and unmatched
-    faces, matches per guest, duplicates, p50/p95 processing time, and what the event costs at the
+    faces, matches per guest, duplicates, p50/p95 upload complete -> published, and what the event costs at the
     configured unit prices (PICSARIS_PRICE_*). `picsaris report` exports the same as CSV and HTML."""
     # polars is imported here, not at module level: every photo's run process loads this module, and
     # polars alone adds ~0.2 s to its start (python -X importtime).
@@ -36,8 +36,8 @@ def event_summary(
             "event": summary.event_name,
             "summary": dg.MetadataValue.md(summary_markdown(summary)),
             **{metric: int(value) for metric, value in numbers.items()},
-            "processing_p50_s": summary.total("processing_p50_s"),
-            "processing_p95_s": summary.total("processing_p95_s"),
+            "upload_to_published_p50_s": summary.total("upload_to_published_p50_s"),
+            "upload_to_published_p95_s": summary.total("upload_to_published_p95_s"),
             "cost_usd": float(summary.costs.filter(summary.costs["item"] == "total")["cost_usd"][0]),
             "model_version": summary.model_version,
             **unknown,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -10,13 +11,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from picsaris_pipeline.db import schema as t
-from picsaris_pipeline.db.repository.base import RepositoryBase
+from picsaris_pipeline.db.repository.base import RepositoryBase, _utc
 
 _UTC = pl.Datetime("us", "UTC")
 SUMMARY_PHOTO_SCHEMA: dict[str, Any] = {
     "photo_id": pl.String,
     "status": pl.String,
     "reason": pl.String,
+    "object_key": pl.String,
     "created_at": _UTC,
     "updated_at": _UTC,
 }
@@ -34,13 +36,51 @@ SUMMARY_ATTENDEE_SCHEMA: dict[str, Any] = {
 class SummaryFrames:
     """One event's rows for its summary, each frame with exactly its SUMMARY_*_SCHEMA."""
 
-    photos: pl.DataFrame  # photo_id, status, reason, created_at, updated_at (first publication, else updated_at)
+    # photo_id, status, reason, object_key, created_at, updated_at (first publication, else updated_at)
+    photos: pl.DataFrame
     faces: pl.DataFrame  # face_id, photo_id (without faces of other model versions only)
     matches: pl.DataFrame  # photo_id, attendee_id, face_id (under the model version)
     attendees: pl.DataFrame  # attendee_id, name, consent, reference_status (by id)
 
 
+@dataclass(frozen=True)
+class EventOverview:
+    """One line of `picsaris event list`: an event and how many photos (by status) and attendees it has."""
+
+    id: str
+    name: str
+    created_at: datetime  # UTC
+    photos_by_status: dict[str, int]  # status value -> photos; statuses with none are left out
+    attendees: int
+
+
 class SummaryReadsRepository(RepositoryBase):
+    def event_overviews(self) -> list[EventOverview]:
+        """Every event, oldest first (ids are ULIDs), with its photos counted by status and its
+        attendees counted: three grouped selects, however many photos there are."""
+        with self._read() as conn:
+            events = conn.execute(
+                sa.select(t.events.c.id, t.events.c.name, t.events.c.created_at).order_by(t.events.c.id)
+            ).all()
+            photos = conn.execute(
+                sa.select(t.photos.c.event_id, t.photos.c.status, sa.func.count()).group_by(
+                    t.photos.c.event_id, t.photos.c.status
+                )
+            ).all()
+            attendee_counts = conn.execute(
+                sa.select(t.attendees.c.event_id, sa.func.count()).group_by(t.attendees.c.event_id)
+            ).all()
+        attendees = {event_id: int(count) for event_id, count in attendee_counts}
+        by_status: dict[str, dict[str, int]] = {}
+        for event_id, status, count in photos:
+            by_status.setdefault(event_id, {})[status] = int(count)
+        return [
+            EventOverview(
+                row.id, row.name, _utc(row.created_at), by_status.get(row.id, {}), int(attendees.get(row.id, 0))
+            )
+            for row in events
+        ]
+
     def summary_frames(self, event_id: str, model_version: str) -> SummaryFrames:
         """The event's photos, faces, matches under model_version and attendees, read through one
         connection with SQLAlchemy Core selects (the same on SQLite and PostgreSQL). Database errors
@@ -81,6 +121,7 @@ def _photos_query(event_id: str) -> sa.Select[Any]:
         t.photos.c.id.label("photo_id"),
         t.photos.c.status,
         t.photos.c.reason,
+        t.photos.c.object_key,
         t.photos.c.created_at,
         sa.func.coalesce(first_published, t.photos.c.updated_at).label("updated_at"),
     ).where(t.photos.c.event_id == event_id)
