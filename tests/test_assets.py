@@ -11,9 +11,8 @@ from picsaris_pipeline.domain import PhotoStatus, ReferenceStatus
 from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
 from picsaris_pipeline.keys import verified_image_key
 from picsaris_pipeline.resources import DatabaseResource
-
-from .db_helpers import count_rows
-from .pipeline_helpers import metadata
+from tests.support.db_helpers import count_rows
+from tests.support.pipeline_helpers import metadata
 
 
 @pytest.fixture

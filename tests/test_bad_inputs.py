@@ -27,10 +27,9 @@ from picsaris_pipeline.imaging import MAX_PIXELS, _register_heif, decode_photo, 
 from picsaris_pipeline.keys import verified_image_key
 from picsaris_pipeline.services.intake import complete_upload, request_upload, sha256_of
 from picsaris_pipeline.storage import put_via_ticket
-
-from .db_helpers import count_rows
-from .exif import STORED_AS
-from .pipeline_helpers import Pipeline, metadata
+from tests.support.db_helpers import count_rows
+from tests.support.exif import STORED_AS
+from tests.support.pipeline_helpers import Pipeline, metadata
 
 # Each person's sign-up selfie: another photo of them than the one uploaded.
 SELFIES = {

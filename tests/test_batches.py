@@ -19,8 +19,7 @@ from picsaris_pipeline.partitions import (
     contiguous_batches,
     ensure_partitions,
 )
-
-from .pipeline_helpers import partition_metadata, run_failure_sensor
+from tests.support.pipeline_helpers import partition_metadata, run_failure_sensor
 
 
 @pytest.fixture
@@ -192,8 +191,7 @@ def test_a_photo_failing_its_re_embedding_in_a_batch_is_reported_and_stays_publi
 
     from picsaris_pipeline.app import App
     from picsaris_pipeline.keys import verified_image_key
-
-    from .cli_runner import picsaris
+    from tests.support.cli_runner import picsaris
 
     event = picsaris("event", "create", "Re-embedding in batches").strip()
     guest = picsaris("attendee", "add", event, "--name", "Obama", "--selfie", str(shared_photos["obama_1.jpg"].path))

@@ -12,8 +12,7 @@ from click.testing import CliRunner
 
 from picsaris_pipeline.cli import main
 from picsaris_pipeline.faces.dlib_engine import LOCAL_MODELS
-
-from .cli_runner import found_by_name, picsaris, sign_up
+from tests.support.cli_runner import found_by_name, picsaris, sign_up
 
 BIN = Path(sys.executable).parent
 SELFIES = {  # attendee name -> (selfie, consent)

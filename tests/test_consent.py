@@ -6,10 +6,9 @@ from __future__ import annotations
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.domain import ReferenceStatus
 from picsaris_pipeline.services.consent import give_consent, withdraw_consent
-
-from .cli_runner import picsaris
-from .db_helpers import count_rows
-from .test_outbox import RecordingPublisher
+from tests.support.cli_runner import picsaris
+from tests.support.db_helpers import count_rows
+from tests.test_outbox import RecordingPublisher
 
 
 def _group_event(pipeline, event, shared_photos):
@@ -89,8 +88,7 @@ def test_withdrawing_consent_on_rekognition_deletes_the_user_and_selfie_face(
 ):
     from picsaris_pipeline.faces.rekognition import RekognitionEngine
     from picsaris_pipeline.resources import FaceEngineResource
-
-    from .rekognition_server import RekognitionServer
+    from tests.support.rekognition_server import RekognitionServer
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

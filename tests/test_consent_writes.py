@@ -33,9 +33,8 @@ from picsaris_pipeline.services.attendees import (
 from picsaris_pipeline.services.consent import give_consent, withdraw_consent
 from picsaris_pipeline.services.intake import register_attendee
 from picsaris_pipeline.storage import LocalObjectStore, ObjectStore
-
-from .db_helpers import count_rows, update_rows
-from .test_outbox import RecordingPublisher
+from tests.support.db_helpers import count_rows, update_rows
+from tests.test_outbox import RecordingPublisher
 
 
 class EngineHeldAtEmbedding(DlibEngine):
@@ -168,8 +167,7 @@ def test_the_check_flags_face_data_kept_without_consent(repo):
 def rekognition(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from picsaris_pipeline.faces.rekognition import RekognitionEngine
     from picsaris_pipeline.resources import FaceEngineResource
-
-    from .rekognition_server import RekognitionServer
+    from tests.support.rekognition_server import RekognitionServer
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -220,7 +218,7 @@ def moto_endpoint() -> Iterator[str]:
 def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     if request.param == "local":
         return LocalObjectStore(tmp_path / "bucket")
-    from .storage.conftest import s3_store_for
+    from tests.support.object_stores import s3_store_for
 
     store = s3_store_for(request.getfixturevalue("moto_endpoint"), f"consent-{uuid.uuid4().hex}")
     store.client.create_bucket(Bucket=store.bucket)
@@ -262,8 +260,7 @@ def test_the_cli_says_a_new_selfie_is_needed_when_consent_comes_back(picsaris_ho
     from click.testing import CliRunner
 
     from picsaris_pipeline.cli import main
-
-    from .cli_runner import picsaris
+    from tests.support.cli_runner import picsaris
 
     monkeypatch.setenv("DAGSTER_HOME", str(picsaris_home / "dagster"))
     event_id = picsaris("event", "create", "Consent back").strip()
@@ -281,8 +278,7 @@ def test_a_withdrawal_deletes_the_selfie_image_and_consent_comes_back_with_a_new
     from click.testing import CliRunner
 
     from picsaris_pipeline.cli import main
-
-    from .cli_runner import picsaris
+    from tests.support.cli_runner import picsaris
 
     monkeypatch.setenv("DAGSTER_HOME", str(picsaris_home / "dagster"))
     event_id = picsaris("event", "create", "Withdrawn selfie").strip()
@@ -332,8 +328,7 @@ def test_withdrawing_consent_while_rekognition_searches_a_photo_leaves_no_match(
     from picsaris_pipeline.faces.rekognition import RekognitionEngine
     from picsaris_pipeline.resources import FaceEngineResource
     from picsaris_pipeline.services.photos import publish_matches
-
-    from .rekognition_server import RekognitionServer
+    from tests.support.rekognition_server import RekognitionServer
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

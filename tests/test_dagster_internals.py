@@ -7,13 +7,12 @@ import ast
 import importlib
 import re
 import tomllib
-from pathlib import Path
 
 import dagster
 
 from picsaris_pipeline.warm_runs import dagster_internals
+from tests.support.environment import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 ADAPTER = "picsaris_pipeline/warm_runs/dagster_internals.py"
 
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from picsaris_pipeline.definitions import defs
-
-from .conftest import REPO_ROOT
+from tests.support.environment import REPO_ROOT
 
 BIN = Path(sys.executable).parent
 

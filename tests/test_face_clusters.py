@@ -21,10 +21,9 @@ from picsaris_pipeline.partitions import EVENT_PARTITIONS
 from picsaris_pipeline.report import write_report
 from picsaris_pipeline.services.consent import withdraw_consent
 from picsaris_pipeline.services.face_clusters import recluster_event, unknown_people
-
-from .db_helpers import fetch_rows, url_shown
-from .pipeline_helpers import metadata
-from .test_outbox import RecordingPublisher
+from tests.support.db_helpers import fetch_rows, url_shown
+from tests.support.pipeline_helpers import metadata
+from tests.test_outbox import RecordingPublisher
 
 # -- pure ---------------------------------------------------------------------------------------
 
@@ -191,7 +190,7 @@ def test_event_summary_report_and_cli_show_counts_only(pipeline, event, shared_p
     page = index.read_text()
     assert "People not signed up" in page and all(p.cluster_id in page for p in people)
 
-    from .cli_runner import picsaris
+    from tests.support.cli_runner import picsaris
 
     listed = json.loads(picsaris("clusters", event.id, "--format", "json", "--recluster"))
     assert {row["cluster_id"]: row["photos"] for row in listed} == {p.cluster_id: p.photos for p in people}
@@ -202,7 +201,7 @@ def test_event_summary_report_and_cli_show_counts_only(pipeline, event, shared_p
 @pytest.fixture
 def pipeline_on_both(tmp_path, database_url):
     """The pipeline on SQLite and on PostgreSQL."""
-    from .pipeline_helpers import Pipeline
+    from tests.support.pipeline_helpers import Pipeline
 
     with dg.instance_for_test() as instance:
         yield Pipeline.build(tmp_path, instance, database_url)

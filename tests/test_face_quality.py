@@ -20,9 +20,8 @@ from picsaris_pipeline.faces.engine import configured_versions
 from picsaris_pipeline.faces.quality import MIN_MATCH_SIDE, sharpness, yaw_degrees
 from picsaris_pipeline.imaging import load_rgb
 from picsaris_pipeline.services.face_quality import matchable_mask
-
-from .cli_runner import found_by_name, picsaris, shown_matches, sign_up
-from .db_helpers import fetch_rows
+from tests.support.cli_runner import found_by_name, picsaris, shown_matches, sign_up
+from tests.support.db_helpers import fetch_rows
 
 YUNET, HOG = "yunet-dlib-resnet-v1-5pt-j0", "dlib-resnet-v1-5pt-j0"
 

@@ -14,10 +14,9 @@ import yaml
 from picsaris_pipeline.app import App
 from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.partitions import BATCH_TAG, UPLOADER_TAG, run_photo_ids
-
-from .cli_runner import picsaris
-from .conftest import REPO_ROOT
-from .dagster_processes import dagster_services
+from tests.support.cli_runner import picsaris
+from tests.support.dagster_processes import dagster_services
+from tests.support.environment import REPO_ROOT
 
 BURST = 10
 FLOOD_EXCLUDES = {"obama_1.jpg", "biden_2.jpg", "biden_1.jpg"}  # the selfies and the lone photo

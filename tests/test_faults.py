@@ -20,10 +20,9 @@ from picsaris_pipeline.db import Repository
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
-
-from .cli_runner import picsaris
-from .conftest import IN_CI, fresh_database
-from .db_helpers import reading, update_rows
+from tests.support.cli_runner import picsaris
+from tests.support.db_helpers import reading, update_rows
+from tests.support.environment import IN_CI, fresh_database
 
 BIN = Path(sys.executable).parent
 PHOTOS = [
@@ -162,7 +161,7 @@ def restartable_postgres(postgres_server):
 
 
 def _pipeline_on(url: str, tmp_path: Path, instance, shared_photos):
-    from .pipeline_helpers import Pipeline
+    from tests.support.pipeline_helpers import Pipeline
 
     pipeline = Pipeline.build(tmp_path, instance, database_url=url)
     event = pipeline.event()

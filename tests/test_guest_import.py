@@ -16,8 +16,7 @@ from click.testing import CliRunner, Result
 from picsaris_pipeline.cli import main
 from picsaris_pipeline.services.attendees import SELFIE_DELETED
 from picsaris_pipeline.services.guest_import import name_from_file, read_csv
-
-from .cli_runner import found_by_name, picsaris
+from tests.support.cli_runner import found_by_name, picsaris
 
 
 def run(*args: str) -> Result:

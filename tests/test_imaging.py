@@ -9,8 +9,7 @@ from PIL import Image
 
 from picsaris_pipeline.errors import BadInputError
 from picsaris_pipeline.imaging import MAX_SIDE, decode_photo, encode_jpeg, sha256_hex
-
-from .exif import STORED_AS
+from tests.support.exif import STORED_AS
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,8 @@ from dagster._core.instance.config import PoolGranularity, dagster_instance_conf
 from dagster_aws.ecs import EcsRunLauncher
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
-from .conftest import REPO_ROOT, fresh_database
-from .dagster_processes import dagster_postgres_url, production_dagster_home
+from tests.support.dagster_processes import dagster_postgres_url, production_dagster_home
+from tests.support.environment import REPO_ROOT, fresh_database
 
 PRODUCTION_YAML = REPO_ROOT / "dagster.yaml"
 BEGIN, END = "# >>> example: EcsRunLauncher", "# <<< example: EcsRunLauncher"

@@ -12,9 +12,8 @@ from picsaris_pipeline.app import App
 from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.launcher import DagsterLauncher
 from picsaris_pipeline.services.intake import sha256_of
-
-from .cli_runner import picsaris
-from .dagster_processes import dagster_services
+from tests.support.cli_runner import picsaris
+from tests.support.dagster_processes import dagster_services
 
 
 def wait_for(condition, timeout: float = 180.0, what: str = "condition"):

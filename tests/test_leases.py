@@ -22,8 +22,7 @@ from picsaris_pipeline.db import connect
 from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.leases import PHOTO, Claimer, LeaseKeeper, holder_alive, new_holder_id
 from picsaris_pipeline.partitions import PHOTO_JOB, run_photo_ids
-
-from .cli_runner import picsaris
+from tests.support.cli_runner import picsaris
 
 BIN = Path(sys.executable).parent
 PHOTOS = [

@@ -20,8 +20,7 @@ from picsaris_pipeline.match_policy import (
     guest_crowding,
 )
 from picsaris_pipeline.matching import similarities
-
-from .conftest import REPO_ROOT, missing
+from tests.support.environment import REPO_ROOT, missing
 
 LFW = REPO_ROOT.parent / "shared" / "lfw-dev"
 

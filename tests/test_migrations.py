@@ -7,8 +7,7 @@ from alembic.migration import MigrationContext
 from picsaris_pipeline.db import connect
 from picsaris_pipeline.db.migrate import VERSION_TABLE
 from picsaris_pipeline.db.schema import metadata
-
-from .db_helpers import migrate_again, reading
+from tests.support.db_helpers import migrate_again, reading
 
 
 def test_migrated_schema_matches_the_declared_tables(database_url):
@@ -33,7 +32,7 @@ def test_the_app_and_dagster_can_share_one_postgres_database(postgres_server, tm
 
     import dagster as dg
 
-    from .conftest import REPO_ROOT
+    from tests.support.environment import REPO_ROOT
 
     shutil.copy(REPO_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_server.replace("postgresql+psycopg2", "postgresql"))

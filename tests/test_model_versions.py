@@ -18,11 +18,10 @@ import pytest
 from picsaris_pipeline.definitions import code_versions
 from picsaris_pipeline.faces.engine import configured_versions
 from picsaris_pipeline.partitions import REEMBED_PHOTO_JOB, REEMBED_TAG, run_photo_ids
-
-from .cli_runner import found_by_name, picsaris, shown_matches, sign_up
-from .conftest import REPO_ROOT
-from .dagster_processes import _process
-from .db_helpers import writing
+from tests.support.cli_runner import found_by_name, picsaris, shown_matches, sign_up
+from tests.support.dagster_processes import _process
+from tests.support.db_helpers import writing
+from tests.support.environment import REPO_ROOT
 
 BIN = Path(sys.executable).parent
 J0, J4 = "dlib-resnet-v1-5pt-j0", "dlib-resnet-v1-5pt-j4"

@@ -27,9 +27,8 @@ from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.ids import new_id
 from picsaris_pipeline.imaging import _register_heif, decode_photo
 from picsaris_pipeline.near_duplicates import MAX_DISTANCE, distance, perceptual_hash
-
-from .db_helpers import count_rows, insert_rows, statements_run
-from .pipeline_helpers import metadata
+from tests.support.db_helpers import count_rows, insert_rows, statements_run
+from tests.support.pipeline_helpers import metadata
 
 
 def _save(image: Image.Image, fmt: str, **options: object) -> bytes:
@@ -374,7 +373,7 @@ def test_checking_a_photo_against_an_event_of_12000_is_one_cheap_query(database_
 def lfw_dev(shared_faces_dir: Path) -> Path:
     directory = shared_faces_dir.parent / "lfw-dev"
     if not directory.is_dir():
-        from .conftest import missing
+        from tests.support.environment import missing
 
         missing(f"the shared lfw-dev photos are not at {directory}")
     return directory

@@ -16,9 +16,8 @@ from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
 from picsaris_pipeline.keys import thumbnail_key
 from picsaris_pipeline.thumbnail_route import route_port
 from picsaris_pipeline.thumbnails import DrawnFace, draw
-
-from .db_helpers import update_rows
-from .pipeline_helpers import metadata, run_failure_sensor
+from tests.support.db_helpers import update_rows
+from tests.support.pipeline_helpers import metadata, run_failure_sensor
 
 GREEN = np.array([46, 160, 67])
 

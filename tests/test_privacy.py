@@ -23,9 +23,8 @@ from picsaris_pipeline.escaping import html_text, markdown_text
 from picsaris_pipeline.keys import thumbnail_key
 from picsaris_pipeline.privacy_scrub import scrub_instance, scrub_serialized
 from picsaris_pipeline.thumbnail_route import make_server
-
-from .cli_runner import picsaris
-from .db_helpers import count_rows
+from tests.support.cli_runner import picsaris
+from tests.support.db_helpers import count_rows
 
 HOSTILE = "Eve\n# Heading\n<img src=x onerror=alert(1)> `code` | col | [link](javascript:x) *bold*"
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 from picsaris_pipeline.app import App
 from picsaris_pipeline.keys import thumbnail_key
-
-from .cli_runner import picsaris
+from tests.support.cli_runner import picsaris
 
 ERASED_GUEST = "Barack Obama"
 

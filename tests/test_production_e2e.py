@@ -39,16 +39,15 @@ from picsaris_pipeline.partitions import (
     run_photo_ids,
 )
 from picsaris_pipeline.services.intake import sha256_of
-
-from .cli_runner import picsaris
-from .conftest import fresh_database
-from .dagster_processes import (
+from tests.support.cli_runner import picsaris
+from tests.support.dagster_processes import (
     dagster_postgres_url,
     dagster_services,
     free_port,
     log_tails,
     production_dagster_home,
 )
+from tests.support.environment import fresh_database
 
 BUCKET = "picsaris-e2e"
 FACE_ENGINE_POOL = "face_engine"  # the pool of the steps that call the face engine

@@ -34,8 +34,7 @@ from picsaris_pipeline.realtime import (
 )
 from picsaris_pipeline.services.delivery import deliver
 from picsaris_pipeline.settings import Settings
-
-from .supabase_server import BROADCAST_PATH, SupabaseRealtimeServer
+from tests.support.supabase_server import BROADCAST_PATH, SupabaseRealtimeServer
 
 KEY = "sb-test-service-role-key-5f1c2d"
 MODEL = "test-model-v1"

@@ -22,10 +22,9 @@ from dagster._core.definitions.data_version import StaleStatus
 from picsaris_pipeline.cli import main
 from picsaris_pipeline.faces.rekognition import RekognitionEngine
 from picsaris_pipeline.keys import verified_image_key
-
-from .cli_runner import found_by_name, picsaris, shown_matches, sign_up
-from .rekognition_server import RekognitionServer
-from .test_reembed_webserver import PHOTO_ASSETS, ui_staleness
+from tests.support.cli_runner import found_by_name, picsaris, shown_matches, sign_up
+from tests.support.rekognition_server import RekognitionServer
+from tests.test_reembed_webserver import PHOTO_ASSETS, ui_staleness
 
 OLD, NEW = "rekognition-7.0", "rekognition-8.0"
 SELFIES = {  # name -> (selfie, consent)

@@ -20,9 +20,8 @@ from picsaris_pipeline.cli import main
 from picsaris_pipeline.definitions import build_definitions
 from picsaris_pipeline.partitions import REEMBED_TAG
 from picsaris_pipeline.settings import Settings
-
-from .cli_runner import found_by_name, picsaris, shown_matches, sign_up
-from .dagster_processes import BIN, _process, dagster_services, log_tails
+from tests.support.cli_runner import found_by_name, picsaris, shown_matches, sign_up
+from tests.support.dagster_processes import BIN, _process, dagster_services, log_tails
 
 J0, J4 = "dlib-resnet-v1-5pt-j0", "dlib-resnet-v1-5pt-j4"
 SELFIES = {  # name -> (selfie, consent)

@@ -10,9 +10,8 @@ import sqlalchemy as sa
 
 from picsaris_pipeline.errors import BadInputError, NotFoundError
 from picsaris_pipeline.services.intake import content_type_for, request_upload, sha256_of
-
-from .db_helpers import fetch_rows, has_table, url_shown
-from .supabase_server import SupabaseRealtimeServer
+from tests.support.db_helpers import fetch_rows, has_table, url_shown
+from tests.support.supabase_server import SupabaseRealtimeServer
 
 INJECTIONS = ["x' OR '1'='1", "01ABC'; DROP TABLE photos; --", "../../etc/passwd", "01" + "Z" * 24 + "\x00"]
 
@@ -75,9 +74,8 @@ def test_secrets_never_reach_logs_event_logs_or_metadata(postgres_server, tmp_pa
     import dagster as dg
 
     from picsaris_pipeline.resources import RealtimeResource
-
-    from .conftest import fresh_database
-    from .pipeline_helpers import Pipeline
+    from tests.support.environment import fresh_database
+    from tests.support.pipeline_helpers import Pipeline
 
     key, password = "sk-live-0123456789-secret", "hunter2-db-password"
     with (

@@ -29,8 +29,7 @@ from picsaris_pipeline.summary import (
     summarize_event,
     summary_markdown,
 )
-
-from .db_helpers import update_rows
+from tests.support.db_helpers import update_rows
 
 MODEL = "dlib-resnet-v1"
 OLD_MODEL = "dlib-resnet-v0"

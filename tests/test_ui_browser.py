@@ -11,11 +11,10 @@ import pytest
 
 from picsaris_pipeline.app import App
 from picsaris_pipeline.thumbnail_route import make_server
-
-from .browser import browser_page, chromium_path
-from .cli_runner import picsaris
-from .conftest import IN_CI, REPO_ROOT, missing
-from .dagster_processes import dagster_services
+from tests.support.browser import browser_page, chromium_path
+from tests.support.cli_runner import picsaris
+from tests.support.dagster_processes import dagster_services
+from tests.support.environment import IN_CI, REPO_ROOT, missing
 
 ARTIFACTS = Path(os.environ.get("PICSARIS_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
 

@@ -17,8 +17,7 @@ from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
 from picsaris_pipeline.partitions import PHOTO_JOB, PHOTO_PARTITIONS, PHOTO_TAG
 from picsaris_pipeline.warm_runs.launcher import WORKER_KIND_TAG, WORKER_PID_TAG, WarmRunLauncher, code_fingerprint
-
-from .cli_runner import picsaris
+from tests.support.cli_runner import picsaris
 
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 

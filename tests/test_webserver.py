@@ -4,8 +4,8 @@ instance, asked over GraphQL (what the UI itself reads) for partitions, material
 import json
 import os
 
-from .cli_runner import picsaris
-from .dagster_processes import dagster_services, graphql
+from tests.support.cli_runner import picsaris
+from tests.support.dagster_processes import dagster_services, graphql
 
 QUERY = """
 {

@@ -10,6 +10,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from picsaris_pipeline.storage import LocalObjectStore, ObjectStore, S3ObjectStore
+from tests.support.object_stores import s3_store_for
 
 
 @pytest.fixture(scope="session")
@@ -20,17 +21,6 @@ def moto_endpoint() -> Iterator[str]:
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
-
-
-def s3_store_for(endpoint: str, bucket: str) -> S3ObjectStore:
-    # moto cannot create buckets in region "auto", so tests use us-east-1.
-    return S3ObjectStore.from_settings(
-        bucket,
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        access_key_id="testing",
-        secret_access_key="testing",
-    )
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from .conftest import REPO_ROOT
+from .environment import REPO_ROOT
 
 BIN = Path(sys.executable).parent
 
@@ -42,16 +42,16 @@ def log_tails(logs: Path, chars: int = 6000) -> str:
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
-def graphql(port: int, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+def graphql(port: int, query: str, variables: dict[str, Any] | None = None, timeout: float = 30) -> dict[str, Any]:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/graphql",
         data=json.dumps({"query": query, "variables": variables or {}}).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         body = json.loads(response.read())
     assert "errors" not in body, body
     return body["data"]
@@ -87,15 +87,20 @@ def dagster_services(env: dict[str, str], logs: Path, daemon: bool = False) -> I
             stack.enter_context(
                 _process([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, logs / "daemon.log")
             )
-        deadline = time.monotonic() + 180
-        while True:
-            if webserver.poll() is not None:
-                raise AssertionError((logs / "webserver.log").read_text()[-3000:])
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("dagster-webserver did not answer within 180 s") from None
-                time.sleep(0.5)
+        wait_until_serving(webserver, port, logs / "webserver.log")
         yield port
+
+
+def wait_until_serving(webserver: subprocess.Popen, port: int, log: Path, timeout: float = 180) -> None:
+    """Return once the webserver on port answers /server_info; fail with its log if it exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if webserver.poll() is not None:
+            raise AssertionError("dagster-webserver exited:\n" + log.read_text()[-3000:])
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"dagster-webserver did not answer within {timeout:.0f} s") from None
+            time.sleep(0.5)

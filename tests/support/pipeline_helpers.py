@@ -14,14 +14,10 @@ from picsaris_pipeline.db.repository import connect
 from picsaris_pipeline.domain import Attendee, Event, Photo
 from picsaris_pipeline.partitions import ATTENDEE_PARTITIONS, PHOTO_PARTITIONS, batch_tags
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
-from picsaris_pipeline.services.intake import (
-    complete_upload,
-    content_type_for,
-    register_attendee,
-    request_upload,
-    sha256_of,
-)
-from picsaris_pipeline.storage import LocalObjectStore, ObjectStore, put_via_ticket
+from picsaris_pipeline.services.intake import register_attendee
+from picsaris_pipeline.storage import LocalObjectStore, ObjectStore
+
+from .phone_uploads import upload_as_a_phone
 
 
 @dataclass
@@ -60,19 +56,9 @@ class Pipeline:
         on_uploaded: Callable[[Photo], object] | None = None,
         on_deferred: Callable[[Photo], object] | None = None,
     ) -> Photo:
-        request = request_upload(
-            self.repo,
-            self.store,
-            event.id,
-            uploader.id,
-            declared_sha or sha256_of(data),
-            len(data),
-            content_type_for(file_name),
-            file_name,
-        )
-        assert request.ticket is not None, "unexpected duplicate at intake"
-        put_via_ticket(request.ticket, data)
-        return complete_upload(self.repo, self.store, request.photo.id, on_uploaded, on_deferred)
+        return upload_as_a_phone(
+            self.repo, self.store, event.id, uploader.id, data, file_name, declared_sha, on_uploaded, on_deferred
+        ).photo
 
     def run_photo(self, photo_id: str, assets: list | None = None, **resources: object) -> dg.ExecuteInProcessResult:
         """Materialize the photo's assets (all four unless given), with resources overridden if given."""
