@@ -1,4 +1,4 @@
-"""A Rekognition face-model upgrade end to end through the CLI, against tests/rekognition_server.py.
+"""A Rekognition face-model upgrade end to end through the CLI, against tests/support/rekognition_server.py.
 
 An event is processed while the service creates collections under face model 7.0; then the service
 moves on (new collections get 8.0, the existing one keeps 7.0) and PICSARIS_FACE_MODEL becomes
@@ -22,9 +22,9 @@ from dagster._core.definitions.data_version import StaleStatus
 from picsaris_pipeline.cli import main
 from picsaris_pipeline.faces.rekognition import RekognitionEngine
 from picsaris_pipeline.keys import verified_image_key
+from tests.e2e.test_reembed_webserver import PHOTO_ASSETS, ui_staleness
 from tests.support.cli_runner import found_by_name, picsaris, shown_matches, sign_up
 from tests.support.rekognition_server import RekognitionServer
-from tests.test_reembed_webserver import PHOTO_ASSETS, ui_staleness
 
 OLD, NEW = "rekognition-7.0", "rekognition-8.0"
 SELFIES = {  # name -> (selfie, consent)

@@ -33,8 +33,8 @@ from picsaris_pipeline.services.attendees import (
 from picsaris_pipeline.services.consent import give_consent, withdraw_consent
 from picsaris_pipeline.services.intake import register_attendee
 from picsaris_pipeline.storage import LocalObjectStore, ObjectStore
+from tests.integration.test_outbox import RecordingPublisher
 from tests.support.db_helpers import count_rows, update_rows
-from tests.test_outbox import RecordingPublisher
 
 
 class EngineHeldAtEmbedding(DlibEngine):

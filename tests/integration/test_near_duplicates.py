@@ -1,6 +1,6 @@
 """Near-duplicates: the same shot sent by two phones is matched once; different photos never collide.
 
-`.venv/bin/python -m tests.test_near_duplicates` prints the measurements behind
+`.venv/bin/python -m tests.integration.test_near_duplicates` prints the measurements behind
 near_duplicates.MAX_DISTANCE (every re-encoding of all 34 shared photos, every pair of them).
 """
 
@@ -28,6 +28,7 @@ from picsaris_pipeline.ids import new_id
 from picsaris_pipeline.imaging import _register_heif, decode_photo
 from picsaris_pipeline.near_duplicates import MAX_DISTANCE, distance, perceptual_hash
 from tests.support.db_helpers import count_rows, insert_rows, statements_run
+from tests.support.environment import REPO_ROOT
 from tests.support.pipeline_helpers import metadata
 
 
@@ -639,6 +640,4 @@ def _print_measurements(faces_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    _print_measurements(
-        Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared/faces"
-    )
+    _print_measurements(Path(sys.argv[1]) if len(sys.argv) > 1 else REPO_ROOT.parent / "shared/faces")

@@ -20,10 +20,10 @@ from picsaris_pipeline.faces.rekognition import (
     fit_for_rekognition,
     make_client,
 )
+from tests.e2e.test_cli import EXPECTED, LATE_JOINER, SELFIES
 from tests.support.cli_runner import found_by_name, picsaris, shown_matches, sign_up
 from tests.support.pipeline_helpers import metadata
 from tests.support.rekognition_server import RekognitionServer
-from tests.test_cli import EXPECTED, LATE_JOINER, SELFIES
 
 EVENT = "01JEVENT0000000000000000AA"
 

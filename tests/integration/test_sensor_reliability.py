@@ -12,8 +12,8 @@ import pytest
 
 from picsaris_pipeline.discovery import STALE_AFTER, ScanCursor, scan_bucket
 from picsaris_pipeline.partitions import attendee_partitions, photo_partitions
+from tests.integration.test_sensor import JPEG, _apply, _dropped_photo, _tick
 from tests.support.db_helpers import statements_run
-from tests.test_sensor import JPEG, _apply, _dropped_photo, _tick
 
 
 @pytest.fixture
