@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,17 +21,10 @@ from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
 from tests.support.cli_runner import picsaris
 from tests.support.db_helpers import reading, update_rows
-from tests.support.environment import IN_CI, fresh_database
+from tests.support.environment import BIN, IN_CI, fresh_database
+from tests.support.photo_sets import OBAMA_AND_BIDEN
 
-BIN = Path(sys.executable).parent
-PHOTOS = [
-    "obama_2.jpg",
-    "group_two_people.jpg",
-    "obama_3.jpg",
-    "group_obama_and_biden.jpg",
-    "obama_4.jpg",
-    "biden_1.jpg",
-]
+PHOTOS = OBAMA_AND_BIDEN
 
 
 def _state(repo: Repository, event_id: str) -> dict[str, object]:

@@ -22,16 +22,11 @@ from dagster._core.definitions.data_version import StaleStatus
 from picsaris_pipeline.cli import main
 from picsaris_pipeline.faces.rekognition import RekognitionEngine
 from picsaris_pipeline.keys import verified_image_key
-from tests.e2e.test_reembed_webserver import PHOTO_ASSETS, ui_staleness
+from tests.e2e.test_reembed_webserver import PHOTO_ASSETS, SELFIES, ui_staleness
 from tests.support.cli_runner import found_by_name, picsaris, shown_matches, sign_up
 from tests.support.rekognition_server import RekognitionServer
 
 OLD, NEW = "rekognition-7.0", "rekognition-8.0"
-SELFIES = {  # name -> (selfie, consent)
-    "Barack Obama": ("obama_1.jpg", True),
-    "Kit Harington": ("kit_harington_2.jpg", True),
-    "Rose Leslie": ("rose_leslie_1.jpg", False),
-}
 EXPECTED = {
     "Barack Obama": {"obama_2.jpg", "obama_3.jpg", "group_two_people.jpg"},
     "Kit Harington": {"kit_harington_1.jpg", "kit_harington_3.jpg", "group_kit_with_rose.jpg"},

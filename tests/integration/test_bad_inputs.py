@@ -23,12 +23,13 @@ from picsaris_pipeline.db.schema import faces
 from picsaris_pipeline.domain import Attendee, Event, Photo, PhotoStatus
 from picsaris_pipeline.errors import BadInputError
 from picsaris_pipeline.faces.engine import configured_versions
-from picsaris_pipeline.imaging import MAX_PIXELS, _register_heif, decode_photo, load_rgb
+from picsaris_pipeline.imaging import MAX_PIXELS, decode_photo, load_rgb
 from picsaris_pipeline.keys import verified_image_key
 from picsaris_pipeline.services.intake import complete_upload, request_upload, sha256_of
 from picsaris_pipeline.storage import put_via_ticket
 from tests.support.db_helpers import count_rows
 from tests.support.exif import STORED_AS
+from tests.support.image_bytes import image_bytes
 from tests.support.pipeline_helpers import Pipeline, metadata
 
 # Each person's sign-up selfie: another photo of them than the one uploaded.
@@ -41,14 +42,6 @@ SELFIES = {
 }
 
 
-def _save(image: Image.Image, fmt: str, **options: Any) -> bytes:
-    if fmt == "HEIF":
-        _register_heif()
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
 def _upright(raw: bytes) -> Image.Image:
     return decode_photo(raw).image
 
@@ -57,7 +50,7 @@ def _grey_16bit(image: Image.Image) -> bytes:
     scaled = np.asarray(image.convert("L"), dtype=np.uint16) * 257  # the full 0..65535 range
     sixteen = Image.fromarray(scaled.astype("<u2"))
     assert sixteen.mode == "I;16"
-    return _save(sixteen, "PNG")
+    return image_bytes(sixteen, "PNG")
 
 
 def _transparent_border(image: Image.Image) -> bytes:
@@ -67,7 +60,7 @@ def _transparent_border(image: Image.Image) -> bytes:
     alpha.paste(255, (w // 10, h // 10, w - w // 10, h - h // 10))
     cutout = Image.composite(image, Image.new("RGB", image.size), alpha)
     cutout.putalpha(alpha)
-    return _save(cutout, "PNG")
+    return image_bytes(cutout, "PNG")
 
 
 def _other_frames(image: Image.Image, shared: dict) -> list[Image.Image]:
@@ -78,7 +71,7 @@ def _other_frames(image: Image.Image, shared: dict) -> list[Image.Image]:
 
 def _animated(fmt: str) -> Callable[[Image.Image, bytes, dict], bytes]:
     def make(image: Image.Image, _: bytes, shared: dict) -> bytes:
-        return _save(image, fmt, save_all=True, append_images=_other_frames(image, shared), duration=200, loop=0)
+        return image_bytes(image, fmt, save_all=True, append_images=_other_frames(image, shared), duration=200, loop=0)
 
     return make
 
@@ -97,7 +90,7 @@ class Legal:
 LEGAL = {
     "cmyk_jpeg": Legal(
         "obama_2.jpg",
-        lambda im, _, __: _save(im.convert("CMYK"), "JPEG", quality=90),
+        lambda im, _, __: image_bytes(im.convert("CMYK"), "JPEG", quality=90),
         "print.jpg",
         {"source_format": "jpeg"},
         "CMYK",
@@ -106,16 +99,20 @@ LEGAL = {
         "biden_1.jpg", lambda im, _, __: _grey_16bit(im), "scan-16bit.png", {"source_format": "png"}, "I;16"
     ),
     "greyscale_jpeg": Legal(
-        "kit_harington_3.jpg", lambda im, _, __: _save(im.convert("L"), "JPEG", quality=90), "bw.jpg", {}, "L"
+        "kit_harington_3.jpg", lambda im, _, __: image_bytes(im.convert("L"), "JPEG", quality=90), "bw.jpg", {}, "L"
     ),
     "grey_with_alpha_png": Legal(
-        "rose_leslie_1.jpg", lambda im, _, __: _save(im.convert("LA"), "PNG"), "bw.png", {}, "LA"
+        "rose_leslie_1.jpg", lambda im, _, __: image_bytes(im.convert("LA"), "PNG"), "bw.png", {}, "LA"
     ),
     "rgba_png_transparent_border": Legal(
         "alex_lacamoire_2.jpg", lambda im, _, __: _transparent_border(im), "cut.png", {}, "RGBA"
     ),
     "palette_png_256_colours": Legal(
-        "obama_4.jpg", lambda im, _, __: _save(im.quantize(256), "PNG"), "palette.png", {"source_format": "png"}, "P"
+        "obama_4.jpg",
+        lambda im, _, __: image_bytes(im.quantize(256), "PNG"),
+        "palette.png",
+        {"source_format": "png"},
+        "P",
     ),
     "animated_webp": Legal(
         "kit_harington_3.jpg", _animated("WEBP"), "live.webp", {"source_format": "webp", "frames": 3}
@@ -124,18 +121,23 @@ LEGAL = {
         "rose_leslie_1.jpg", _animated("PNG"), "live.png", {"source_format": "png", "frames": 3}
     ),
     "heic": Legal(
-        "biden_1.jpg", lambda im, _, __: _save(im, "HEIF", quality=80), "IMG_0001.HEIC", {"source_format": "heic"}
+        "biden_1.jpg", lambda im, _, __: image_bytes(im, "HEIF", quality=80), "IMG_0001.HEIC", {"source_format": "heic"}
     ),
     "webp": Legal(
         "alex_lacamoire_2.jpg",
-        lambda im, _, __: _save(im, "WEBP", quality=80),
+        lambda im, _, __: image_bytes(im, "WEBP", quality=80),
         "IMG_0002.webp",
         {"source_format": "webp"},
     ),
-    "png_named_jpg": Legal("obama_2.jpg", lambda im, _, __: _save(im, "PNG"), "IMG_0003.jpg", {"source_format": "png"}),
+    "png_named_jpg": Legal(
+        "obama_2.jpg", lambda im, _, __: image_bytes(im, "PNG"), "IMG_0003.jpg", {"source_format": "png"}
+    ),
     "jpeg_named_png": Legal("kit_harington_3.jpg", lambda _, raw, __: raw, "IMG_0004.png", {"source_format": "jpeg"}),
     "heic_named_jpg": Legal(
-        "rose_leslie_1.jpg", lambda im, _, __: _save(im, "HEIF", quality=80), "IMG_0005.jpg", {"source_format": "heic"}
+        "rose_leslie_1.jpg",
+        lambda im, _, __: image_bytes(im, "HEIF", quality=80),
+        "IMG_0005.jpg",
+        {"source_format": "heic"},
     ),
 }
 
@@ -189,7 +191,7 @@ def test_a_photo_stored_under_any_exif_orientation_is_turned_upright_found_and_m
     exif = Image.Exif()
     exif[0x0112] = orientation
     guest = _guest(pipeline, event, shared_photos, "rose_leslie")
-    upload = pipeline.upload(event, guest, _save(stored, "JPEG", quality=92, exif=exif), f"IMG_{orientation}.JPG")
+    upload = pipeline.upload(event, guest, image_bytes(stored, "JPEG", quality=92, exif=exif), f"IMG_{orientation}.JPG")
     photo, result = _processed(pipeline, upload)
     _assert_published_and_matched(pipeline, photo, guest, result)
     verified = metadata(result, "verified_upload")
@@ -209,7 +211,7 @@ def _bomb(shared: dict) -> bytes:
     white in one corner of an empty canvas, which compresses to almost nothing."""
     canvas = Image.new("1", (15_000, 15_000), 1)
     canvas.paste(Image.open(shared["obama_2.jpg"].path).convert("1"), (0, 0))
-    data = _save(canvas, "PNG")
+    data = image_bytes(canvas, "PNG")
     assert len(data) < 300_000
     return data
 
@@ -218,7 +220,7 @@ def _over_the_limit(shared: dict) -> bytes:
     """A real photo blown up to 10240x10240 (105 MP): an honest JPEG (6 MB), just too many pixels."""
     side = 10_240
     assert side * side > MAX_PIXELS
-    return _save(Image.open(shared["obama_3.jpg"].path).convert("RGB").resize((side, side)), "JPEG", quality=80)
+    return image_bytes(Image.open(shared["obama_3.jpg"].path).convert("RGB").resize((side, side)), "JPEG", quality=80)
 
 
 def _truncated(name: str, keep: float) -> Callable[[dict], bytes]:
@@ -252,7 +254,7 @@ BROKEN: dict[str, tuple[Callable[[dict], bytes], str, str]] = {
         r"image data is corrupt or truncated \(image file is truncated.*\)",
     ),
     "heic_truncated": (
-        lambda shared: _save(_upright(shared["biden_1.jpg"].path.read_bytes()), "HEIF", quality=80)[:40_000],
+        lambda shared: image_bytes(_upright(shared["biden_1.jpg"].path.read_bytes()), "HEIF", quality=80)[:40_000],
         "IMG_0010.heic",
         NOT_AN_IMAGE,
     ),

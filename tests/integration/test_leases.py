@@ -14,7 +14,6 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 
@@ -23,17 +22,10 @@ from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.leases import PHOTO, Claimer, LeaseKeeper, holder_alive, new_holder_id
 from picsaris_pipeline.partitions import PHOTO_JOB, run_photo_ids
 from tests.support.cli_runner import picsaris
+from tests.support.environment import BIN
+from tests.support.photo_sets import OBAMA_AND_BIDEN
 
-BIN = Path(sys.executable).parent
-PHOTOS = [
-    "obama_2.jpg",
-    "group_two_people.jpg",
-    "obama_3.jpg",
-    "group_obama_and_biden.jpg",
-    "obama_4.jpg",
-    "biden_1.jpg",
-    "tom_cruise_1.jpg",
-]
+PHOTOS = [*OBAMA_AND_BIDEN, "tom_cruise_1.jpg"]
 
 
 # -- the claim itself ---------------------------------------------------------------------------

@@ -6,7 +6,6 @@ near_duplicates.MAX_DISTANCE (every re-encoding of all 34 shared photos, every p
 
 from __future__ import annotations
 
-import io
 import itertools
 import os
 import random
@@ -15,6 +14,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,19 +25,12 @@ from picsaris_pipeline.db.repository import connect
 from picsaris_pipeline.db.schema import faces, matches, photos
 from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.ids import new_id
-from picsaris_pipeline.imaging import _register_heif, decode_photo
+from picsaris_pipeline.imaging import decode_photo
 from picsaris_pipeline.near_duplicates import MAX_DISTANCE, distance, perceptual_hash
 from tests.support.db_helpers import count_rows, insert_rows, statements_run
 from tests.support.environment import REPO_ROOT
+from tests.support.image_bytes import image_bytes
 from tests.support.pipeline_helpers import metadata
-
-
-def _save(image: Image.Image, fmt: str, **options: object) -> bytes:
-    if fmt == "HEIF":
-        _register_heif()
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
 
 
 def _scaled(image: Image.Image, factor: float) -> Image.Image:
@@ -52,13 +45,13 @@ def _cropped(image: Image.Image, left: float, top: float, right: float, bottom: 
 def _messenger(image: Image.Image) -> bytes:
     small = image.copy()
     small.thumbnail((1600, 1600), Image.Resampling.LANCZOS)
-    return _save(small, "JPEG", quality=70)
+    return image_bytes(small, "JPEG", quality=70)
 
 
 def _stored_rotated(image: Image.Image) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = 6  # the camera stores it turned; viewers (and verify_upload) turn it back
-    return _save(image.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=90, exif=exif)
+    return image_bytes(image.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=90, exif=exif)
 
 
 def strip_metadata(jpeg: bytes) -> bytes:
@@ -78,28 +71,28 @@ def strip_metadata(jpeg: bytes) -> bytes:
 
 
 def _jpeg(quality: int) -> Callable[[Image.Image, bytes], bytes]:
-    return lambda image, _: _save(image, "JPEG", quality=quality)
+    return lambda image, _: image_bytes(image, "JPEG", quality=quality)
 
 
 def _resized(factor: float) -> Callable[[Image.Image, bytes], bytes]:
-    return lambda image, _: _save(_scaled(image, factor), "JPEG", quality=85)
+    return lambda image, _: image_bytes(_scaled(image, factor), "JPEG", quality=85)
 
 
 # How a second phone sends the same shot: upright original pixels (and, for stripping, its bytes) -> bytes.
 SAME_SHOT: dict[str, Callable[[Image.Image, bytes], bytes]] = {
     **{f"jpeg_q{quality}": _jpeg(quality) for quality in (60, 70, 80, 90, 95)},
     **{f"resized_{round(factor * 100)}pct": _resized(factor) for factor in (0.25, 0.5, 0.75)},
-    "metadata_stripped": lambda im, raw: strip_metadata(raw) if raw[:2] == b"\xff\xd8" else _save(im, "PNG"),
+    "metadata_stripped": lambda im, raw: strip_metadata(raw) if raw[:2] == b"\xff\xd8" else image_bytes(im, "PNG"),
     "messenger_1600px_q70": lambda im, _: _messenger(im),
-    "webp_q80": lambda im, _: _save(im, "WEBP", quality=80),
-    "webp_q50": lambda im, _: _save(im, "WEBP", quality=50),
-    "heic_q80": lambda im, _: _save(im, "HEIF", quality=80),
-    "heic_q50": lambda im, _: _save(im, "HEIF", quality=50),
-    "png": lambda im, _: _save(im, "PNG"),
+    "webp_q80": lambda im, _: image_bytes(im, "WEBP", quality=80),
+    "webp_q50": lambda im, _: image_bytes(im, "WEBP", quality=50),
+    "heic_q80": lambda im, _: image_bytes(im, "HEIF", quality=80),
+    "heic_q50": lambda im, _: image_bytes(im, "HEIF", quality=50),
+    "png": lambda im, _: image_bytes(im, "PNG"),
     "stored_rotated_exif_6": lambda im, _: _stored_rotated(im),
-    "cropped_1pct_each_side": lambda im, _: _save(_cropped(im, 0.01, 0.01, 0.01, 0.01), "JPEG", quality=90),
-    "cropped_2pct_one_corner": lambda im, _: _save(_cropped(im, 0, 0, 0.02, 0.02), "JPEG", quality=90),
-    "cropped_2pct_each_side": lambda im, _: _save(_cropped(im, 0.02, 0.02, 0.02, 0.02), "JPEG", quality=90),
+    "cropped_1pct_each_side": lambda im, _: image_bytes(_cropped(im, 0.01, 0.01, 0.01, 0.01), "JPEG", quality=90),
+    "cropped_2pct_one_corner": lambda im, _: image_bytes(_cropped(im, 0, 0, 0.02, 0.02), "JPEG", quality=90),
+    "cropped_2pct_each_side": lambda im, _: image_bytes(_cropped(im, 0.02, 0.02, 0.02, 0.02), "JPEG", quality=90),
 }
 
 # Crops of 2% are measured but not promised: MAX_DISTANCE catches most of them, not all (see the module).
@@ -292,14 +285,14 @@ def _uploaded_photo(repo, event_id: str, uploader_id: str, name: str):
     return photo
 
 
-def _race(repo, claims: list[tuple[str, int]]) -> dict[str, object]:
-    """Check several photos' hashes from as many threads, released at the same instant."""
+def _race(claim: Callable[[str, Any], object], claims: list[tuple[str, Any]]) -> dict[str, object]:
+    """claim(photo_id, found) for several photos from as many threads, released at the same instant."""
     start = threading.Barrier(len(claims))
     outcome: dict[str, object] = {}
 
-    def check(photo_id: str, value: int) -> None:
+    def check(photo_id: str, found: Any) -> None:
         start.wait()
-        outcome[photo_id] = repo.claim_perceptual_hash(photo_id, value, "0" * 64)
+        outcome[photo_id] = claim(photo_id, found)
 
     threads = [threading.Thread(target=check, args=claim) for claim in claims]
     for thread in threads:
@@ -316,7 +309,10 @@ def test_two_copies_checked_at_the_same_moment_leave_exactly_one_original(databa
         guest = repo.add_attendee(event.id, "Guest", True, None, None)
         pair = [_uploaded_photo(repo, event.id, guest.id, f"{side}.jpg") for side in ("a", "b")]
         value = random.Random(attempt).getrandbits(64)
-        outcome = _race(repo, [(pair[0].id, value), (pair[1].id, value ^ 0b101)])
+        outcome = _race(
+            lambda photo_id, found: repo.claim_perceptual_hash(photo_id, found, "0" * 64),
+            [(pair[0].id, value), (pair[1].id, value ^ 0b101)],
+        )
         statuses = sorted(repo.get_photo(p.id).status for p in pair)
         assert statuses == [PhotoStatus.DUPLICATE, PhotoStatus.UPLOADED], f"attempt {attempt}: {outcome}"
         assert sum(found is not None for found in outcome.values()) == 1
@@ -392,7 +388,7 @@ def fingerprint_of(data: bytes) -> near_duplicates.Fingerprint:
 def _brightened(factor: float) -> Callable[[Image.Image, bytes], bytes]:
     from PIL import ImageEnhance
 
-    return lambda image, _: _save(ImageEnhance.Brightness(image).enhance(factor), "JPEG", quality=85)
+    return lambda image, _: image_bytes(ImageEnhance.Brightness(image).enhance(factor), "JPEG", quality=85)
 
 
 # What the confirmation must still catch, on top of SAME_SHOT's promised copies.
@@ -476,7 +472,8 @@ def _flat_images(shared_photos) -> dict[str, Image.Image]:
 
 def test_an_image_too_flat_to_hash_is_nobodys_near_duplicate(shared_photos):
     prints = {
-        name: fingerprint_of(_save(image, "JPEG", quality=90)) for name, image in _flat_images(shared_photos).items()
+        name: fingerprint_of(image_bytes(image, "JPEG", quality=90))
+        for name, image in _flat_images(shared_photos).items()
     }
     assert all(found.too_flat for found in prints.values()), {n: f.too_flat for n, f in prints.items()}
     for name, found in prints.items():
@@ -493,7 +490,7 @@ def test_an_image_too_flat_to_hash_is_nobodys_near_duplicate(shared_photos):
     [
         (_brightened(0.5), "not darkened"),
         (_brightened(0.3), "not darkened"),
-        (lambda image, _: _save(_scaled(image, 0.4), "JPEG", quality=90), "larger"),
+        (lambda image, _: image_bytes(_scaled(image, 0.4), "JPEG", quality=90), "larger"),
     ],
 )
 def test_a_clearly_better_copy_arriving_second_is_the_one_kept(shared_photos, worse, why):
@@ -509,7 +506,7 @@ def test_a_blurred_copy_is_replaced_by_the_sharp_original(shared_photos):
 
     raw = shared_photos["group_voc_2008_002506.jpg"].path.read_bytes()
     image = decode_photo(raw).image
-    kept = fingerprint_of(_save(image.filter(ImageFilter.GaussianBlur(3)), "JPEG", quality=90))
+    kept = fingerprint_of(image_bytes(image.filter(ImageFilter.GaussianBlur(3)), "JPEG", quality=90))
     verdict = near_duplicates.judge(fingerprint_of(raw), [("kept", kept)])
     assert verdict is not None and verdict.better is not None
 
@@ -553,7 +550,7 @@ def test_flat_images_and_colliding_distinct_photos_are_all_published(
     pipeline, event, second_phone, shared_photos, lfw_dev
 ):
     uploads = [
-        (f"flat_{i}.jpg", _save(image, "JPEG", quality=90))
+        (f"flat_{i}.jpg", image_bytes(image, "JPEG", quality=90))
         for i, image in enumerate(_flat_images(shared_photos).values())
     ] + [
         (f"lfw_{i}.jpg", _lfw(lfw_dev, name).read_bytes())
@@ -567,23 +564,6 @@ def test_flat_images_and_colliding_distinct_photos_are_all_published(
     assert set(statuses.values()) == {PhotoStatus.PUBLISHED}, statuses
 
 
-def _race_confirmed(repo, claims: list[tuple[str, near_duplicates.Fingerprint]]) -> dict[str, object]:
-    """claim_near_duplicate from as many threads, released at the same instant."""
-    start = threading.Barrier(len(claims))
-    outcome: dict[str, object] = {}
-
-    def check(photo_id: str, found: near_duplicates.Fingerprint) -> None:
-        start.wait()
-        outcome[photo_id] = repo.claim_near_duplicate(photo_id, found, "0" * 64)
-
-    threads = [threading.Thread(target=check, args=claim) for claim in claims]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return outcome
-
-
 def test_two_confirmed_copies_checked_at_the_same_moment_leave_exactly_one_original(database_url, shared_photos):
     repo = connect(database_url)
     raw = shared_photos["obama_4.jpg"].path.read_bytes()
@@ -592,7 +572,10 @@ def test_two_confirmed_copies_checked_at_the_same_moment_leave_exactly_one_origi
         event = repo.create_event(f"confirmed race {attempt}")
         guest = repo.add_attendee(event.id, "Guest", True, None, None)
         pair = [_uploaded_photo(repo, event.id, guest.id, f"{side}.jpg") for side in ("a", "b")]
-        outcome = _race_confirmed(repo, [(p.id, f) for p, f in zip(pair, prints, strict=True)])
+        outcome = _race(
+            lambda photo_id, found: repo.claim_near_duplicate(photo_id, found, "0" * 64),
+            [(p.id, f) for p, f in zip(pair, prints, strict=True)],
+        )
         statuses = sorted(repo.get_photo(p.id).status for p in pair)
         assert statuses == [PhotoStatus.DUPLICATE, PhotoStatus.UPLOADED], f"attempt {attempt}: {outcome}"
         assert sum(found is not None for found in outcome.values()) == 1

@@ -6,7 +6,6 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -14,9 +13,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from .environment import REPO_ROOT
-
-BIN = Path(sys.executable).parent
+from .environment import BIN, REPO_ROOT
 
 
 def production_dagster_home(directory: Path) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 from picsaris_pipeline.db import Repository
 from picsaris_pipeline.domain import Photo
@@ -24,6 +25,12 @@ class UnexpectedDuplicate(AssertionError):
         self.photo_id = photo_id
 
 
+class UploadOptions(TypedDict, total=False):
+    declared_sha: str  # the hash the phone claims; the bytes' own hash if left out
+    on_uploaded: Callable[[Photo], object]  # complete_upload's callbacks: a launcher's launch_photo
+    on_deferred: Callable[[Photo], object]  # ... and announce_photo
+
+
 @dataclass(frozen=True)
 class PhoneUpload:
     photo: Photo  # as complete_upload left it
@@ -40,19 +47,17 @@ def upload_as_a_phone(
     uploader_id: str,
     data: bytes,
     file_name: str,
-    declared_sha: str | None = None,
-    on_uploaded: Callable[[Photo], object] | None = None,
-    on_deferred: Callable[[Photo], object] | None = None,
+    **options: Unpack[UploadOptions],
 ) -> PhoneUpload:
     """request_upload -> PUT with the ticket -> complete_upload, as `picsaris upload` and the upload
-    API do; the callbacks are complete_upload's (a launcher's launch_photo / announce_photo)."""
+    API do."""
     started = time.time()
     request = request_upload(
         repo,
         store,
         event_id,
         uploader_id,
-        declared_sha or sha256_of(data),
+        options.get("declared_sha") or sha256_of(data),
         len(data),
         content_type_for(file_name),
         file_name,
@@ -62,7 +67,7 @@ def upload_as_a_phone(
     requested = time.time()
     put_via_ticket(request.ticket, data)
     put_done = time.time()
-    photo = complete_upload(repo, store, request.photo.id, on_uploaded, on_deferred)
+    photo = complete_upload(repo, store, request.photo.id, options.get("on_uploaded"), options.get("on_deferred"))
     return PhoneUpload(photo, started, requested, put_done, time.time())
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Unpack
 
 import dagster as dg
 
@@ -17,7 +17,7 @@ from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, Ob
 from picsaris_pipeline.services.intake import register_attendee
 from picsaris_pipeline.storage import LocalObjectStore, ObjectStore
 
-from .phone_uploads import upload_as_a_phone
+from .phone_uploads import UploadOptions, upload_as_a_phone
 
 
 @dataclass
@@ -47,18 +47,9 @@ class Pipeline:
         return register_attendee(self.repo, self.store, event.id, name, consent, selfie.read_bytes(), selfie.name)
 
     def upload(
-        self,
-        event: Event,
-        uploader: Attendee,
-        data: bytes,
-        file_name: str,
-        declared_sha: str | None = None,
-        on_uploaded: Callable[[Photo], object] | None = None,
-        on_deferred: Callable[[Photo], object] | None = None,
+        self, event: Event, uploader: Attendee, data: bytes, file_name: str, **options: Unpack[UploadOptions]
     ) -> Photo:
-        return upload_as_a_phone(
-            self.repo, self.store, event.id, uploader.id, data, file_name, declared_sha, on_uploaded, on_deferred
-        ).photo
+        return upload_as_a_phone(self.repo, self.store, event.id, uploader.id, data, file_name, **options).photo
 
     def run_photo(self, photo_id: str, assets: list | None = None, **resources: object) -> dg.ExecuteInProcessResult:
         """Materialize the photo's assets (all four unless given), with resources overridden if given."""
