@@ -12,6 +12,7 @@ change.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
@@ -104,6 +105,16 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str | No
 def note(message: str) -> None:
     """Progress to stderr (figures go to stdout)."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def add_service_options(parser: argparse.ArgumentParser, timeout: float, drained: str) -> None:
+    """The options of a benchmark that starts the webserver and daemon: Dagster's storage, extra
+    environment, the photo folder, how long to wait for the runs to drain, where to keep the logs."""
+    parser.add_argument("--dagster-postgres", action="store_true", help="Dagster storage on the local Postgres")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra pipeline environment")
+    parser.add_argument("--shared", type=Path, default=FACES, help="the shared photos (MANIFEST.csv)")
+    parser.add_argument("--timeout", type=float, default=timeout, help=f"seconds to wait for {drained} to drain")
+    parser.add_argument("--keep-logs", type=Path, default=None, help="copy the webserver/daemon logs here")
 
 
 def parse_env(pairs: Sequence[str]) -> dict[str, str]:
@@ -549,7 +560,7 @@ def instance_yaml(kind: str, queue: RunQueue, postgres: bool, embedded: Path) ->
 
 
 class DagsterServices:
-    """dagster-webserver + dagster-daemon on loopback, as tests/dagster_processes.py starts them."""
+    """dagster-webserver + dagster-daemon on loopback, as tests/support/dagster_processes.py starts them."""
 
     def __init__(self, h: Home, logs: Path, kind: str = "embedded", dagster_pg_url: str | None = None) -> None:
         self.home = h
