@@ -2,27 +2,28 @@
 and daemon, uploads the way a phone makes them, watching photos reach `published`, run breakdowns,
 peak RSS of run processes, and the tables they print.
 
-Not a test helper and not part of the package: bench/ scripts import it as `_support` (Python puts
-the script's folder first on sys.path). Only public pipeline interfaces are used (the CLI, intake,
-the launcher, the repository, Dagster's instance API), so the benchmarks keep working while the
-pipeline's internals change.
+Not part of the package: bench/ scripts import it as `_support` (Python puts the script's folder
+first on sys.path). What the tests do the same way (free ports, waiting for the webserver, its
+GraphQL API, uploads as a phone makes them, the terminal statuses) comes from tests/support, so the
+two cannot drift apart. Only public pipeline interfaces are used (the CLI, intake, the launcher, the
+repository, Dagster's instance API), so the benchmarks keep working while the pipeline's internals
+change.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
 import multiprocessing as mp
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -35,6 +36,14 @@ import numpy as np
 from PIL import Image, ImageOps
 
 REPO = Path(__file__).resolve().parents[1]
+# `python bench/x.py` puts bench/ on sys.path, not the repository: tests.support needs the root.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.support.dagster_processes import free_port, graphql, wait_until_serving  # noqa: E402
+from tests.support.phone_uploads import Outcome, UnexpectedDuplicate, upload_as_a_phone  # noqa: E402
+from tests.support.phone_uploads import wait_terminal as wait_terminal_in  # noqa: E402
+
 BIN = Path(sys.executable).parent
 FACES = Path(os.environ.get("PICSARIS_SHARED_FACES", REPO.parent / "shared" / "faces"))
 PG_ADMIN_DSN = os.environ.get("PICSARIS_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -96,6 +105,16 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str | No
 def note(message: str) -> None:
     """Progress to stderr (figures go to stdout)."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def add_service_options(parser: argparse.ArgumentParser, timeout: float, drained: str) -> None:
+    """The options of a benchmark that starts the webserver and daemon: Dagster's storage, extra
+    environment, the photo folder, how long to wait for the runs to drain, where to keep the logs."""
+    parser.add_argument("--dagster-postgres", action="store_true", help="Dagster storage on the local Postgres")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra pipeline environment")
+    parser.add_argument("--shared", type=Path, default=FACES, help="the shared photos (MANIFEST.csv)")
+    parser.add_argument("--timeout", type=float, default=timeout, help=f"seconds to wait for {drained} to drain")
+    parser.add_argument("--keep-logs", type=Path, default=None, help="copy the webserver/daemon logs here")
 
 
 def parse_env(pairs: Sequence[str]) -> dict[str, str]:
@@ -475,12 +494,6 @@ def sign_up(h: Home, name: str, extra_uploaders: Sequence[str] = ()) -> Event:
 
 
 # -- the Dagster webserver and daemon ------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class RunQueue:
     """The run queue's daemon settings under `run_queue:` (compatible with `concurrency: runs:`):
@@ -547,7 +560,7 @@ def instance_yaml(kind: str, queue: RunQueue, postgres: bool, embedded: Path) ->
 
 
 class DagsterServices:
-    """dagster-webserver + dagster-daemon on loopback, as tests/dagster_processes.py starts them."""
+    """dagster-webserver + dagster-daemon on loopback, as tests/support/dagster_processes.py starts them."""
 
     def __init__(self, h: Home, logs: Path, kind: str = "embedded", dagster_pg_url: str | None = None) -> None:
         self.home = h
@@ -589,17 +602,7 @@ class DagsterServices:
             "webserver.log",
         )
         self.start_daemon()
-        deadline = time.monotonic() + 240
-        while True:
-            if self.webserver.poll() is not None:
-                raise SystemExit("dagster-webserver exited:\n" + (self.logs / "webserver.log").read_text()[-3000:])
-            try:
-                with urllib.request.urlopen(f"{self.url}/server_info", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("dagster-webserver did not answer within 240 s") from None
-                time.sleep(0.5)
+        wait_until_serving(self.webserver, self.port, self.logs / "webserver.log", timeout=240)
         self.wait_daemon_healthy()
 
     def start_daemon(self) -> None:
@@ -615,16 +618,7 @@ class DagsterServices:
         self.wait_daemon_healthy()
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        request = urllib.request.Request(
-            f"{self.url}/graphql",
-            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            body = json.loads(response.read())
-        if body.get("errors"):
-            raise RuntimeError(body["errors"])
-        return body["data"]
+        return graphql(self.port, query, variables, timeout=60)
 
     def wait_daemon_healthy(self, timeout: float = 240) -> None:
         query = "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy required } } } }"
@@ -797,27 +791,20 @@ def upload(app: Any, launcher: Any, event_id: str, uploader_id: str, path: Path,
     upload API) does it; with a launcher, completing launches the photo's run on the webserver (or,
     with `batches`, queues it for the batch sensor when its uploader has another photo waiting). No
     launcher: the photo is `uploaded` and only the bucket sensor (or picsaris process) will run it."""
-    from picsaris_pipeline.services.intake import complete_upload, content_type_for, request_upload, sha256_of
-    from picsaris_pipeline.storage import put_via_ticket
-
-    data = path.read_bytes()
-    started = time.time()
-    request = request_upload(
-        app.repo, app.store, event_id, uploader_id, sha256_of(data), len(data), content_type_for(path.name), path.name
-    )
-    if request.duplicate or request.ticket is None:
-        raise SystemExit(f"{path.name} was taken for a duplicate of {request.photo.id}: the photo set is not distinct")
-    requested = time.time()
-    put_via_ticket(request.ticket, data)
-    put_done = time.time()
-    complete_upload(
-        app.repo,
-        app.store,
-        request.photo.id,
-        on_uploaded=launcher.launch_photo if launcher else None,
-        on_deferred=launcher.announce_photo if launcher and batches else None,
-    )
-    return Upload(request.photo.id, path, uploader_id, started, requested, put_done, time.time())
+    try:
+        made = upload_as_a_phone(
+            app.repo,
+            app.store,
+            event_id,
+            uploader_id,
+            path.read_bytes(),
+            path.name,
+            on_uploaded=launcher.launch_photo if launcher else None,
+            on_deferred=launcher.announce_photo if launcher and batches else None,
+        )
+    except UnexpectedDuplicate as duplicate:
+        raise SystemExit(f"{duplicate}: the photo set is not distinct") from None
+    return Upload(made.photo.id, path, uploader_id, made.started, made.requested, made.put_done, made.completed)
 
 
 def upload_phases(uploads: Sequence[Upload]) -> str:
@@ -867,37 +854,15 @@ def steady_uploads(
 
 
 # -- watching photos reach `published` -----------------------------------------------------------
-TERMINAL = ("published", "rejected", "duplicate", "failed")
-
-
-@dataclass
-class Outcome:
-    status: str
-    at: float  # updated_at of the terminal status (time.time() scale), written by the run itself
-    reason: str | None = None
-
-
-def _timestamp(value: datetime) -> float:
-    return value.timestamp()
-
-
 def wait_terminal(
     app: Any, event_id: str, photo_ids: Iterable[str], timeout: float, poll: float = 0.1
 ) -> dict[str, Outcome]:
-    """Poll the application database until every photo is terminal; each outcome's time is the row's
-    own updated_at (set in the same statement as the status), so the poll interval adds no error."""
+    """Each photo's terminal status and the time the run wrote it (tests/support's wait_terminal),
+    with a note of the photos that were still on their way when the timeout passed."""
     wanted = set(photo_ids)
-    outcomes: dict[str, Outcome] = {}
-    deadline = time.monotonic() + timeout
-    while wanted - outcomes.keys():
-        for photo in app.repo.list_photos(event_id):
-            if photo.id in wanted and photo.id not in outcomes and photo.status.value in TERMINAL:
-                outcomes[photo.id] = Outcome(photo.status.value, _timestamp(photo.updated_at), photo.reason)
-        if time.monotonic() > deadline:
-            missing = sorted(wanted - outcomes.keys())
-            note(f"timed out: {len(missing)} photo(s) not terminal, e.g. {missing[:3]}")
-            break
-        time.sleep(poll)
+    outcomes = wait_terminal_in(app.repo, event_id, wanted, timeout, poll)
+    if missing := sorted(wanted - outcomes.keys()):
+        note(f"timed out: {len(missing)} photo(s) not terminal, e.g. {missing[:3]}")
     return outcomes
 
 

@@ -62,11 +62,7 @@ def main() -> None:
     )
     parser.add_argument("--bare1", action="store_true", help="also time the bare face work on one core")
     parser.add_argument("--app-postgres", action="store_true", help="application database on the local Postgres")
-    parser.add_argument("--dagster-postgres", action="store_true", help="Dagster storage on the local Postgres")
-    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra pipeline environment")
-    parser.add_argument("--shared", type=Path, default=bench.FACES, help="the shared photos (MANIFEST.csv)")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the burst to drain")
-    parser.add_argument("--keep-logs", type=Path, default=None, help="copy the webserver/daemon logs here")
+    bench.add_service_options(parser, timeout=1800, drained="the burst")
     args = parser.parse_args()
     bench.FACES = args.shared
     split = [int(n) for n in args.split.split(",") if n]

@@ -182,11 +182,7 @@ def main() -> None:
     )
     parser.add_argument("--warmup", type=int, default=1, help="warm-up photos before each pass (not counted)")
     parser.add_argument("--app-postgres", action="store_true", help="app DB on the local Postgres, pg_notify + LISTEN")
-    parser.add_argument("--dagster-postgres", action="store_true", help="Dagster storage on the local Postgres")
-    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra pipeline environment")
-    parser.add_argument("--shared", type=Path, default=bench.FACES, help="the shared photos (MANIFEST.csv)")
-    parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for a pass to drain")
-    parser.add_argument("--keep-logs", type=Path, default=None, help="copy the webserver/daemon logs here")
+    bench.add_service_options(parser, timeout=900, drained="a pass")
     args = parser.parse_args()
     bench.FACES = args.shared
     paths = [p for p in args.paths.split(",") if p]

@@ -10,7 +10,7 @@ are compared by Hamming distance; since half the bits are set, distances between
 gather around 32.
 
 Measured on the 34 photos of ../shared/faces, each decoded exactly as verify_upload decodes it
-(`.venv/bin/python -m tests.test_near_duplicates` prints the table again):
+(`.venv/bin/python -m tests.integration.test_near_duplicates` prints the table again):
 
 | the same shot, as a second phone sends it                              | max distance (mean) |
 |------------------------------------------------------------------------|---------------------|
@@ -42,7 +42,7 @@ moved are the same picture to it; the one checked second ends `duplicate`, point
 Cost: the hash takes ~18 ms on a 2400 px image. Checking a photo against its event is one indexed
 read of the event's hashes as 64-bit integers and a numpy XOR + popcount: against 12,000 photos the
 whole check (lock, read, compare, write) takes ~25 ms on SQLite and on Postgres, the comparison
-itself well under a millisecond (tests/test_near_duplicates.py times it on both).
+itself well under a millisecond (tests/integration/test_near_duplicates.py times it on both).
 """
 
 from __future__ import annotations

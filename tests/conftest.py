@@ -9,25 +9,14 @@ from __future__ import annotations
 
 import csv
 import os
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-IN_CI = os.environ.get("CI", "").lower() == "true"
-PG_ADMIN_URL = os.environ.get("PICSARIS_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-
-
-def missing(reason: str) -> None:
-    """Skip locally; fail under CI=true, where every real part must be present."""
-    if IN_CI:
-        pytest.fail(f"{reason} (required under CI=true)")
-    pytest.skip(reason)
+from tests.support.environment import PG_ADMIN_URL, REPO_ROOT, fresh_database, missing
 
 
 @dataclass(frozen=True)
@@ -55,27 +44,6 @@ def shared_photos(shared_faces_dir: Path) -> dict[str, SharedPhoto]:
             )
             for row in csv.DictReader(handle)
         }
-
-
-@contextmanager
-def fresh_database(admin_url: str, prefix: str) -> Iterator[str]:
-    """Create a uniquely named database next to admin_url's; drop it (closing our pools) afterwards."""
-    import sqlalchemy as sa
-
-    from picsaris_pipeline.db.repository import dispose_all
-
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    # pre_ping: the server may have been restarted since (the fault tests do that)
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        dispose_all()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +78,7 @@ def pipeline(tmp_path: Path) -> Iterator[Any]:
     """Database, local bucket and resources wired as the code location wires them, on a test instance."""
     import dagster as dg
 
-    from .pipeline_helpers import Pipeline
+    from tests.support.pipeline_helpers import Pipeline
 
     with dg.instance_for_test() as instance:
         yield Pipeline.build(tmp_path, instance)

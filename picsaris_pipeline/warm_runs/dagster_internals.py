@@ -1,7 +1,7 @@
 """Every private Dagster name (`dagster._*`) that warm_runs/ rests on, in one place.
 
 Written for Dagster 1.13.27 (DAGSTER_VERSION, the `dagster==` pin in pyproject.toml). Private
-modules change without notice between releases: tests/test_dagster_internals.py fails when the
+modules change without notice between releases: tests/unit/test_dagster_internals.py fails when the
 installed Dagster is another version, and checks that each name in INTERNALS still resolves. On an
 upgrade, check each use below against the new release's source, then change DAGSTER_VERSION.
 
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 DAGSTER_VERSION = "1.13.27"
 
-# (module, name) of each private name used here, for tests/test_dagster_internals.py.
+# (module, name) of each private name used here, for tests/unit/test_dagster_internals.py.
 INTERNALS: tuple[tuple[str, str], ...] = (
     ("dagster._core.launcher.base", "RunLauncher"),
     ("dagster._core.launcher.base", "LaunchRunContext"),

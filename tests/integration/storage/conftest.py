@@ -1,0 +1,48 @@
+"""Stores for the shared behaviour tests: a local directory, and S3 on moto's real HTTP server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from picsaris_pipeline.storage import LocalObjectStore, ObjectStore, S3ObjectStore
+from tests.support.object_stores import s3_store_for
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    # Port 0: the OS picks a free port, so parallel runs on one machine cannot collide.
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_store(moto_endpoint: str) -> S3ObjectStore:
+    # A bucket per test keeps tests independent although moto's state lives for the session.
+    store = s3_store_for(moto_endpoint, f"test-{uuid.uuid4().hex}")
+    store.client.create_bucket(Bucket=store.bucket)
+    return store
+
+
+@pytest.fixture
+def missing_bucket_store(moto_endpoint: str) -> S3ObjectStore:
+    return s3_store_for(moto_endpoint, f"never-created-{uuid.uuid4().hex}")
+
+
+@pytest.fixture
+def local_store(tmp_path: Path) -> LocalObjectStore:
+    return LocalObjectStore(tmp_path / "bucket")
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest) -> ObjectStore:
+    # getfixturevalue, so runs that select only local tests never start moto.
+    fixture: ObjectStore = request.getfixturevalue(f"{request.param}_store")
+    return fixture
