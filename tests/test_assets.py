@@ -2,15 +2,19 @@
 
 import io
 
+import dagster as dg
+import numpy as np
 import pytest
 from PIL import Image
 
 from picsaris_pipeline.assets import PHOTO_ASSETS
+from picsaris_pipeline.assets.outcomes import NOT_A_DUPLICATE, UPLOAD_ACCEPTED
 from picsaris_pipeline.db.schema import face_vectors, faces, matches
 from picsaris_pipeline.domain import PhotoStatus, ReferenceStatus
 from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
-from picsaris_pipeline.keys import verified_image_key
+from picsaris_pipeline.keys import thumbnail_key, verified_image_key
 from picsaris_pipeline.resources import DatabaseResource
+from picsaris_pipeline.thumbnails import MATCHED, THUMB_SIDE, UNMATCHED
 
 from .db_helpers import count_rows
 from .pipeline_helpers import metadata
@@ -53,6 +57,54 @@ def test_a_corrupt_photo_ends_rejected_and_its_run_succeeds(pipeline, event, oba
     assert stored.status is PhotoStatus.REJECTED and "corrupt or truncated" in stored.reason
     assert metadata(result, "verified_upload")["reason"] == stored.reason
     assert metadata(result, "matches_published")["step_skipped"] is True
+
+
+def _outcomes(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str | None], dg.AssetCheckEvaluation]:
+    """The outcome checks' evaluations of a run, by (check, photo partition)."""
+    return {(e.check_name, e.partition): e for e in result.get_asset_check_evaluations()}
+
+
+def test_a_rejected_photo_fails_the_upload_accepted_check_on_its_own_partition(pipeline, event, obama, shared_photos):
+    photo = pipeline.upload(event, obama, shared_photos["obama_3.jpg"].path.read_bytes()[:5000], "broken.jpg")
+    outcomes = _outcomes(pipeline.run_photo(photo.id))
+    accepted = outcomes[(UPLOAD_ACCEPTED, photo.id)]
+    assert not accepted.passed and accepted.severity is dg.AssetCheckSeverity.ERROR
+    assert accepted.description == f"rejected: {pipeline.repo.get_photo(photo.id).reason}"
+    assert outcomes[(NOT_A_DUPLICATE, photo.id)].passed
+
+
+def test_a_batch_marks_each_photo_partition_with_its_own_outcome(pipeline, event, obama, shared_photos):
+    good_bytes = shared_photos["obama_2.jpg"].path.read_bytes()
+    good = pipeline.upload(event, obama, good_bytes, "good.jpg")
+    broken = pipeline.upload(event, obama, good_bytes[:5000], "broken.jpg")
+    copy = pipeline.repo.create_photo(
+        event.id, obama.id, "copy.jpg", "image/jpeg", good.declared_sha256, len(good_bytes), "jpg"
+    )
+    pipeline.store.put(copy.object_key, good_bytes)
+    pipeline.repo.update_photo(copy.id, PhotoStatus.UPLOADED)
+    result = pipeline.run_batch([good.id, broken.id, copy.id])
+    assert result.success  # a corrupt photo is an outcome: its batch-mates go on
+    outcomes = _outcomes(result)
+    passed = {key: evaluation.passed for key, evaluation in outcomes.items()}
+    assert passed == {
+        (UPLOAD_ACCEPTED, good.id): True,
+        (NOT_A_DUPLICATE, good.id): True,
+        (UPLOAD_ACCEPTED, broken.id): False,
+        (NOT_A_DUPLICATE, broken.id): True,
+        (UPLOAD_ACCEPTED, copy.id): True,
+        (NOT_A_DUPLICATE, copy.id): False,
+    }
+    assert outcomes[(NOT_A_DUPLICATE, copy.id)].severity is dg.AssetCheckSeverity.WARN
+    assert pipeline.repo.get_photo(good.id).status is PhotoStatus.PUBLISHED
+
+
+def test_the_picture_is_large_enough_to_read_and_boxes_unmatched_faces_in_orange(pipeline, event, obama, shared_photos):
+    photo = pipeline.upload(event, obama, shared_photos["group_two_people.jpg"].path.read_bytes(), "two.jpg")
+    assert metadata(pipeline.run_photo(photo.id), "matches_published")["picture"].endswith(f"/{photo.id}/thumb.jpg")
+    picture = np.asarray(Image.open(io.BytesIO(pipeline.store.get(thumbnail_key(event.id, photo.id)))), dtype=int)
+    assert max(picture.shape[:2]) == THUMB_SIDE
+    for colour in (MATCHED, UNMATCHED):  # one guest matched, one stranger
+        assert (np.abs(picture - np.array(colour)).sum(axis=2) < 60).sum() > 200
 
 
 def test_bytes_that_do_not_match_the_declared_sha256_are_rejected(pipeline, event, obama, shared_photos):

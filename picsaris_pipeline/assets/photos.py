@@ -98,4 +98,4 @@ def matches_published(
             repo, store, publisher, photo_id, engine.model_version, threshold, engine
         )
 
-    return run_photo_step(context, database, prepare)
+    return run_photo_step(context, database, prepare, marks_outcome=True)
