@@ -10,6 +10,7 @@ from PIL import Image
 from picsaris_pipeline.assets import PHOTO_ASSETS
 from picsaris_pipeline.assets.outcomes import NOT_A_DUPLICATE, UPLOAD_ACCEPTED
 from picsaris_pipeline.db.schema import face_vectors, faces, matches
+from picsaris_pipeline.definitions import build_definitions
 from picsaris_pipeline.domain import PhotoStatus, ReferenceStatus
 from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
 from picsaris_pipeline.keys import thumbnail_key, verified_image_key
@@ -219,3 +220,17 @@ def test_a_step_whose_database_is_unreachable_is_retried_with_back_off_then_fail
     assert not result.success
     retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert len(retries) == 3
+
+
+def test_the_lineage_joins_the_photo_attendee_and_event_groups_without_tying_partitions():
+    graph = build_definitions().resolve_asset_graph()
+    parents = {
+        key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
+        for key in graph.get_all_asset_keys()
+    }
+    assert parents["matches_published"] == {"embeddings_stored", "attendee_reference"}
+    assert parents["event_summary"] == {"matches_published", "attendee_matches"}
+    across = [("matches_published", "attendee_reference"), ("event_summary", "matches_published")]
+    for child, parent in across:  # no partition mapped: staleness and backfills stay within each group
+        mapping = graph.get_partition_mapping(dg.AssetKey(child), dg.AssetKey(parent))
+        assert mapping == dg.SpecificPartitionsPartitionMapping([])

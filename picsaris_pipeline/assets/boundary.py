@@ -37,6 +37,19 @@ FACE_ENGINE_POOL = "face_engine"
 # rest of its batch and the step is not repeated for the photos already done.
 PHOTO_ATTEMPTS = 1 + STEP_RETRY_POLICY.max_retries
 
+
+# An edge between the photo, attendee and event groups, drawn so the lineage reads like the flow, that
+# ties no partition to another. The partitions are unrelated dynamic sets (an event's photos are
+# known to the database, not to Dagster), so the only other mapping, AllPartitionMapping, makes every
+# partition depend on every upstream one: measured on a test instance, one new photo in any event
+# then marks every event's summary stale (and one new attendee every photo), until 100 upstream
+# partitions, past which Dagster stops tracking the edge at all; and a backfill of both assets holds
+# every summary until every photo is done. With no partition mapped, staleness and backfills stay
+# per group, as they were; the jobs and sensors order the work.
+def lineage_only(upstream: dg.AssetsDefinition) -> dg.AssetDep:
+    return dg.AssetDep(upstream, partition_mapping=dg.SpecificPartitionsPartitionMapping([]))
+
+
 PICTURE_LABEL = "picture"  # the metadata entry linking the photo drawn with its face boxes
 
 

@@ -5,7 +5,8 @@ from functools import partial
 
 import dagster as dg
 
-from picsaris_pipeline.assets.boundary import FACE_ENGINE_POOL, STEP_RETRY_POLICY, run_photo_step
+from picsaris_pipeline.assets.attendees import attendee_reference
+from picsaris_pipeline.assets.boundary import FACE_ENGINE_POOL, STEP_RETRY_POLICY, lineage_only, run_photo_step
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.partitions import photo_partitions
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
@@ -72,7 +73,7 @@ def embeddings_stored(
     retry_policy=STEP_RETRY_POLICY,
     partitions_def=photo_partitions,
     group_name=GROUP,
-    deps=[embeddings_stored],
+    deps=[embeddings_stored, lineage_only(attendee_reference)],  # matched against the guests' references
     kinds={"numpy", "sql", "rekognition"},
     pool=FACE_ENGINE_POOL,
 )
