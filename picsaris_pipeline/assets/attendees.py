@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from picsaris_pipeline.assets.boundary import FACE_ENGINE_POOL, STEP_RETRY_POLICY, dagster_errors
+from picsaris_pipeline.assets.boundary import dagster_errors, step_asset
 from picsaris_pipeline.partitions import attendee_partitions
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
 from picsaris_pipeline.services import attendees
@@ -10,13 +10,7 @@ from picsaris_pipeline.services import attendees
 GROUP = "attendees"
 
 
-@dg.asset(
-    retry_policy=STEP_RETRY_POLICY,
-    partitions_def=attendee_partitions,
-    group_name=GROUP,
-    kinds={"dlib", "numpy", "rekognition"},
-    pool=FACE_ENGINE_POOL,
-)
+@step_asset(attendee_partitions, GROUP, kinds={"dlib", "numpy", "rekognition"}, calls_engine=True)
 def attendee_reference(
     context: dg.AssetExecutionContext,
     database: DatabaseResource,
@@ -42,13 +36,8 @@ def attendee_reference(
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(
-    retry_policy=STEP_RETRY_POLICY,
-    partitions_def=attendee_partitions,
-    group_name=GROUP,
-    deps=[attendee_reference],
-    kinds={"numpy", "sql", "rekognition"},
-    pool=FACE_ENGINE_POOL,
+@step_asset(
+    attendee_partitions, GROUP, kinds={"numpy", "sql", "rekognition"}, deps=[attendee_reference], calls_engine=True
 )
 def attendee_matches(
     context: dg.AssetExecutionContext,

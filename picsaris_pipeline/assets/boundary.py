@@ -6,7 +6,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,6 +36,25 @@ FACE_ENGINE_POOL = "face_engine"
 # as often and as patiently as STEP_RETRY_POLICY retries a step, so the photo does not hold up the
 # rest of its batch and the step is not repeated for the photos already done.
 PHOTO_ATTEMPTS = 1 + STEP_RETRY_POLICY.max_retries
+
+
+def step_asset(
+    partitions_def: dg.PartitionsDefinition,
+    group_name: str,
+    kinds: set[str],
+    deps: Sequence[dg.AssetsDefinition | dg.AssetDep] = (),
+    calls_engine: bool = False,
+) -> Callable[[Callable[..., dg.MaterializeResult]], dg.AssetsDefinition]:
+    """`dg.asset` as every pipeline step is declared: retried with back-off (STEP_RETRY_POLICY),
+    one partition per photo, attendee or event, and in the face engine's pool when it calls it."""
+    return dg.asset(
+        retry_policy=STEP_RETRY_POLICY,
+        partitions_def=partitions_def,
+        group_name=group_name,
+        deps=list(deps),
+        kinds=kinds,
+        pool=FACE_ENGINE_POOL if calls_engine else None,
+    )
 
 
 # An edge between the photo, attendee and event groups, drawn so the lineage reads like the flow, that
