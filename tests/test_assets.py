@@ -71,6 +71,11 @@ def test_a_rejected_photo_fails_the_upload_accepted_check_on_its_own_partition(p
     accepted = outcomes[(UPLOAD_ACCEPTED, photo.id)]
     assert not accepted.passed and accepted.severity is dg.AssetCheckSeverity.ERROR
     assert accepted.description == f"rejected: {pipeline.repo.get_photo(photo.id).reason}"
+    # It names the partition's verified_upload: the UI's partition list counts it as current.
+    (upload,) = pipeline.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("verified_upload"), asset_partitions=[photo.id]), limit=1
+    ).records
+    assert accepted.target_materialization_data.storage_id == upload.storage_id
     assert outcomes[(NOT_A_DUPLICATE, photo.id)].passed
 
 

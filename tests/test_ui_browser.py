@@ -89,10 +89,14 @@ def test_a_photo_partition_links_its_picture_and_a_rejected_upload_is_marked_in_
             width = page.wait_for(RENDERED_PICTURE)
             shot = page.screenshot(ARTIFACTS / "matches_published_picture.png")
 
-            page.goto(f"http://127.0.0.1:{port}/assets/matches_published?view=checks&checkDetail={UPLOAD_ACCEPTED}")
-            page.wait_for("document.body.innerText.includes('Partitions')")
+            page.goto(f"http://127.0.0.1:{port}/assets/verified_upload?view=checks&checkDetail={UPLOAD_ACCEPTED}")
+            page.wait_for("document.body.innerText.includes('Execution history')")  # the check's own tabs
             page.evaluate(DISMISS_DIALOGS)
             assert page.wait_for(click_text("Partitions"))
+            # The partition list itself: one photo passed, the rejected one failed.
+            counted = page.wait_for(
+                "document.body.innerText.includes('Failed (1)') && document.body.innerText.includes('Passed (1)')"
+            )
             assert page.wait_for(f"document.body.innerText.includes('{broken}')")
             assert page.wait_for(click_text(broken))
             marked = page.wait_for(
@@ -105,7 +109,7 @@ def test_a_photo_partition_links_its_picture_and_a_rejected_upload_is_marked_in_
     assert link.endswith(f"/photos/{photo}/thumb.jpg") and width == THUMB_SIDE == max(served.shape[:2])
     # The guest's box and label in green, the stranger's box in orange.
     assert _pixels_like(served, MATCHED) > 200 and _pixels_like(served, UNMATCHED) > 200
-    assert marked and shot.stat().st_size > 10_000
+    assert counted and marked and shot.stat().st_size > 10_000
     if IN_CI:
         print(f"screenshot kept at {shot}")
 

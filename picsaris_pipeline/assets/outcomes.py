@@ -8,10 +8,11 @@ Why partitioned asset checks, measured on dagster-webserver 1.13.27:
   in one step, so failing one corrupt photo would fail its batch-mates too, and a bad file would
   read as a crash to the failure sensor. A rejected upload is an outcome, not an error: its step
   succeeds, and the rest of its batch goes on.
-- A check with a partitions definition keeps one status per partition, listed on the check's page
-  (asset > Checks > the check: red for failed, green for passed) and counted in the asset's health.
-  The last step logs one evaluation per photo with the photo's partition (context.log_event), which
-  works in batch runs too, where an AssetCheckResult cannot name a partition.
+- A check with a partitions definition (a preview in 1.13) keeps one status per partition, listed
+  on the check's page (verified_upload > Checks > the check > Partitions: red for failed, green for
+  passed) and counted in the asset's health. The last step logs one evaluation per photo with the
+  photo's partition (context.log_event), which works in batch runs too, where an AssetCheckResult
+  cannot name a partition.
 Two checks, so the two outcomes stay apart in those lists: rejected or failed (ERROR) and duplicate
 (WARN). Running a check from the UI evaluates the photo's current status the same way.
 """
@@ -23,8 +24,12 @@ import dagster as dg
 from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.partitions import photo_partitions
 from picsaris_pipeline.resources import DatabaseResource
+from picsaris_pipeline.warm_runs.dagster_internals import AssetCheckEvaluationTargetMaterializationData
 
-CHECKED_ASSET = dg.AssetKey("matches_published")  # the last step: every photo's outcome is known there
+# Checked on verified_upload, where an upload is accepted or not, and evaluated by the last step
+# (matches_published), where every photo's outcome is known and its verified_upload is stored: the
+# UI counts an evaluation only when it names the partition's latest materialization.
+CHECKED_ASSET = dg.AssetKey("verified_upload")
 UPLOAD_ACCEPTED = "upload_accepted"
 NOT_A_DUPLICATE = "not_a_duplicate"
 
@@ -57,8 +62,22 @@ def verdicts(status: str, reason: str | None) -> list[Verdict]:
     ]
 
 
+def _checked_materialization(
+    instance: dg.DagsterInstance, photo_id: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    found = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=CHECKED_ASSET, asset_partitions=[photo_id]), limit=1
+    ).records
+    if not found:
+        return None
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=found[0].storage_id, run_id=found[0].run_id, timestamp=found[0].timestamp
+    )
+
+
 def log_outcome(context: dg.AssetExecutionContext, photo_id: str, status: str, reason: str | None) -> None:
     """Mark the photo's partition of both checks with its outcome."""
+    target = _checked_materialization(context.instance, photo_id)
     for verdict in verdicts(status, reason):
         context.log_event(
             dg.AssetCheckEvaluation(
@@ -68,6 +87,7 @@ def log_outcome(context: dg.AssetExecutionContext, photo_id: str, status: str, r
                 severity=verdict.severity,
                 description=verdict.description,
                 partition=photo_id,
+                target_materialization_data=target,
             )
         )
 
