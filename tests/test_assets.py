@@ -162,6 +162,22 @@ def test_a_late_joiner_is_matched_in_photos_processed_before_they_signed_up(pipe
     assert sorted(m.attendee_name for m in pipeline.repo.list_matches(event.id)) == ["Barack Obama", "Joe Biden"]
 
 
+def test_a_late_joiners_name_is_drawn_on_the_pictures_they_are_matched_in(pipeline, event, shared_photos):
+    uploader = pipeline.attendee(event, "Photographer", shared_photos["biden_2.jpg"].path, consent=False)
+    photo = pipeline.upload(event, uploader, shared_photos["obama_2.jpg"].path.read_bytes(), "obama.jpg")
+    assert pipeline.run_photo(photo.id).success
+
+    def matched_pixels() -> int:
+        picture = np.asarray(Image.open(io.BytesIO(pipeline.store.get(thumbnail_key(event.id, photo.id)))), dtype=int)
+        return int((np.abs(picture - np.array(MATCHED)).sum(axis=2) < 60).sum())
+
+    assert matched_pixels() < 50  # a stranger's orange box only
+    obama = pipeline.attendee(event, "Barack Obama", shared_photos["obama_1.jpg"].path)
+    result = pipeline.run_attendee(obama.id)
+    assert metadata(result, "attendee_matches")["pictures_redrawn"] == 1
+    assert matched_pixels() > 200
+
+
 def test_attendees_without_consent_are_never_matched(pipeline, event, obama, shared_photos):
     biden = pipeline.attendee(event, "Joe Biden", shared_photos["biden_2.jpg"].path, consent=False)
     assert pipeline.run_attendee(biden.id).success
