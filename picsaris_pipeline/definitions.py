@@ -16,6 +16,7 @@ import dagster as dg
 
 from picsaris_pipeline.assets import ATTENDEE_ASSETS, EVENT_ASSETS, PHOTO_ASSETS
 from picsaris_pipeline.assets.checks import HEALTH_CHECKS
+from picsaris_pipeline.assets.outcomes import OUTCOME_CHECKS
 from picsaris_pipeline.faces.engine import EngineVersions, configured_versions
 from picsaris_pipeline.jobs import (
     attendee_job,
@@ -66,7 +67,7 @@ def _build(engine: str, model: str | None, match_threshold: float | None) -> dg.
     versions = code_versions(configured_versions(engine, model), match_threshold)
     return dg.Definitions(
         assets=_versioned([*PHOTO_ASSETS, *ATTENDEE_ASSETS, *EVENT_ASSETS], versions),
-        asset_checks=HEALTH_CHECKS,
+        asset_checks=[*HEALTH_CHECKS, *OUTCOME_CHECKS],
         jobs=[photo_job, attendee_job, reembed_photo_job(engine), event_summary_job, health_checks_job],
         schedules=[health_checks_schedule],
         # Runs Dagster builds itself (asset backfills, materializing from the UI): one process per

@@ -1,8 +1,10 @@
-"""Small pictures of what was found, for people: the photo with its face boxes and matched names.
+"""Pictures of what was found, for people: the photo with its face boxes, each matched face labelled
+with the guest's name and similarity, unmatched faces boxed in another colour.
 
-A thumbnail is stored next to the verified image (derived/{photo}/thumb.jpg), where erasing the
-photo deletes it, and only linked from the materializations (thumbnail_route.py): no picture and no
-name ever goes into Dagster's event log, which is append-only and cannot be erased.
+The picture (still the thumbnail in keys and routes) is stored next to the verified image
+(derived/{photo}/thumb.jpg), where erasing the photo deletes it, and only linked from the
+materializations (thumbnail_route.py): no picture and no name ever goes into Dagster's event log,
+which is append-only and cannot be erased.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
-THUMB_SIDE = 320
+# Large enough to read a name over a face in a group photo when the operator opens the link; the
+# verified image is at most 2400 px, so this is still a reduced copy.
+THUMB_SIDE = 1024
 MATCHED = (46, 160, 67)  # green: a guest we know
 UNMATCHED = (245, 124, 0)  # orange: a face nobody matched
 
@@ -24,7 +28,7 @@ class DrawnFace:
     top: int
     right: int
     bottom: int
-    label: str | None = None  # the matched guest's name
+    label: str | None = None  # the matched guest's name and similarity, e.g. "Ada 0.62"
 
 
 def open_reduced(data: bytes, side: int) -> Image.Image:
@@ -40,9 +44,9 @@ def draw(image: Image.Image, faces: Sequence[DrawnFace], side: int, full_size: t
     small.thumbnail((side, side), Image.Resampling.LANCZOS)
     scale_x, scale_y = small.width / full_size[0], small.height / full_size[1]
     canvas = ImageDraw.Draw(small)
-    font_size = max(10, side // 22)
+    font_size = max(10, side // 48)
     font = ImageFont.load_default(size=font_size)
-    width = max(1, side // 160)
+    width = max(1, side // 320)
     for face in faces:
         colour = MATCHED if face.label else UNMATCHED
         box = (face.left * scale_x, face.top * scale_y, face.right * scale_x, face.bottom * scale_y)

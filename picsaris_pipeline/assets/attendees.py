@@ -2,21 +2,16 @@
 
 import dagster as dg
 
-from picsaris_pipeline.assets.boundary import FACE_ENGINE_POOL, STEP_RETRY_POLICY, dagster_errors
+from picsaris_pipeline.assets.boundary import dagster_errors, step_asset
 from picsaris_pipeline.partitions import attendee_partitions
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
 from picsaris_pipeline.services import attendees
+from picsaris_pipeline.services.consent import redraw_thumbnails
 
 GROUP = "attendees"
 
 
-@dg.asset(
-    retry_policy=STEP_RETRY_POLICY,
-    partitions_def=attendee_partitions,
-    group_name=GROUP,
-    kinds={"dlib", "numpy", "rekognition"},
-    pool=FACE_ENGINE_POOL,
-)
+@step_asset(attendee_partitions, GROUP, kinds={"dlib", "numpy", "rekognition"}, calls_engine=True)
 def attendee_reference(
     context: dg.AssetExecutionContext,
     database: DatabaseResource,
@@ -42,30 +37,25 @@ def attendee_reference(
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(
-    retry_policy=STEP_RETRY_POLICY,
-    partitions_def=attendee_partitions,
-    group_name=GROUP,
-    deps=[attendee_reference],
-    kinds={"numpy", "sql", "rekognition"},
-    pool=FACE_ENGINE_POOL,
+@step_asset(
+    attendee_partitions, GROUP, kinds={"numpy", "sql", "rekognition"}, deps=[attendee_reference], calls_engine=True
 )
 def attendee_matches(
     context: dg.AssetExecutionContext,
     database: DatabaseResource,
+    object_store: ObjectStoreResource,
     face_engine: FaceEngineResource,
     realtime: RealtimeResource,
 ) -> dg.MaterializeResult:
     """Photos already published in the event that this attendee appears in: late joiners see the
-    photos taken before they signed up."""
-    engine = face_engine.get()
+    photos taken before they signed up, and those photos' pictures are drawn again with their name."""
+    engine, repo = face_engine.get(), database.repository()
     with dagster_errors():
         found = attendees.match_late_joiner(
-            database.repository(),
-            realtime.publisher(),
-            context.partition_key,
-            engine.model_version,
-            face_engine.threshold(),
-            engine,
+            repo, realtime.publisher(), context.partition_key, engine.model_version, face_engine.threshold(), engine
         )
-    return dg.MaterializeResult(metadata={"photos_matched": len(found), "photo_ids": dg.MetadataValue.json(found)})
+        event_id = repo.get_attendee(context.partition_key).event_id
+        redrawn = redraw_thumbnails(repo, object_store.store(), engine, event_id, found)
+    return dg.MaterializeResult(
+        metadata={"photos_matched": len(found), "photo_ids": dg.MetadataValue.json(found), "pictures_redrawn": redrawn}
+    )

@@ -6,12 +6,13 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
 
+from picsaris_pipeline.assets.outcomes import log_outcome
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.errors import ConfigurationError, PicsarisError, RetryableError
 from picsaris_pipeline.resources import DatabaseResource
@@ -37,6 +38,40 @@ FACE_ENGINE_POOL = "face_engine"
 PHOTO_ATTEMPTS = 1 + STEP_RETRY_POLICY.max_retries
 
 
+def step_asset(
+    partitions_def: dg.PartitionsDefinition,
+    group_name: str,
+    kinds: set[str],
+    deps: Sequence[dg.AssetsDefinition | dg.AssetDep] = (),
+    calls_engine: bool = False,
+) -> Callable[[Callable[..., dg.MaterializeResult]], dg.AssetsDefinition]:
+    """`dg.asset` as every pipeline step is declared: retried with back-off (STEP_RETRY_POLICY),
+    one partition per photo, attendee or event, and in the face engine's pool when it calls it."""
+    return dg.asset(
+        retry_policy=STEP_RETRY_POLICY,
+        partitions_def=partitions_def,
+        group_name=group_name,
+        deps=list(deps),
+        kinds=kinds,
+        pool=FACE_ENGINE_POOL if calls_engine else None,
+    )
+
+
+# An edge between the photo, attendee and event groups, drawn so the lineage reads like the flow, that
+# ties no partition to another. The partitions are unrelated dynamic sets (an event's photos are
+# known to the database, not to Dagster), so the only other mapping, AllPartitionMapping, makes every
+# partition depend on every upstream one: measured on a test instance, one new photo in any event
+# then marks every event's summary stale (and one new attendee every photo), until 100 upstream
+# partitions, past which Dagster stops tracking the edge at all; and a backfill of both assets holds
+# every summary until every photo is done. With no partition mapped, staleness and backfills stay
+# per group, as they were; the jobs and sensors order the work.
+def lineage_only(upstream: dg.AssetsDefinition) -> dg.AssetDep:
+    return dg.AssetDep(upstream, partition_mapping=dg.SpecificPartitionsPartitionMapping([]))
+
+
+PICTURE_LABEL = "picture"  # the metadata entry linking the photo drawn with its face boxes
+
+
 @contextmanager
 def dagster_errors() -> Iterator[None]:
     """RetryableError (throttling, a dropped connection) propagates, so STEP_RETRY_POLICY retries
@@ -52,7 +87,12 @@ def dagster_errors() -> Iterator[None]:
 
 def photo_metadata(result: StepResult, **extra: Any) -> dict[str, Any]:
     photo = result.photo
-    metadata: dict[str, Any] = {
+    metadata: dict[str, Any] = {}
+    if result.thumbnail_url:
+        # First, so it heads the partition's metadata: one click to the photo with its boxes. A link
+        # only (http route locally, presigned GET on a bucket): the picture stays out of Dagster.
+        metadata[PICTURE_LABEL] = dg.MetadataValue.url(result.thumbnail_url)
+    metadata |= {
         "status": result.status.value,
         "event_id": photo.event_id,
         "uploader_id": photo.uploader_id,  # ids, counts and statuses only: no names, file names or pictures
@@ -62,20 +102,12 @@ def photo_metadata(result: StepResult, **extra: Any) -> dict[str, Any]:
         metadata["reason"] = result.reason
     metadata.update(result.details)
     metadata.update(extra)
-    if result.thumbnail_url:
-        metadata["thumbnail"] = dg.MetadataValue.url(result.thumbnail_url)
     if result.timings_ms:
         metadata["timings_ms"] = dg.MetadataValue.json(result.timings_ms)
         metadata["step_ms"] = round(sum(result.timings_ms.values()), 1)
     return {k: v for k, v in metadata.items() if not isinstance(v, list)} | {
         k: dg.MetadataValue.json(v) for k, v in metadata.items() if isinstance(v, list)
     }
-
-
-def run_step(step: Callable[[], StepResult], **extra: Any) -> dg.MaterializeResult:
-    with dagster_errors():
-        result = step()
-    return dg.MaterializeResult(metadata=photo_metadata(result, **extra))
 
 
 def _backoff(attempt: int) -> float:
@@ -108,29 +140,36 @@ def run_photo_step(
     context: dg.AssetExecutionContext,
     database: DatabaseResource,
     prepare: Callable[[Repository], Callable[[str], StepResult]],
+    marks_outcome: bool = False,
 ) -> dg.MaterializeResult:
     """The step for each photo of the run; `prepare` builds the per-photo function once per step
     (store, engine and publisher resolved once for the whole batch). A run of one photo behaves as
     a plain step: errors go to the retry policy. A batch run (a partition range) isolates its photos:
     a photo that still fails after its own retries is marked `failed` with the reason, the later
     steps skip it, and the other photos go on. Each photo's partition carries its own metadata; the
-    step's summarises the batch."""
+    step's summarises the batch. With `marks_outcome` (the last step) each photo's partition of the
+    outcome checks (outcomes.py) is marked too."""
     with dagster_errors():
         repo = database.repository()
         step = prepare(repo)
     photo_ids = context.partition_keys
     if len(photo_ids) == 1:
-        return run_step(lambda: step(photo_ids[0]))
+        with dagster_errors():
+            result = step(photo_ids[0])
+        if marks_outcome:
+            log_outcome(context, photo_ids[0], result.status.value, result.reason)
+        return dg.MaterializeResult(metadata=photo_metadata(result))
     statuses: Counter[str] = Counter()
     for photo_id in photo_ids:
         outcome = _one_of_a_batch(step, photo_id)
         if isinstance(outcome, StepResult):
             metadata = photo_metadata(outcome)
-            statuses[outcome.status.value] += 1
         else:
             mark_failed(repo, photo_id, f"{context.asset_key.to_user_string()}: {outcome}")
             metadata = {"status": "failed", "reason": outcome, "step_skipped": False}
-            statuses["failed"] += 1
+        statuses[metadata["status"]] += 1
+        if marks_outcome:
+            log_outcome(context, photo_id, metadata["status"], metadata.get("reason"))
         context.add_asset_metadata(metadata, partition_key=photo_id)
     return dg.MaterializeResult(
         metadata={"batch_photos": len(photo_ids), "batch_statuses": dg.MetadataValue.json(dict(statuses))}

@@ -1,11 +1,14 @@
 """Asset checks an operator acts on. They run on a schedule (ops_health_checks) and on demand from
 the UI, not inside every photo's run, where they would add event writes to the latency path."""
 
+from collections.abc import Callable
+
 import dagster as dg
 
 from picsaris_pipeline import health
 from picsaris_pipeline.assets.attendees import attendee_reference
 from picsaris_pipeline.assets.photos import embeddings_stored, matches_published, verified_upload
+from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource
 
 
@@ -18,9 +21,29 @@ def _result(finding: health.Finding, severity: dg.AssetCheckSeverity) -> dg.Asse
     )
 
 
-@dg.asset_check(asset=matches_published, description="Must be zero: matches naming an attendee without consent.")
-def no_matches_without_consent(database: DatabaseResource) -> dg.AssetCheckResult:
-    return _result(health.matches_without_consent(database.repository()), dg.AssetCheckSeverity.ERROR)
+def _database_check(
+    asset: dg.AssetsDefinition,
+    name: str,
+    description: str,
+    finding: Callable[[Repository], health.Finding],
+    severity: dg.AssetCheckSeverity,
+) -> dg.AssetChecksDefinition:
+    """A check whose finding needs only the application database."""
+
+    @dg.asset_check(asset=asset, name=name, description=description)
+    def database_check(database: DatabaseResource) -> dg.AssetCheckResult:
+        return _result(finding(database.repository()), severity)
+
+    return database_check
+
+
+no_matches_without_consent = _database_check(
+    matches_published,
+    "no_matches_without_consent",
+    "Must be zero: matches naming an attendee without consent.",
+    health.matches_without_consent,
+    dg.AssetCheckSeverity.ERROR,
+)
 
 
 @dg.asset_check(
@@ -41,20 +64,22 @@ def references_complete(database: DatabaseResource, face_engine: FaceEngineResou
     return _result(finding, dg.AssetCheckSeverity.WARN)
 
 
-@dg.asset_check(
-    asset=matches_published,
-    description="Realtime messages of published photos still undelivered after 5 minutes (publisher down?).",
+realtime_outbox_backlog = _database_check(
+    matches_published,
+    "realtime_outbox_backlog",
+    "Realtime messages of published photos still undelivered after 5 minutes (publisher down?).",
+    health.outbox_backlog,
+    dg.AssetCheckSeverity.WARN,
 )
-def realtime_outbox_backlog(database: DatabaseResource) -> dg.AssetCheckResult:
-    return _result(health.outbox_backlog(database.repository()), dg.AssetCheckSeverity.WARN)
 
 
-@dg.asset_check(
-    asset=matches_published,
-    description="Must be zero: matches pairing a face and a reference of different model versions.",
+no_version_mixing = _database_check(
+    matches_published,
+    "no_version_mixing",
+    "Must be zero: matches pairing a face and a reference of different model versions.",
+    health.version_mixing,
+    dg.AssetCheckSeverity.ERROR,
 )
-def no_version_mixing(database: DatabaseResource) -> dg.AssetCheckResult:
-    return _result(health.version_mixing(database.repository()), dg.AssetCheckSeverity.ERROR)
 
 
 @dg.asset_check(
@@ -76,13 +101,14 @@ def vectors_well_formed(database: DatabaseResource, face_engine: FaceEngineResou
     return _result(health.malformed_vectors(database.repository(), dimensions), dg.AssetCheckSeverity.ERROR)
 
 
-@dg.asset_check(
-    asset=attendee_reference,
-    description="Must be zero: attendees without consent who still have a reference vector, an engine user "
+no_face_data_without_consent = _database_check(
+    attendee_reference,
+    "no_face_data_without_consent",
+    "Must be zero: attendees without consent who still have a reference vector, an engine user "
     "or a reference marked ready.",
+    health.face_data_without_consent,
+    dg.AssetCheckSeverity.ERROR,
 )
-def no_face_data_without_consent(database: DatabaseResource) -> dg.AssetCheckResult:
-    return _result(health.face_data_without_consent(database.repository()), dg.AssetCheckSeverity.ERROR)
 
 
 HEALTH_CHECKS = [

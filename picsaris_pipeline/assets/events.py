@@ -2,14 +2,21 @@
 
 import dagster as dg
 
-from picsaris_pipeline.assets.boundary import STEP_RETRY_POLICY
+from picsaris_pipeline.assets.attendees import attendee_matches
+from picsaris_pipeline.assets.boundary import lineage_only, step_asset
+from picsaris_pipeline.assets.photos import matches_published
 from picsaris_pipeline.partitions import event_partitions
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource
 from picsaris_pipeline.services.face_clusters import unknown_people_metadata
 from picsaris_pipeline.services.versions import active_version
 
 
-@dg.asset(retry_policy=STEP_RETRY_POLICY, partitions_def=event_partitions, group_name="events", kinds={"polars"})
+@step_asset(
+    event_partitions,
+    "events",
+    kinds={"polars"},
+    deps=[lineage_only(matches_published), lineage_only(attendee_matches)],  # the event's photos and matches
+)
 def event_summary(
     context: dg.AssetExecutionContext,
     database: DatabaseResource,

@@ -5,7 +5,8 @@ from functools import partial
 
 import dagster as dg
 
-from picsaris_pipeline.assets.boundary import FACE_ENGINE_POOL, STEP_RETRY_POLICY, run_photo_step
+from picsaris_pipeline.assets.attendees import attendee_reference
+from picsaris_pipeline.assets.boundary import lineage_only, run_photo_step, step_asset
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.partitions import photo_partitions
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
@@ -14,7 +15,7 @@ from picsaris_pipeline.services import photos
 GROUP = "photos"
 
 
-@dg.asset(retry_policy=STEP_RETRY_POLICY, partitions_def=photo_partitions, group_name=GROUP, kinds={"pillow", "s3"})
+@step_asset(photo_partitions, GROUP, kinds={"pillow", "s3"})
 def verified_upload(
     context: dg.AssetExecutionContext, database: DatabaseResource, object_store: ObjectStoreResource
 ) -> dg.MaterializeResult:
@@ -24,14 +25,7 @@ def verified_upload(
     return run_photo_step(context, database, lambda repo: partial(photos.verify_upload, repo, object_store.store()))
 
 
-@dg.asset(
-    retry_policy=STEP_RETRY_POLICY,
-    partitions_def=photo_partitions,
-    group_name=GROUP,
-    deps=[verified_upload],
-    kinds={"dlib", "rekognition"},
-    pool=FACE_ENGINE_POOL,
-)
+@step_asset(photo_partitions, GROUP, kinds={"dlib", "rekognition"}, deps=[verified_upload], calls_engine=True)
 def faces_detected(
     context: dg.AssetExecutionContext,
     database: DatabaseResource,
@@ -46,14 +40,7 @@ def faces_detected(
     )
 
 
-@dg.asset(
-    retry_policy=STEP_RETRY_POLICY,
-    partitions_def=photo_partitions,
-    group_name=GROUP,
-    deps=[faces_detected],
-    kinds={"dlib", "numpy", "rekognition"},
-    pool=FACE_ENGINE_POOL,
-)
+@step_asset(photo_partitions, GROUP, kinds={"dlib", "numpy", "rekognition"}, deps=[faces_detected], calls_engine=True)
 def embeddings_stored(
     context: dg.AssetExecutionContext,
     database: DatabaseResource,
@@ -68,13 +55,12 @@ def embeddings_stored(
     )
 
 
-@dg.asset(
-    retry_policy=STEP_RETRY_POLICY,
-    partitions_def=photo_partitions,
-    group_name=GROUP,
-    deps=[embeddings_stored],
+@step_asset(
+    photo_partitions,
+    GROUP,
     kinds={"numpy", "sql", "rekognition"},
-    pool=FACE_ENGINE_POOL,
+    deps=[embeddings_stored, lineage_only(attendee_reference)],  # matched against the guests' references
+    calls_engine=True,
 )
 def matches_published(
     context: dg.AssetExecutionContext,
@@ -98,4 +84,4 @@ def matches_published(
             repo, store, publisher, photo_id, engine.model_version, threshold, engine
         )
 
-    return run_photo_step(context, database, prepare)
+    return run_photo_step(context, database, prepare, marks_outcome=True)

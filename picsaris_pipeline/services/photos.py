@@ -9,7 +9,7 @@ from typing import Any
 from PIL import Image
 
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.domain import STOPPED_STATUSES, Photo, PhotoStatus
+from picsaris_pipeline.domain import STOPPED_STATUSES, MatchRow, Photo, PhotoStatus
 from picsaris_pipeline.faces.engine import FaceEngine
 from picsaris_pipeline.keys import thumbnail_key, verified_image_key
 from picsaris_pipeline.realtime import RealtimePublisher, photo_messages
@@ -169,8 +169,7 @@ def publish_matches(
         delivery = deliver(repo, publisher, photo.id)
     matched = repo.list_matches(photo.event_id, photo_id=photo.id, model_version=model_version)
     with watch.lap("thumbnail"):
-        names = {m.face_id: m.attendee_name for m in matched}
-        thumbnail_url = _matched_pictures(repo, store, photo, names, strategy.detector_version)
+        thumbnail_url = _matched_pictures(repo, store, photo, _face_labels(matched), strategy.detector_version)
     return StepResult(
         repo.get_photo(photo.id),
         PhotoStatus.PUBLISHED,
@@ -190,17 +189,22 @@ def publish_matches(
     )
 
 
+def _face_labels(matched: list[MatchRow]) -> dict[str, str]:
+    """Face id -> what its box says: the guest and how sure the match is ("Ada 0.62")."""
+    return {m.face_id: f"{m.attendee_name} {m.similarity:.2f}" for m in matched}
+
+
 def _matched_pictures(
-    repo: Repository, store: ObjectStore, photo: Photo, names_by_face: dict[str, str], detector: str | None
+    repo: Repository, store: ObjectStore, photo: Photo, labels_by_face: dict[str, str], detector: str | None
 ) -> str:
-    """The stored thumbnail with face boxes and matched names (in the bucket, erasable; Dagster only
-    gets the link)."""
+    """The stored picture with face boxes, matched faces labelled (in the bucket, erasable; Dagster
+    only gets the link)."""
     key = verified_image_key(photo.event_id, photo.id)
     verified = _VERIFIED.get(key)  # in memory unless another process ran the earlier steps
     image = _reduced(key, verified) if verified is not None else open_reduced(store.get(key), THUMB_SIDE)
     full_size = (photo.width or image.width, photo.height or image.height)
     faces = repo.get_faces(photo.id, detector)  # one detector's faces: a re-embedding may hold two
-    drawn = [DrawnFace(f.left, f.top, f.right, f.bottom, names_by_face.get(f.id)) for f in faces]
+    drawn = [DrawnFace(f.left, f.top, f.right, f.bottom, labels_by_face.get(f.id)) for f in faces]
     return _store_thumbnail(store, photo, draw(image, drawn, THUMB_SIDE, full_size))
 
 
@@ -211,10 +215,10 @@ def redraw_thumbnail(repo: Repository, store: ObjectStore, photo_id: str, model_
     if store.head(verified_image_key(photo.event_id, photo.id)) is None:
         return False
     matched = repo.list_matches(photo.event_id, photo_id=photo.id, model_version=model_version)
-    names = {m.face_id: m.attendee_name for m in matched}
+    labels = _face_labels(matched)
     faces = repo.get_faces(photo.id)
     # One detector's faces (a re-embedding may hold two): the matched faces', else the first found.
-    detectors = [f.detector_version for f in faces if f.id in names] or [f.detector_version for f in faces]
+    detectors = [f.detector_version for f in faces if f.id in labels] or [f.detector_version for f in faces]
     detector = detectors[0] if detectors else None
-    _matched_pictures(repo, store, photo, names, detector)
+    _matched_pictures(repo, store, photo, labels, detector)
     return True

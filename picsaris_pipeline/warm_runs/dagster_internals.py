@@ -24,6 +24,9 @@ in the current process):
 - dagster._cli.api and dagster._core.execution.api are imported ahead by the warm worker (the
   import is the cost each run would otherwise pay).
 - JobPythonOrigin (dagster._core.origin): only the type of a run's code origin, in an annotation.
+- AssetCheckEvaluationTargetMaterializationData (dagster._core.definitions.asset_checks): outside
+  warm_runs/, for assets/outcomes.py: the materialization a per-photo check evaluation logged in a
+  batch run is about; without it the UI's partition list shows the evaluation as outdated.
 
 The run worker's entry points are imported when called, not with this module: the launcher is
 loaded by every process that opens the production instance.
@@ -35,6 +38,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from dagster import DagsterInstance
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
@@ -60,11 +64,13 @@ INTERNALS: tuple[tuple[str, str], ...] = (
     ("dagster._cli", "api"),
     ("dagster._core.execution", "api"),
     ("dagster._core.origin", "JobPythonOrigin"),  # only as a type annotation
+    ("dagster._core.definitions.asset_checks.asset_check_evaluation", "AssetCheckEvaluationTargetMaterializationData"),
 )
 
 __all__ = [
     "DAGSTER_VERSION",
     "INTERNALS",
+    "AssetCheckEvaluationTargetMaterializationData",
     "CheckRunHealthResult",
     "ConfigurableClass",
     "ConfigurableClassData",

@@ -97,7 +97,7 @@ def test_the_thumbnail_is_one_click_from_the_partition_and_gone_once_the_photo_i
     try:
         monkeypatch.setenv("PICSARIS_THUMBNAIL_PORT", str(server.server_address[1]))
         picsaris("process")
-        link = _dagster_metadata(app.instance, "matches_published", photo)["thumbnail"]
+        link = _dagster_metadata(app.instance, "matches_published", photo)["picture"]
         assert link == f"http://127.0.0.1:{server.server_address[1]}/photos/{photo}/thumb.jpg"
         status, body = _get(link)
         assert status == 200 and body == app.store.get(thumbnail_key(event, photo)) and body[:2] == b"\xff\xd8"

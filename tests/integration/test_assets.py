@@ -2,15 +2,20 @@
 
 import io
 
+import dagster as dg
+import numpy as np
 import pytest
 from PIL import Image
 
 from picsaris_pipeline.assets import PHOTO_ASSETS
+from picsaris_pipeline.assets.outcomes import NOT_A_DUPLICATE, UPLOAD_ACCEPTED
 from picsaris_pipeline.db.schema import face_vectors, faces, matches
+from picsaris_pipeline.definitions import build_definitions
 from picsaris_pipeline.domain import PhotoStatus, ReferenceStatus
 from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
-from picsaris_pipeline.keys import verified_image_key
+from picsaris_pipeline.keys import thumbnail_key, verified_image_key
 from picsaris_pipeline.resources import DatabaseResource
+from picsaris_pipeline.thumbnails import MATCHED, THUMB_SIDE, UNMATCHED
 from tests.support.db_helpers import count_rows
 from tests.support.pipeline_helpers import metadata
 
@@ -52,6 +57,59 @@ def test_a_corrupt_photo_ends_rejected_and_its_run_succeeds(pipeline, event, oba
     assert stored.status is PhotoStatus.REJECTED and "corrupt or truncated" in stored.reason
     assert metadata(result, "verified_upload")["reason"] == stored.reason
     assert metadata(result, "matches_published")["step_skipped"] is True
+
+
+def _outcomes(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str | None], dg.AssetCheckEvaluation]:
+    """The outcome checks' evaluations of a run, by (check, photo partition)."""
+    return {(e.check_name, e.partition): e for e in result.get_asset_check_evaluations()}
+
+
+def test_a_rejected_photo_fails_the_upload_accepted_check_on_its_own_partition(pipeline, event, obama, shared_photos):
+    photo = pipeline.upload(event, obama, shared_photos["obama_3.jpg"].path.read_bytes()[:5000], "broken.jpg")
+    outcomes = _outcomes(pipeline.run_photo(photo.id))
+    accepted = outcomes[(UPLOAD_ACCEPTED, photo.id)]
+    assert not accepted.passed and accepted.severity is dg.AssetCheckSeverity.ERROR
+    assert accepted.description == f"rejected: {pipeline.repo.get_photo(photo.id).reason}"
+    # It names the partition's verified_upload: the UI's partition list counts it as current.
+    (upload,) = pipeline.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("verified_upload"), asset_partitions=[photo.id]), limit=1
+    ).records
+    assert accepted.target_materialization_data.storage_id == upload.storage_id
+    assert outcomes[(NOT_A_DUPLICATE, photo.id)].passed
+
+
+def test_a_batch_marks_each_photo_partition_with_its_own_outcome(pipeline, event, obama, shared_photos):
+    good_bytes = shared_photos["obama_2.jpg"].path.read_bytes()
+    good = pipeline.upload(event, obama, good_bytes, "good.jpg")
+    broken = pipeline.upload(event, obama, good_bytes[:5000], "broken.jpg")
+    copy = pipeline.repo.create_photo(
+        event.id, obama.id, "copy.jpg", "image/jpeg", good.declared_sha256, len(good_bytes), "jpg"
+    )
+    pipeline.store.put(copy.object_key, good_bytes)
+    pipeline.repo.update_photo(copy.id, PhotoStatus.UPLOADED)
+    result = pipeline.run_batch([good.id, broken.id, copy.id])
+    assert result.success  # a corrupt photo is an outcome: its batch-mates go on
+    outcomes = _outcomes(result)
+    passed = {key: evaluation.passed for key, evaluation in outcomes.items()}
+    assert passed == {
+        (UPLOAD_ACCEPTED, good.id): True,
+        (NOT_A_DUPLICATE, good.id): True,
+        (UPLOAD_ACCEPTED, broken.id): False,
+        (NOT_A_DUPLICATE, broken.id): True,
+        (UPLOAD_ACCEPTED, copy.id): True,
+        (NOT_A_DUPLICATE, copy.id): False,
+    }
+    assert outcomes[(NOT_A_DUPLICATE, copy.id)].severity is dg.AssetCheckSeverity.WARN
+    assert pipeline.repo.get_photo(good.id).status is PhotoStatus.PUBLISHED
+
+
+def test_the_picture_is_large_enough_to_read_and_boxes_unmatched_faces_in_orange(pipeline, event, obama, shared_photos):
+    photo = pipeline.upload(event, obama, shared_photos["group_two_people.jpg"].path.read_bytes(), "two.jpg")
+    assert metadata(pipeline.run_photo(photo.id), "matches_published")["picture"].endswith(f"/{photo.id}/thumb.jpg")
+    picture = np.asarray(Image.open(io.BytesIO(pipeline.store.get(thumbnail_key(event.id, photo.id)))), dtype=int)
+    assert max(picture.shape[:2]) == THUMB_SIDE
+    for colour in (MATCHED, UNMATCHED):  # one guest matched, one stranger
+        assert (np.abs(picture - np.array(colour)).sum(axis=2) < 60).sum() > 200
 
 
 def test_bytes_that_do_not_match_the_declared_sha256_are_rejected(pipeline, event, obama, shared_photos):
@@ -101,6 +159,22 @@ def test_a_late_joiner_is_matched_in_photos_processed_before_they_signed_up(pipe
     result = pipeline.run_attendee(biden.id)
     assert metadata(result, "attendee_matches")["photos_matched"] == 1
     assert sorted(m.attendee_name for m in pipeline.repo.list_matches(event.id)) == ["Barack Obama", "Joe Biden"]
+
+
+def test_a_late_joiners_name_is_drawn_on_the_pictures_they_are_matched_in(pipeline, event, shared_photos):
+    uploader = pipeline.attendee(event, "Photographer", shared_photos["biden_2.jpg"].path, consent=False)
+    photo = pipeline.upload(event, uploader, shared_photos["obama_2.jpg"].path.read_bytes(), "obama.jpg")
+    assert pipeline.run_photo(photo.id).success
+
+    def matched_pixels() -> int:
+        picture = np.asarray(Image.open(io.BytesIO(pipeline.store.get(thumbnail_key(event.id, photo.id)))), dtype=int)
+        return int((np.abs(picture - np.array(MATCHED)).sum(axis=2) < 60).sum())
+
+    assert matched_pixels() < 50  # a stranger's orange box only
+    obama = pipeline.attendee(event, "Barack Obama", shared_photos["obama_1.jpg"].path)
+    result = pipeline.run_attendee(obama.id)
+    assert metadata(result, "attendee_matches")["pictures_redrawn"] == 1
+    assert matched_pixels() > 200
 
 
 def test_attendees_without_consent_are_never_matched(pipeline, event, obama, shared_photos):
@@ -166,3 +240,17 @@ def test_a_step_whose_database_is_unreachable_is_retried_with_back_off_then_fail
     assert not result.success
     retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert len(retries) == 3
+
+
+def test_the_lineage_joins_the_photo_attendee_and_event_groups_without_tying_partitions():
+    graph = build_definitions().resolve_asset_graph()
+    parents = {
+        key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
+        for key in graph.get_all_asset_keys()
+    }
+    assert parents["matches_published"] == {"embeddings_stored", "attendee_reference"}
+    assert parents["event_summary"] == {"matches_published", "attendee_matches"}
+    across = [("matches_published", "attendee_reference"), ("event_summary", "matches_published")]
+    for child, parent in across:  # no partition mapped: staleness and backfills stay within each group
+        mapping = graph.get_partition_mapping(dg.AssetKey(child), dg.AssetKey(parent))
+        assert mapping == dg.SpecificPartitionsPartitionMapping([])

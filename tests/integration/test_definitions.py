@@ -42,6 +42,8 @@ def test_definitions_load_with_every_asset_job_and_sensor():
         "active_version_complete",
         "vectors_well_formed",
         "no_face_data_without_consent",
+        "upload_accepted",  # the per-photo outcome checks (assets/outcomes.py)
+        "not_a_duplicate",
     }
 
 

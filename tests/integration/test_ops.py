@@ -33,7 +33,7 @@ def test_materializations_link_a_thumbnail_and_carry_no_picture_or_name(pipeline
     photo = pipeline.upload(event, obama, shared_photos["group_two_people.jpg"].path.read_bytes(), "two.jpg")
     result = pipeline.run_photo(photo.id)
     for asset in ("verified_upload", "faces_detected", "matches_published"):
-        assert metadata(result, asset)["thumbnail"] == f"http://127.0.0.1:{route_port()}/photos/{photo.id}/thumb.jpg"
+        assert metadata(result, asset)["picture"] == f"http://127.0.0.1:{route_port()}/photos/{photo.id}/thumb.jpg"
     published = metadata(result, "matches_published")
     assert published["matched_attendee_ids"] == [obama.id] and "preview" not in published
     assert not any(
@@ -42,7 +42,7 @@ def test_materializations_link_a_thumbnail_and_carry_no_picture_or_name(pipeline
         for text in ("two.jpg", "Barack Obama", "base64", "boxes")
     )
     thumb = Image.open(io.BytesIO(pipeline.store.get(thumbnail_key(event.id, photo.id)))).convert("RGB")
-    assert max(thumb.size) == 320
+    assert max(thumb.size) == 1024
     # The matched face is boxed and labelled in green.
     assert (np.abs(np.asarray(thumb, dtype=int) - GREEN).sum(axis=2) < 60).sum() > 200
 
