@@ -12,6 +12,7 @@ from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.domain import STOPPED_STATUSES, MatchRow, Photo, PhotoStatus
 from picsaris_pipeline.faces.engine import FaceEngine
 from picsaris_pipeline.keys import thumbnail_key, verified_image_key
+from picsaris_pipeline.listings import SIMILARITY_DIGITS
 from picsaris_pipeline.realtime import RealtimePublisher, photo_messages
 from picsaris_pipeline.services import face_clusters, policy_matching, versions
 from picsaris_pipeline.services.delivery import deliver
@@ -179,7 +180,7 @@ def publish_matches(
             "model_version": model_version,
             "active_model_version": active,
             "event_cut_over": cut_over,
-            "min_similarity": min_similarity,
+            "min_similarity": round(min_similarity, SIMILARITY_DIGITS),  # 1 - 0.55 is 0.44999999999999996
             "realtime_messages": delivery.sent,
             "realtime_pending": delivery.pending,
             "publisher": publisher.name,

@@ -14,6 +14,7 @@ from picsaris_pipeline.definitions import build_definitions
 from picsaris_pipeline.domain import PhotoStatus, ReferenceStatus
 from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
 from picsaris_pipeline.keys import thumbnail_key, verified_image_key
+from picsaris_pipeline.match_policy import DEFAULT_POLICY
 from picsaris_pipeline.resources import DatabaseResource
 from picsaris_pipeline.thumbnails import MATCHED, THUMB_SIDE, UNMATCHED
 from tests.support.db_helpers import count_rows
@@ -38,6 +39,7 @@ def test_a_real_photo_is_verified_detected_embedded_and_matched(pipeline, event,
     published = metadata(result, "matches_published")
     assert published["matched_attendee_ids"] == [obama.id] and published["matches"] == 1
     assert "timings_ms" in published and published["realtime_messages"] == 2
+    assert published["min_similarity"] == DEFAULT_POLICY.min_similarity == 0.525  # rounded for people, no float noise
     assert pipeline.store.head(verified_image_key(event.id, photo.id)) is not None
 
 
