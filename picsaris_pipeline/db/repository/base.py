@@ -65,6 +65,14 @@ class RepositoryBase:
         """The database's URL, password included, for another process to connect to the same database."""
         return self.engine.url.render_as_string(hide_password=False)
 
+    def url_without_password(self) -> str:
+        """The database's URL for messages and logs."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def dispose(self) -> None:
+        """Close the engine's pooled connections (an unshared repository's holder, when done)."""
+        self.engine.dispose()
+
     def _tx(self) -> Any:
         return _translated(self.engine.begin())
 
