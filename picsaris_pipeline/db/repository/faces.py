@@ -9,7 +9,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from picsaris_pipeline.db import schema as t
-from picsaris_pipeline.db.repository.base import RepositoryBase, _from_blobs, _now, _to_blob
+from picsaris_pipeline.db.repository.base import RepositoryBase, _from_blobs, _now, _replace_rows, _to_blob
 from picsaris_pipeline.domain import Face, Photo
 from picsaris_pipeline.faces.engine import FaceBox
 from picsaris_pipeline.faces.quality import FaceQuality
@@ -27,32 +27,22 @@ class FacesRepository(RepositoryBase):
         if same:
             return existing
         now = _now()
-        with self._tx() as conn:
-            conn.execute(
-                t.faces.delete()
-                .where(t.faces.c.photo_id == photo.id)
-                .where(t.faces.c.detector_version == detector_version)
+        rows = [
+            dict(
+                id=new_id(),
+                event_id=photo.event_id,
+                face_index=i,
+                left=b.left,
+                top=b.top,
+                right=b.right,
+                bottom=b.bottom,
+                score=b.score,
+                created_at=now,
             )
-            if boxes:
-                conn.execute(
-                    t.faces.insert(),
-                    [
-                        dict(
-                            id=new_id(),
-                            photo_id=photo.id,
-                            event_id=photo.event_id,
-                            detector_version=detector_version,
-                            face_index=i,
-                            left=b.left,
-                            top=b.top,
-                            right=b.right,
-                            bottom=b.bottom,
-                            score=b.score,
-                            created_at=now,
-                        )
-                        for i, b in enumerate(boxes)
-                    ],
-                )
+            for i, b in enumerate(boxes)
+        ]
+        with self._tx() as conn:
+            _replace_rows(conn, t.faces, {"photo_id": photo.id, "detector_version": detector_version}, rows)
         return self.get_faces(photo.id, detector_version)
 
     def get_faces(self, photo_id: str, detector_version: str | None = None) -> list[Face]:
@@ -110,14 +100,11 @@ class FacesRepository(RepositoryBase):
     ) -> None:
         """Replace what an earlier run stored for the photo under the model version (per-face rows of
         face_vectors or engine_faces) with `rows`, in one transaction."""
-        now = _now()
+        common = dict(event_id=photo.event_id, created_at=_now())
         with self._tx() as conn:
-            conn.execute(
-                table.delete().where(table.c.photo_id == photo.id).where(table.c.model_version == model_version)
+            _replace_rows(
+                conn, table, {"photo_id": photo.id, "model_version": model_version}, [{**common, **r} for r in rows]
             )
-            if rows:
-                common = dict(model_version=model_version, event_id=photo.event_id, photo_id=photo.id, created_at=now)
-                conn.execute(table.insert(), [{**common, **row} for row in rows])
 
     def store_face_quality(self, faces: Sequence[Face], qualities: Sequence[FaceQuality]) -> None:
         """Record each face's quality, replacing what an earlier run of the same faces recorded."""
