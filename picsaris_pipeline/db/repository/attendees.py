@@ -14,6 +14,7 @@ from picsaris_pipeline.db.repository.base import (
     _from_blobs,
     _has_row,
     _lock_attendees,
+    _narrowed,
     _now,
     _store_reference,
     _to_blob,
@@ -121,8 +122,7 @@ class AttendeesRepository(EventsRepository):
             .where(t.attendees.c.reference_status.not_in([status.value for status in SETTLED_REFERENCES]))
             .order_by(t.attendees.c.id)
         )
-        if event_id:
-            query = query.where(t.attendees.c.event_id == event_id)
+        query = _narrowed(query, (t.attendees.c.event_id, event_id))
         with self._read() as conn:
             return [_attendee(r) for r in conn.execute(query).all()]
 

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.attendees import AttendeesRepository
-from picsaris_pipeline.db.repository.base import _check_id, _from_blobs, _now, _to_blob
+from picsaris_pipeline.db.repository.base import _check_id, _from_blobs, _narrowed, _now, _to_blob
 from picsaris_pipeline.db.repository.rows import (
     CANDIDATE_CONFIRMED,
     CANDIDATE_PROPOSED,
@@ -91,10 +91,7 @@ class CandidatesRepository(AttendeesRepository):
             .where(t.match_candidates.c.event_id == event_id)
             .order_by(t.match_candidates.c.photo_id, t.match_candidates.c.attendee_id)
         )
-        if attendee_id:
-            query = query.where(t.match_candidates.c.attendee_id == attendee_id)
-        if status:
-            query = query.where(t.match_candidates.c.status == status)
+        query = _narrowed(query, (t.match_candidates.c.attendee_id, attendee_id), (t.match_candidates.c.status, status))
         with self._read() as conn:
             return [_candidate(r) for r in conn.execute(query).all()]
 

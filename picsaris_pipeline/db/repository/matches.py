@@ -89,7 +89,6 @@ class MatchesRepository(RepositoryBase):
             .where(t.matches.c.event_id == event_id)
             .group_by(t.matches.c.photo_id)
         )
-        if model_version:
-            query = query.where(t.matches.c.model_version == model_version)
+        query = _narrowed(query, (t.matches.c.model_version, model_version))
         with self._read() as conn:
             return {photo_id: int(count) for photo_id, count in conn.execute(query).all()}

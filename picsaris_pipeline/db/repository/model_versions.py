@@ -7,7 +7,14 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 
 from picsaris_pipeline.db import schema as t
-from picsaris_pipeline.db.repository.base import SETTLED_REFERENCES, RepositoryBase, _has_row, _now, _replace_rows
+from picsaris_pipeline.db.repository.base import (
+    SETTLED_REFERENCES,
+    RepositoryBase,
+    _has_row,
+    _narrowed,
+    _now,
+    _replace_rows,
+)
 from picsaris_pipeline.db.repository.rows import StoredVector, _attendee, _photo
 from picsaris_pipeline.domain import Attendee, Photo, PhotoStatus
 
@@ -40,8 +47,7 @@ class ModelVersionsRepository(RepositoryBase):
             .where(~done)
             .order_by(t.attendees.c.id)
         )
-        if event_id:
-            query = query.where(t.attendees.c.event_id == event_id)
+        query = _narrowed(query, (t.attendees.c.event_id, event_id))
         with self._read() as conn:
             return [_attendee(r) for r in conn.execute(query).all()]
 
@@ -59,8 +65,7 @@ class ModelVersionsRepository(RepositoryBase):
             .where(~done)
             .order_by(t.photos.c.id)
         )
-        if event_id:
-            query = query.where(t.photos.c.event_id == event_id)
+        query = _narrowed(query, (t.photos.c.event_id, event_id))
         with self._read() as conn:
             return [_photo(r) for r in conn.execute(query).all()]
 

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from picsaris_pipeline.db import schema as t
-from picsaris_pipeline.db.repository.base import RepositoryBase, _now, _utc
+from picsaris_pipeline.db.repository.base import RepositoryBase, _narrowed, _now, _utc
 from picsaris_pipeline.domain import Photo, PhotoStatus
 from picsaris_pipeline.errors import PicsarisError
 from picsaris_pipeline.ids import new_id
@@ -30,8 +30,7 @@ class OutboxRepository(RepositoryBase):
             .order_by(t.realtime_outbox.c.created_at, t.realtime_outbox.c.id)
             .limit(limit)
         )
-        if photo_id:
-            query = query.where(t.realtime_outbox.c.photo_id == photo_id)
+        query = _narrowed(query, (t.realtime_outbox.c.photo_id, photo_id))
         with self._read() as conn:
             return [
                 OutboxMessage(
