@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -53,7 +54,7 @@ class DuplicatesRepository(PhotosRepository):
             original_id = rows[found[0]].id
             file_name = conn.execute(sa.select(t.photos.c.file_name).where(t.photos.c.id == original_id)).scalar_one()
             near = near_duplicates.NearDuplicate(original_id, file_name, found[1])
-            _mark_duplicate(conn, photo_id, original_id, near.reason, sha256)
+            _mark_duplicate(conn, photo_id, original_id, near.reason, _now(), sha256=sha256)
         return near
 
     def perceptual_hash_of(self, photo_id: str) -> int | None:
@@ -120,7 +121,7 @@ class DuplicatesRepository(PhotosRepository):
                 self._hand_over_to_better_copy(conn, verdict.photo_id, photo_id, verdict.better)
                 return verdict
             verdict = near_duplicates.Confirmed(verdict.photo_id, verdict.distance, verdict.fine_distance)
-            _mark_duplicate(conn, photo_id, verdict.photo_id, verdict.reason, sha256)
+            _mark_duplicate(conn, photo_id, verdict.photo_id, verdict.reason, _now(), sha256=sha256)
         return verdict
 
     def _compared_with(self, photo_id: str, query: sa.Select[Any]) -> tuple[Photo, sa.Select[Any]]:
@@ -149,16 +150,7 @@ class DuplicatesRepository(PhotosRepository):
         matched by its own steps, so its guests find it there); its faces and vectors stay for
         erasure to remove (late joiners are only matched to embedded or published photos)."""
         now = _now()
-        conn.execute(
-            t.photos.update()
-            .where(t.photos.c.id == kept_id)
-            .values(
-                status=PhotoStatus.DUPLICATE.value,
-                duplicate_of=better_id,
-                reason=near_duplicates.replaced_reason(better_id, why),
-                updated_at=now,
-            )
-        )
+        _mark_duplicate(conn, kept_id, better_id, near_duplicates.replaced_reason(better_id, why), now)
         conn.execute(
             t.photos.update()
             .where(t.photos.c.duplicate_of == kept_id)
@@ -176,17 +168,14 @@ class DuplicatesRepository(PhotosRepository):
 _NOT_COUNTED = (PhotoStatus.DUPLICATE, PhotoStatus.REJECTED, PhotoStatus.FAILED)
 
 
-def _mark_duplicate(conn: Connection, photo_id: str, original_id: str, reason: str, sha256: str) -> None:
+def _mark_duplicate(
+    conn: Connection, photo_id: str, original_id: str, reason: str, now: datetime, **values: Any
+) -> None:
+    """The photo becomes a duplicate of original_id, with the reason (and any other column values)."""
     conn.execute(
         t.photos.update()
         .where(t.photos.c.id == photo_id)
-        .values(
-            status=PhotoStatus.DUPLICATE.value,
-            duplicate_of=original_id,
-            reason=reason,
-            sha256=sha256,
-            updated_at=_now(),
-        )
+        .values(status=PhotoStatus.DUPLICATE.value, duplicate_of=original_id, reason=reason, updated_at=now, **values)
     )
 
 
