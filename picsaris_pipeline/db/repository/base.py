@@ -66,6 +66,14 @@ def _has_row(
     return sa.select(table.c[key]).where(table.c[key] == owner).where(table.c.model_version == model_version).exists()
 
 
+def _count_and_examples(
+    conn: Connection, source: sa.FromClause, condition: sa.ColumnElement[bool], examples: sa.Select[Any]
+) -> tuple[int, list[Any]]:
+    """How many rows of source meet condition, and the rows examples (narrowed to them) reads."""
+    count = conn.execute(sa.select(sa.func.count()).select_from(source).where(condition)).scalar_one()
+    return int(count), list(conn.execute(examples.where(condition)).all())
+
+
 # Attendees whose selfie will never become a reference: unusable, or no consent to keep face data.
 SETTLED_REFERENCES = (ReferenceStatus.REJECTED, ReferenceStatus.NO_CONSENT)
 

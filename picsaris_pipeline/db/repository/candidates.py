@@ -18,6 +18,7 @@ from picsaris_pipeline.db.repository.rows import (
     CANDIDATE_PROPOSED,
     CANDIDATE_REFUSED,
     CandidateRow,
+    CandidateState,
     ReferenceSets,
     _candidate,
     _photo,
@@ -75,13 +76,13 @@ class CandidatesRepository(AttendeesRepository):
         with self._read() as conn:
             return int(conn.execute(query).scalar_one())
 
-    def photo_candidates(self, photo_id: str) -> dict[str, tuple[str, str]]:
+    def photo_candidates(self, photo_id: str) -> dict[str, CandidateState]:
         """attendee id -> (status, face id) of every candidate row of one photo."""
         query = sa.select(
             t.match_candidates.c.attendee_id, t.match_candidates.c.status, t.match_candidates.c.face_id
         ).where(t.match_candidates.c.photo_id == photo_id)
         with self._read() as conn:
-            return {r.attendee_id: (r.status, r.face_id) for r in conn.execute(query).all()}
+            return {r.attendee_id: CandidateState(r.status, r.face_id) for r in conn.execute(query).all()}
 
     def list_candidates(
         self, event_id: str, attendee_id: str | None = None, status: str | None = None

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.base import RepositoryBase, _from_blobs, _now, _replace_rows, _to_blob
+from picsaris_pipeline.db.repository.rows import FaceVectors
 from picsaris_pipeline.domain import Face, Photo
 from picsaris_pipeline.faces.engine import FaceBox
 from picsaris_pipeline.faces.quality import FaceQuality
@@ -64,7 +65,7 @@ class FacesRepository(RepositoryBase):
         ]
         self._replace_photo_rows(t.face_vectors, photo, model_version, rows)
 
-    def photo_vectors(self, photo_id: str, model_version: str) -> tuple[list[str], np.ndarray]:
+    def photo_vectors(self, photo_id: str, model_version: str) -> FaceVectors:
         query = (
             sa.select(t.face_vectors.c.face_id, t.face_vectors.c.vector, t.face_vectors.c.dimension)
             .join(t.faces, t.faces.c.id == t.face_vectors.c.face_id)
@@ -75,9 +76,9 @@ class FacesRepository(RepositoryBase):
         with self._read() as conn:
             rows = conn.execute(query).all()
         dimension = rows[0].dimension if rows else 0
-        return [r.face_id for r in rows], _from_blobs([r.vector for r in rows], dimension)
+        return FaceVectors([r.face_id for r in rows], _from_blobs([r.vector for r in rows], dimension))
 
-    def event_face_vectors(self, event_id: str, model_version: str) -> tuple[list[str], np.ndarray]:
+    def event_face_vectors(self, event_id: str, model_version: str) -> FaceVectors:
         """(photo id per face, vectors) for every face of an event under one model version.
         Read as plain tuples and joined into one buffer: a late joiner reads all 36,000 faces of a
         large event, and row objects cost more than the matching itself (bench/matching.py)."""
@@ -93,7 +94,7 @@ class FacesRepository(RepositoryBase):
                 owners.append(photo_id)
                 blobs.append(vector)
         dimension = len(blobs[0]) // 4 if blobs else 0
-        return owners, _from_blobs(blobs, dimension)
+        return FaceVectors(owners, _from_blobs(blobs, dimension))
 
     def _replace_photo_rows(
         self, table: sa.Table, photo: Photo, model_version: str, rows: Sequence[dict[str, Any]]

@@ -10,12 +10,13 @@ from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.base import (
     SETTLED_REFERENCES,
     RepositoryBase,
+    _count_and_examples,
     _has_row,
     _narrowed,
     _now,
     _replace_rows,
 )
-from picsaris_pipeline.db.repository.rows import StoredVector, _attendee, _photo
+from picsaris_pipeline.db.repository.rows import Counted, StoredVector, _attendee, _photo
 from picsaris_pipeline.domain import Attendee, Photo, PhotoStatus
 
 
@@ -117,7 +118,7 @@ class ModelVersionsRepository(RepositoryBase):
                 deleted["faces"] = result.rowcount
         return deleted
 
-    def version_mixing(self, limit: int = 20) -> tuple[int, list[str]]:
+    def version_mixing(self, limit: int = 20) -> Counted[str]:
         """Matches whose face or attendee has no representation under the match's own model version:
         a match that paired two versions (or lost its vectors). Returns (count, examples)."""
         version = t.matches.c.model_version
@@ -131,16 +132,12 @@ class ModelVersionsRepository(RepositoryBase):
             )
         )
         bad = sa.not_(sa.and_(face_has, attendee_has))
+        examples = sa.select(t.matches.c.photo_id, t.matches.c.attendee_id, t.matches.c.model_version).limit(limit)
         with self._read() as conn:
-            count = conn.execute(sa.select(sa.func.count()).select_from(t.matches).where(bad)).scalar_one()
-            rows = conn.execute(
-                sa.select(t.matches.c.photo_id, t.matches.c.attendee_id, t.matches.c.model_version)
-                .where(bad)
-                .limit(limit)
-            ).all()
-        return int(count), [f"photo {r.photo_id} / attendee {r.attendee_id} ({r.model_version})" for r in rows]
+            count, rows = _count_and_examples(conn, t.matches, bad, examples)
+        return Counted(count, [f"photo {r.photo_id} / attendee {r.attendee_id} ({r.model_version})" for r in rows])
 
-    def published_without_active_version(self, fallback: str, limit: int = 20) -> tuple[int, list[str]]:
+    def published_without_active_version(self, fallback: str, limit: int = 20) -> Counted[str]:
         """Published photos that were never matched under their event's active version (fallback
         where an event has none): guests see nothing for them."""
         active = sa.func.coalesce(t.events.c.active_model_version, fallback)
@@ -153,7 +150,7 @@ class ModelVersionsRepository(RepositoryBase):
         )
         with self._read() as conn:
             rows = conn.execute(query).all()
-        return len(rows), [f"photo {r.id} (active {r.active})" for r in rows[:limit]]
+        return Counted(len(rows), [f"photo {r.id} (active {r.active})" for r in rows[:limit]])
 
     def vectors_by_version(self, batch: int = 5000) -> Iterator[StoredVector]:
         """(kind, model version, dimension, blob) of every stored vector, streamed in batches."""
