@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from picsaris_pipeline.db.repository import Repository
+from picsaris_pipeline.db.repository.rows import Counted
 from picsaris_pipeline.settings import Settings
 
 
@@ -20,6 +21,11 @@ class Finding:
 def _finding(count: int, passed: str, failed: str, examples: list[str] | None = None) -> Finding:
     """A check that passes when it found nothing: `passed` says so, `failed` says what it found."""
     return Finding(count == 0, count, passed if count == 0 else failed, examples or [])
+
+
+def _counted_finding(found: Counted[str], passed: str, failed: str) -> Finding:
+    """_finding of what a repository check counted; `failed` names the count as {count}."""
+    return _finding(found.total, passed, failed.format(count=found.total), found.examples)
 
 
 def stuck_after(environ: dict[str, str] | None = None) -> timedelta:
@@ -75,24 +81,20 @@ def missing_references(repo: Repository, model_version: str) -> Finding:
 
 def version_mixing(repo: Repository) -> Finding:
     """Matches whose face or attendee has no representation under the match's own model version."""
-    count, examples = repo.version_mixing()
-    return _finding(
-        count,
+    return _counted_finding(
+        repo.version_mixing(),
         "every match compares a face and a reference of its own model version",
-        f"{count} match(es) pair representations of different model versions (or lost them)",
-        examples,
+        "{count} match(es) pair representations of different model versions (or lost them)",
     )
 
 
 def active_version_gaps(repo: Repository, configured: str) -> Finding:
     """Published photos never matched under their event's active version: guests see nothing there.
     Expected for photos published after a model change and before the event cut over."""
-    count, examples = repo.published_without_active_version(configured)
-    return _finding(
-        count,
+    return _counted_finding(
+        repo.published_without_active_version(configured),
         "every published photo is matched under its event's active model version",
-        f"{count} published photo(s) are not matched under their event's active model version",
-        examples,
+        "{count} published photo(s) are not matched under their event's active model version",
     )
 
 
@@ -127,10 +129,8 @@ def face_data_without_consent(repo: Repository) -> Finding:
     """Attendees without consent who still have a reference vector, an engine user or a reference
     marked ready: what a withdrawal racing a selfie's embedding would leave if a write skipped its
     consent re-check."""
-    count, examples = repo.face_data_without_consent()
-    return _finding(
-        count,
+    return _counted_finding(
+        repo.face_data_without_consent(),
         "no attendee without consent has face data",
-        f"{count} attendee(s) without consent still have face data",
-        examples,
+        "{count} attendee(s) without consent still have face data",
     )

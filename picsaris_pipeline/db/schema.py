@@ -61,6 +61,11 @@ def _by_event_and_version(table: str) -> Index:
     return Index(f"ix_{table}_event_id_model_version", "event_id", "model_version")
 
 
+def _matched_per_version(name: str, column: str, table: str, *columns: Column) -> Table:
+    """A per-version table of what was done for a row of `table` under a version, and when it was matched."""
+    return _per_version_table(name, column, table, *columns, _at("matched_at"))
+
+
 def _per_version_table(name: str, column: str, table: str, *columns: Column | Index) -> Table:
     """A table of one row per (row of `table`, model version), denormalised with the event so one
     indexed read finds an event's rows under a version (a late joiner is matched against an event's
@@ -176,22 +181,13 @@ attendee_vectors = Table(
 # One row per photo and model version once the photo's faces have a representation under that
 # version and it has been matched under it: what a re-embedding still has to do, and when an event
 # can cut over to the new version.
-photo_model_versions = _per_version_table(
-    "photo_model_versions",
-    "photo_id",
-    "photos",
-    Column("faces", Integer, nullable=False),
-    _at("matched_at"),
+photo_model_versions = _matched_per_version(
+    "photo_model_versions", "photo_id", "photos", Column("faces", Integer, nullable=False)
 )
 
 # The same for attendees: their reference exists under the version AND the photos already taken
 # were searched for them (late-joiner matching). An event cuts over only when both are done.
-attendee_model_versions = _per_version_table(
-    "attendee_model_versions",
-    "attendee_id",
-    "attendees",
-    _at("matched_at"),
-)
+attendee_model_versions = _matched_per_version("attendee_model_versions", "attendee_id", "attendees")
 
 # Engines that keep faces on their side (AWS Rekognition) hand back ids instead of vectors: the
 # face's id in the engine's collection for (event, model version), and the attendee's user id there.
@@ -274,12 +270,8 @@ matches.append_column(Column("policy_id", VERSION))
 
 # Which policy each photo was last matched under, per model version: a photo matched under another
 # policy is re-matched (services/versions.rematch_for_policy), whether or not it has matches.
-photo_match_policies = _per_version_table(
-    "photo_match_policies",
-    "photo_id",
-    "photos",
-    Column("policy_id", VERSION, nullable=False),
-    _at("matched_at"),
+photo_match_policies = _matched_per_version(
+    "photo_match_policies", "photo_id", "photos", Column("policy_id", VERSION, nullable=False)
 )
 
 # Faces below the confident bar but above the loose one, proposed to one guest alone for a "this is

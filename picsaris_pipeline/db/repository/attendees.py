@@ -148,17 +148,18 @@ class AttendeesRepository(EventsRepository):
     def event_references(self, event_id: str, model_version: str) -> References:
         """Reference vectors of the event's consenting attendees under one model version."""
         query = (
-            sa.select(t.attendee_vectors.c.attendee_id, t.attendee_vectors.c.vector, t.attendee_vectors.c.dimension)
+            sa.select(
+                t.attendee_vectors.c.attendee_id.label("owner"),
+                t.attendee_vectors.c.vector,
+                t.attendee_vectors.c.dimension,
+            )
             .join(t.attendees, t.attendees.c.id == t.attendee_vectors.c.attendee_id)
             .where(t.attendee_vectors.c.event_id == event_id)
             .where(t.attendee_vectors.c.model_version == model_version)
             .where(t.attendees.c.consent.is_(True))
             .order_by(t.attendee_vectors.c.attendee_id)
         )
-        with self._read() as conn:
-            rows = conn.execute(query).all()
-        dimension = rows[0].dimension if rows else 0
-        return References([r.attendee_id for r in rows], _from_blobs([r.vector for r in rows], dimension))
+        return References(*self._owned_vectors(query))
 
     def attendee_vector(self, attendee_id: str, model_version: str) -> np.ndarray | None:
         query = sa.select(t.attendee_vectors.c.vector, t.attendee_vectors.c.dimension).where(

@@ -102,6 +102,13 @@ class RepositoryBase:
         """Close the engine's pooled connections (an unshared repository's holder, when done)."""
         self.engine.dispose()
 
+    def _owned_vectors(self, query: sa.Select[Any]) -> tuple[list[str], np.ndarray]:
+        """Run a query of (owner, vector, dimension) rows: the owners' ids, and their vectors stacked."""
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        dimension = rows[0].dimension if rows else 0
+        return [r.owner for r in rows], _from_blobs([r.vector for r in rows], dimension)
+
     def _by_id(self, table: sa.Table, record_id: str, what: str, record: Callable[[Any], Record]) -> Record:
         """The row of table with this id, as a record: BadInputError for a malformed id, NotFoundError
         for an unknown one."""

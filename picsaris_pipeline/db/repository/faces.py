@@ -67,16 +67,13 @@ class FacesRepository(RepositoryBase):
 
     def photo_vectors(self, photo_id: str, model_version: str) -> FaceVectors:
         query = (
-            sa.select(t.face_vectors.c.face_id, t.face_vectors.c.vector, t.face_vectors.c.dimension)
+            sa.select(t.face_vectors.c.face_id.label("owner"), t.face_vectors.c.vector, t.face_vectors.c.dimension)
             .join(t.faces, t.faces.c.id == t.face_vectors.c.face_id)
             .where(t.face_vectors.c.photo_id == photo_id)
             .where(t.face_vectors.c.model_version == model_version)
             .order_by(t.faces.c.face_index)
         )
-        with self._read() as conn:
-            rows = conn.execute(query).all()
-        dimension = rows[0].dimension if rows else 0
-        return FaceVectors([r.face_id for r in rows], _from_blobs([r.vector for r in rows], dimension))
+        return FaceVectors(*self._owned_vectors(query))
 
     def event_face_vectors(self, event_id: str, model_version: str) -> FaceVectors:
         """(photo id per face, vectors) for every face of an event under one model version.

@@ -23,31 +23,18 @@ def _event(row: Any) -> Event:
 
 
 def _from_row(record: type[Record], row: Any, **converted: Any) -> Record:
-    """A record of the row's columns named as its fields; `converted` holds the fields whose stored
-    value is not the record's (enums, SQLite's naive datetimes, driver numbers)."""
-    return record(**{f.name: converted.get(f.name, getattr(row, f.name)) for f in fields(record)})
+    """A record of the row's columns named as its fields, datetimes as UTC (SQLite's are naive);
+    `converted` holds the fields whose stored value is not the record's (enums, driver numbers)."""
+    values = {f.name: converted.get(f.name, getattr(row, f.name)) for f in fields(record)}
+    return record(**{name: _utc(v) if isinstance(v, datetime) else v for name, v in values.items()})
 
 
 def _attendee(row: Any) -> Attendee:
-    return _from_row(
-        Attendee,
-        row,
-        consent=bool(row.consent),
-        reference_status=ReferenceStatus(row.reference_status),
-        created_at=_utc(row.created_at),
-        updated_at=_utc(row.updated_at),
-    )
+    return _from_row(Attendee, row, consent=bool(row.consent), reference_status=ReferenceStatus(row.reference_status))
 
 
 def _photo(row: Any) -> Photo:
-    return _from_row(
-        Photo,
-        row,
-        declared_size=int(row.declared_size),
-        status=PhotoStatus(row.status),
-        created_at=_utc(row.created_at),
-        updated_at=_utc(row.updated_at),
-    )
+    return _from_row(Photo, row, declared_size=int(row.declared_size), status=PhotoStatus(row.status))
 
 
 # A match candidate's status (the matching policy, migration 0007): proposed to the guest, then decided.
