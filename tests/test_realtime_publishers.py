@@ -17,7 +17,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from picsaris_pipeline.db.repository import Repository, connect
+from picsaris_pipeline.db.repository import Repository, connect, unshared
 from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.errors import BadInputError, ConfigurationError, PicsarisError, RetryableError
 from picsaris_pipeline.faces.engine import FaceBox
@@ -350,6 +350,16 @@ def test_an_oversize_message_is_refused_after_sending_the_ones_before_it(postgre
         heard = _heard(listener, 1)
     assert raised.value.sent == 1 and isinstance(raised.value.cause, BadInputError)
     assert [n.payload for n in heard] == [notify_payload(small[0])]
+
+
+def test_a_notification_postgres_refuses_is_an_error_retrying_cannot_fix(postgres_server):
+    repository = unshared(postgres_server)  # the publisher's door, below its own payload check
+    try:
+        with pytest.raises(PicsarisError, match=r"pg_notify on .* failed") as raised:
+            repository.notify(CHANNEL, ["x" * NOTIFY_PAYLOAD_LIMIT])
+    finally:
+        repository.dispose()
+    assert not isinstance(raised.value, RetryableError)
 
 
 def test_pg_notify_on_an_unreachable_database_is_retryable():
