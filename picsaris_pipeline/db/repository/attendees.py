@@ -147,17 +147,8 @@ class AttendeesRepository(EventsRepository):
 
     def event_references(self, event_id: str, model_version: str) -> References:
         """Reference vectors of the event's consenting attendees under one model version."""
-        query = (
-            sa.select(
-                t.attendee_vectors.c.attendee_id.label("owner"),
-                t.attendee_vectors.c.vector,
-                t.attendee_vectors.c.dimension,
-            )
-            .join(t.attendees, t.attendees.c.id == t.attendee_vectors.c.attendee_id)
-            .where(t.attendee_vectors.c.event_id == event_id)
-            .where(t.attendee_vectors.c.model_version == model_version)
-            .where(t.attendees.c.consent.is_(True))
-            .order_by(t.attendee_vectors.c.attendee_id)
+        query = _consenting_vectors(t.attendee_vectors, event_id, model_version).order_by(
+            t.attendee_vectors.c.attendee_id
         )
         return References(*self._owned_vectors(query))
 
@@ -200,3 +191,15 @@ class AttendeesRepository(EventsRepository):
                 )
             )
         return self.get_attendee(attendee.id)
+
+
+def _consenting_vectors(table: sa.Table, event_id: str, model_version: str) -> sa.Select[Any]:
+    """(owner: attendee id, vector, dimension) of table's rows for the event's consenting attendees
+    under one model version (their selfie vectors, or their extra references)."""
+    return (
+        sa.select(table.c.attendee_id.label("owner"), table.c.vector, table.c.dimension)
+        .join(t.attendees, t.attendees.c.id == table.c.attendee_id)
+        .where(table.c.event_id == event_id)
+        .where(table.c.model_version == model_version)
+        .where(t.attendees.c.consent.is_(True))
+    )

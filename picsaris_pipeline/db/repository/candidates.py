@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from picsaris_pipeline.db import schema as t
-from picsaris_pipeline.db.repository.attendees import AttendeesRepository
+from picsaris_pipeline.db.repository.attendees import AttendeesRepository, _consenting_vectors
 from picsaris_pipeline.db.repository.base import _check_id, _from_blobs, _narrowed, _now, _to_blob
 from picsaris_pipeline.db.repository.rows import (
     CANDIDATE_CONFIRMED,
@@ -45,21 +45,12 @@ class CandidatesRepository(AttendeesRepository):
         and the extra references. Returns (attendee ids, owner index into them per vector, vectors)."""
         attendee_ids, selfies = self.event_references(event_id, model_version)
         index = {attendee: i for i, attendee in enumerate(attendee_ids)}
-        query = (
-            sa.select(
-                t.attendee_references.c.attendee_id,
-                t.attendee_references.c.vector,
-                t.attendee_references.c.dimension,
-            )
-            .join(t.attendees, t.attendees.c.id == t.attendee_references.c.attendee_id)
-            .where(t.attendee_references.c.event_id == event_id)
-            .where(t.attendee_references.c.model_version == model_version)
-            .where(t.attendees.c.consent.is_(True))
-            .order_by(t.attendee_references.c.attendee_id, t.attendee_references.c.id)
+        query = _consenting_vectors(t.attendee_references, event_id, model_version).order_by(
+            t.attendee_references.c.attendee_id, t.attendee_references.c.id
         )
         with self._read() as conn:
-            extra = [r for r in conn.execute(query).all() if r.attendee_id in index]
-        owners = list(range(len(attendee_ids))) + [index[r.attendee_id] for r in extra]
+            extra = [r for r in conn.execute(query).all() if r.owner in index]
+        owners = list(range(len(attendee_ids))) + [index[r.owner] for r in extra]
         if not extra:
             return ReferenceSets(attendee_ids, owners, selfies)
         vectors = _from_blobs([r.vector for r in extra], extra[0].dimension)
