@@ -225,7 +225,10 @@ def notify_payload(message: RealtimeMessage) -> str:
 class PgNotifyPublisher(RealtimePublisher):
     """Plain PostgreSQL: ``pg_notify(channel, json)`` per message, all of one publish in one
     transaction (listeners get them at commit, in order, or none). PostgreSQL drops a notification
-    identical to one already raised in the same transaction; ours differ by topic."""
+    identical to one already raised in the same transaction; ours differ by topic.
+
+    The notifications go through the repository (``OutboxRepository.notify``) over an engine of the
+    publisher's own (``db.repository.unshared``), which close() disposes of."""
 
     name = "pg_notify"
 
