@@ -6,6 +6,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from picsaris_pipeline.errors import BadInputError
+
+NAME_MAX_CHARS = 200  # events' and guests' names, as galleries and lists show them
+
+
+def checked_name(name: str, what: str) -> str:
+    """The name without surrounding blanks; BadInputError unless it has 1 to NAME_MAX_CHARS characters."""
+    name = name.strip()
+    if not name or len(name) > NAME_MAX_CHARS:
+        raise BadInputError(f"{what} needs a name of 1 to {NAME_MAX_CHARS} characters")
+    return name
+
 
 class PhotoStatus(StrEnum):
     PENDING_UPLOAD = "pending_upload"

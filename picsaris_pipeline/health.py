@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from picsaris_pipeline.db.repository import Repository
+from picsaris_pipeline.db.repository.rows import Counted
 from picsaris_pipeline.settings import Settings
 
 
@@ -17,6 +18,16 @@ class Finding:
     examples: list[str] = field(default_factory=list)
 
 
+def _finding(count: int, passed: str, failed: str, examples: list[str] | None = None) -> Finding:
+    """A check that passes when it found nothing: `passed` says so, `failed` says what it found."""
+    return Finding(count == 0, count, passed if count == 0 else failed, examples or [])
+
+
+def _counted_finding(found: Counted[str], passed: str, failed: str) -> Finding:
+    """_finding of what a repository check counted; `failed` names the count as {count}."""
+    return _finding(found.total, passed, failed.format(count=found.total), found.examples)
+
+
 def stuck_after(environ: dict[str, str] | None = None) -> timedelta:
     """PICSARIS_STUCK_AFTER_MINUTES (Settings.stuck_after) from `environ`, default the process's."""
     return Settings.from_env(environ).stuck_after
@@ -24,24 +35,20 @@ def stuck_after(environ: dict[str, str] | None = None) -> timedelta:
 
 def matches_without_consent(repo: Repository) -> Finding:
     count, examples = repo.matches_without_consent()
-    return Finding(
-        count == 0,
+    return _finding(
         count,
-        "no match names an attendee without consent"
-        if count == 0
-        else f"{count} match(es) name attendees without consent",
+        "no match names an attendee without consent",
+        f"{count} match(es) name attendees without consent",
         [f"photo {photo} / attendee {attendee}" for photo, attendee in examples],
     )
 
 
 def stuck_photos(repo: Repository, older_than: timedelta, now: datetime | None = None) -> Finding:
     count, photos = repo.photos_stuck_since((now or datetime.now(UTC)) - older_than)
-    return Finding(
-        count == 0,
+    return _finding(
         count,
-        f"no photo has been on its way for more than {older_than}"
-        if count == 0
-        else f"{count} photo(s) have not moved for more than {older_than}",
+        f"no photo has been on its way for more than {older_than}",
+        f"{count} photo(s) have not moved for more than {older_than}",
         [f"{p.id}: {p.status.value} since {p.updated_at:%Y-%m-%d %H:%M} UTC" for p in photos],
     )
 
@@ -54,52 +61,40 @@ def outbox_backlog(
     repo: Repository, older_than: timedelta = OUTBOX_BACKLOG_AFTER, now: datetime | None = None
 ) -> Finding:
     count = repo.outbox_backlog((now or datetime.now(UTC)) - older_than)
-    return Finding(
-        count == 0,
+    return _finding(
         count,
-        "every realtime message was delivered"
-        if count == 0
-        else f"{count} realtime message(s) undelivered for more than {older_than}",
+        "every realtime message was delivered",
+        f"{count} realtime message(s) undelivered for more than {older_than}",
     )
 
 
 def missing_references(repo: Repository, model_version: str) -> Finding:
     """Consenting attendees whose selfie has no reference vector under the current model yet."""
     waiting = [a for a in repo.attendees_needing_reference(model_version) if a.consent]
-    return Finding(
-        not waiting,
+    return _finding(
         len(waiting),
-        f"every consenting attendee has a {model_version} reference"
-        if not waiting
-        else f"{len(waiting)} consenting attendee(s) have no {model_version} reference yet",
+        f"every consenting attendee has a {model_version} reference",
+        f"{len(waiting)} consenting attendee(s) have no {model_version} reference yet",
         [f"{a.id} (event {a.event_id})" for a in waiting[:20]],  # ids only: checks are kept in Dagster
     )
 
 
 def version_mixing(repo: Repository) -> Finding:
     """Matches whose face or attendee has no representation under the match's own model version."""
-    count, examples = repo.version_mixing()
-    return Finding(
-        count == 0,
-        count,
-        "every match compares a face and a reference of its own model version"
-        if count == 0
-        else f"{count} match(es) pair representations of different model versions (or lost them)",
-        examples,
+    return _counted_finding(
+        repo.version_mixing(),
+        "every match compares a face and a reference of its own model version",
+        "{count} match(es) pair representations of different model versions (or lost them)",
     )
 
 
 def active_version_gaps(repo: Repository, configured: str) -> Finding:
     """Published photos never matched under their event's active version: guests see nothing there.
     Expected for photos published after a model change and before the event cut over."""
-    count, examples = repo.published_without_active_version(configured)
-    return Finding(
-        count == 0,
-        count,
-        "every published photo is matched under its event's active model version"
-        if count == 0
-        else f"{count} published photo(s) are not matched under their event's active model version",
-        examples,
+    return _counted_finding(
+        repo.published_without_active_version(configured),
+        "every published photo is matched under its event's active model version",
+        "{count} published photo(s) are not matched under their event's active model version",
     )
 
 
@@ -125,11 +120,8 @@ def malformed_vectors(repo: Repository, dimensions: dict[str, int]) -> Finding:
             count += 1
             if len(bad) < 20:
                 bad.append(f"{kind} vector under {version}: {problem}")
-    return Finding(
-        count == 0,
-        count,
-        "every stored vector is finite and of its model's dimension" if count == 0 else f"{count} malformed vector(s)",
-        bad,
+    return _finding(
+        count, "every stored vector is finite and of its model's dimension", f"{count} malformed vector(s)", bad
     )
 
 
@@ -137,12 +129,8 @@ def face_data_without_consent(repo: Repository) -> Finding:
     """Attendees without consent who still have a reference vector, an engine user or a reference
     marked ready: what a withdrawal racing a selfie's embedding would leave if a write skipped its
     consent re-check."""
-    count, examples = repo.face_data_without_consent()
-    return Finding(
-        count == 0,
-        count,
-        "no attendee without consent has face data"
-        if count == 0
-        else f"{count} attendee(s) without consent still have face data",
-        examples,
+    return _counted_finding(
+        repo.face_data_without_consent(),
+        "no attendee without consent has face data",
+        "{count} attendee(s) without consent still have face data",
     )

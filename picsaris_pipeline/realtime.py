@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from picsaris_pipeline.errors import BadInputError, ConfigurationError, PicsarisError, RetryableError
 from picsaris_pipeline.settings import REALTIME_PUBLISHERS, Settings
 
@@ -217,7 +215,6 @@ class SupabaseBroadcastPublisher(RealtimePublisher):
 # -- pg_notify on plain PostgreSQL ---------------------------------------------------------------
 NOTIFY_PAYLOAD_LIMIT = 8000  # bytes; PostgreSQL's default: a payload must be shorter than this
 _CHANNEL = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # an unquoted identifier LISTEN can name
-_NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)")
 
 
 def notify_payload(message: RealtimeMessage) -> str:
@@ -228,29 +225,33 @@ def notify_payload(message: RealtimeMessage) -> str:
 class PgNotifyPublisher(RealtimePublisher):
     """Plain PostgreSQL: ``pg_notify(channel, json)`` per message, all of one publish in one
     transaction (listeners get them at commit, in order, or none). PostgreSQL drops a notification
-    identical to one already raised in the same transaction; ours differ by topic."""
+    identical to one already raised in the same transaction; ours differ by topic.
+
+    The notifications go through the repository (``OutboxRepository.notify``) over an engine of the
+    publisher's own (``db.repository.unshared``), which close() disposes of."""
 
     name = "pg_notify"
 
     def __init__(self, database_url: str, channel: str = "picsaris_realtime") -> None:
+        # Imported here: the repository imports this module for its message types.
+        from picsaris_pipeline.db.repository import unshared
+
         try:
-            url = sa.engine.make_url(database_url)
-        except sa.exc.ArgumentError as error:
+            self._repository = unshared(database_url)
+        except ConfigurationError as error:
             raise ConfigurationError(f"pg_notify needs a PostgreSQL database URL: {error}") from error
-        if url.get_backend_name() != "postgresql":
+        self._url = self._repository.url_without_password()
+        dialect = self._repository.dialect_name
+        if dialect != "postgresql":
+            self._repository.dispose()
             raise ConfigurationError(
-                f"pg_notify needs a PostgreSQL database URL (PICSARIS_DATABASE_URL), got a {url.get_backend_name()} one"
+                f"pg_notify needs a PostgreSQL database URL (PICSARIS_DATABASE_URL), got a {dialect} one"
             )
         if not _CHANNEL.fullmatch(channel):
             raise ConfigurationError(
                 f"pg_notify channel must be a lower-case identifier of 1-63 characters: {channel!r}"
             )
         self.channel = channel
-        self._url = url.render_as_string(hide_password=True)
-        try:
-            self._engine = sa.create_engine(url, pool_pre_ping=True)
-        except (sa.exc.ArgumentError, ImportError) as error:
-            raise ConfigurationError(f"cannot use {self._url} for pg_notify: {error}") from error
 
     def __repr__(self) -> str:
         return f"PgNotifyPublisher({self._url!r}, channel={self.channel!r})"
@@ -277,20 +278,10 @@ class PgNotifyPublisher(RealtimePublisher):
         return len(payloads)
 
     def close(self) -> None:
-        self._engine.dispose()
+        self._repository.dispose()
 
     def _notify(self, payloads: Sequence[str]) -> None:
-        try:
-            with self._engine.begin() as conn:
-                conn.execute(_NOTIFY, [{"channel": self.channel, "payload": payload} for payload in payloads])
-        except sa.exc.DBAPIError as error:
-            # Imported here: the repository imports this module for its message types.
-            from picsaris_pipeline.db.repository import translate_db_error
-
-            translated = translate_db_error(error)
-            if isinstance(translated, PicsarisError):
-                raise translated from error
-            raise PicsarisError(f"pg_notify on {self._url} failed: {translated}") from error
+        self._repository.notify(self.channel, payloads)
         logger.info("notified %d realtime message(s) on %s", len(payloads), self.channel)
 
 

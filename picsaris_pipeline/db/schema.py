@@ -36,11 +36,48 @@ metadata = MetaData(
 )
 
 
+def _at(name: str) -> Column:
+    """A required moment, stored with its time zone."""
+    return Column(name, DateTime(timezone=True), nullable=False)
+
+
 def _timestamps() -> list[Column]:
-    return [
-        Column("created_at", DateTime(timezone=True), nullable=False),
-        Column("updated_at", DateTime(timezone=True), nullable=False),
-    ]
+    return [_at("created_at"), _at("updated_at")]
+
+
+def _row_of(column: str, table: str, primary_key: bool = False, index: bool = False) -> Column:
+    """A required column naming a row of `table` (its id); this row goes when that one is deleted."""
+    return Column(
+        column, ID, ForeignKey(f"{table}.id", ondelete="CASCADE"), primary_key=primary_key, nullable=False, index=index
+    )
+
+
+def _per_version(column: str, table: str) -> list[Column]:
+    """The key of one row per (row of `table`, model version): versions coexist during a re-embedding."""
+    return [_row_of(column, table, primary_key=True), Column("model_version", VERSION, primary_key=True)]
+
+
+def _by_event_and_version(table: str) -> Index:
+    return Index(f"ix_{table}_event_id_model_version", "event_id", "model_version")
+
+
+def _matched_per_version(name: str, column: str, table: str, *columns: Column) -> Table:
+    """A per-version table of what was done for a row of `table` under a version, and when it was matched."""
+    return _per_version_table(name, column, table, *columns, _at("matched_at"))
+
+
+def _per_version_table(name: str, column: str, table: str, *columns: Column | Index) -> Table:
+    """A table of one row per (row of `table`, model version), denormalised with the event so one
+    indexed read finds an event's rows under a version (a late joiner is matched against an event's
+    faces that way)."""
+    return Table(
+        name,
+        metadata,
+        *_per_version(column, table),
+        Column("event_id", ID, nullable=False),
+        *columns,
+        _by_event_and_version(name),
+    )
 
 
 events = Table(
@@ -56,7 +93,7 @@ attendees = Table(
     "attendees",
     metadata,
     Column("id", ID, primary_key=True),
-    Column("event_id", ID, ForeignKey("events.id", ondelete="CASCADE"), nullable=False, index=True),
+    _row_of("event_id", "events", index=True),
     Column("name", String(200), nullable=False),
     Column("consent", Boolean, nullable=False),
     Column("selfie_key", String(1024)),
@@ -70,8 +107,8 @@ photos = Table(
     "photos",
     metadata,
     Column("id", ID, primary_key=True),
-    Column("event_id", ID, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
-    Column("uploader_id", ID, ForeignKey("attendees.id", ondelete="CASCADE"), nullable=False, index=True),
+    _row_of("event_id", "events"),
+    _row_of("uploader_id", "attendees", index=True),
     Column("file_name", String(255), nullable=False),
     Column("object_key", String(1024), nullable=False, unique=True),
     Column("content_type", String(100), nullable=False),
@@ -107,7 +144,7 @@ faces = Table(
     "faces",
     metadata,
     Column("id", ID, primary_key=True),
-    Column("photo_id", ID, ForeignKey("photos.id", ondelete="CASCADE"), nullable=False),
+    _row_of("photo_id", "photos"),
     Column("event_id", ID, nullable=False),
     Column("detector_version", VERSION, nullable=False),
     Column("face_index", Integer, nullable=False),
@@ -116,87 +153,65 @@ faces = Table(
     Column("right", Integer, nullable=False),
     Column("bottom", Integer, nullable=False),
     Column("score", Float, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    _at("created_at"),
     UniqueConstraint("photo_id", "detector_version", "face_index"),
 )
 
-face_vectors = Table(
+face_vectors = _per_version_table(
     "face_vectors",
-    metadata,
-    Column("face_id", ID, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
-    Column("model_version", VERSION, primary_key=True),
-    # Denormalised so a late joiner is matched against an event's faces with one indexed read.
-    Column("event_id", ID, nullable=False),
+    "face_id",
+    "faces",
     Column("photo_id", ID, nullable=False),
     Column("dimension", Integer, nullable=False),
     Column("vector", LargeBinary, nullable=False),  # float32, little-endian
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Index("ix_face_vectors_event_id_model_version", "event_id", "model_version"),
+    _at("created_at"),
     Index("ix_face_vectors_photo_id_model_version", "photo_id", "model_version"),
 )
 
 attendee_vectors = Table(
     "attendee_vectors",
     metadata,
-    Column("attendee_id", ID, ForeignKey("attendees.id", ondelete="CASCADE"), primary_key=True),
-    Column("model_version", VERSION, primary_key=True),
+    *_per_version("attendee_id", "attendees"),
     Column("event_id", ID, nullable=False, index=True),
     Column("dimension", Integer, nullable=False),
     Column("vector", LargeBinary, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    _at("created_at"),
 )
 
 # One row per photo and model version once the photo's faces have a representation under that
 # version and it has been matched under it: what a re-embedding still has to do, and when an event
 # can cut over to the new version.
-photo_model_versions = Table(
-    "photo_model_versions",
-    metadata,
-    Column("photo_id", ID, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
-    Column("model_version", VERSION, primary_key=True),
-    Column("event_id", ID, nullable=False),
-    Column("faces", Integer, nullable=False),
-    Column("matched_at", DateTime(timezone=True), nullable=False),
-    Index("ix_photo_model_versions_event_id_model_version", "event_id", "model_version"),
+photo_model_versions = _matched_per_version(
+    "photo_model_versions", "photo_id", "photos", Column("faces", Integer, nullable=False)
 )
 
 # The same for attendees: their reference exists under the version AND the photos already taken
 # were searched for them (late-joiner matching). An event cuts over only when both are done.
-attendee_model_versions = Table(
-    "attendee_model_versions",
-    metadata,
-    Column("attendee_id", ID, ForeignKey("attendees.id", ondelete="CASCADE"), primary_key=True),
-    Column("model_version", VERSION, primary_key=True),
-    Column("event_id", ID, nullable=False),
-    Column("matched_at", DateTime(timezone=True), nullable=False),
-    Index("ix_attendee_model_versions_event_id_model_version", "event_id", "model_version"),
-)
+attendee_model_versions = _matched_per_version("attendee_model_versions", "attendee_id", "attendees")
 
 # Engines that keep faces on their side (AWS Rekognition) hand back ids instead of vectors: the
 # face's id in the engine's collection for (event, model version), and the attendee's user id there.
 engine_faces = Table(
     "engine_faces",
     metadata,
-    Column("face_id", ID, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
-    Column("model_version", VERSION, primary_key=True),
+    *_per_version("face_id", "faces"),
     Column("event_id", ID, nullable=False),
     Column("photo_id", ID, nullable=False),
     Column("collection_id", String(255), nullable=False),
     Column("external_face_id", String(64), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    _at("created_at"),
     Index("ix_engine_faces_photo_id_model_version", "photo_id", "model_version"),
 )
 
 engine_users = Table(
     "engine_users",
     metadata,
-    Column("attendee_id", ID, ForeignKey("attendees.id", ondelete="CASCADE"), primary_key=True),
-    Column("model_version", VERSION, primary_key=True),
+    *_per_version("attendee_id", "attendees"),
     Column("event_id", ID, nullable=False, index=True),
     Column("collection_id", String(255), nullable=False),
     Column("external_user_id", String(128), nullable=False),
     Column("external_face_id", String(64), nullable=False),  # the selfie's face, associated to the user
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    _at("created_at"),
 )
 
 # Messages for guests' galleries, written in the same transaction as the matches they announce and
@@ -206,7 +221,7 @@ realtime_outbox = Table(
     metadata,
     Column("id", ID, primary_key=True),
     Column("event_id", ID, nullable=False),
-    Column("photo_id", ID, ForeignKey("photos.id", ondelete="CASCADE"), nullable=False),
+    _row_of("photo_id", "photos"),
     Column("model_version", VERSION, nullable=False),
     Column("topic", String(200), nullable=False),
     Column("event", String(50), nullable=False),
@@ -223,13 +238,12 @@ realtime_outbox = Table(
 matches = Table(
     "matches",
     metadata,
-    Column("photo_id", ID, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
-    Column("attendee_id", ID, ForeignKey("attendees.id", ondelete="CASCADE"), primary_key=True),
-    Column("model_version", VERSION, primary_key=True),
+    _row_of("photo_id", "photos", primary_key=True),
+    *_per_version("attendee_id", "attendees"),
     Column("event_id", ID, nullable=False, index=True),
-    Column("face_id", ID, ForeignKey("faces.id", ondelete="CASCADE"), nullable=False),
+    _row_of("face_id", "faces"),
     Column("similarity", Float, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    _at("created_at"),
     Index("ix_matches_attendee_id", "attendee_id"),
 )
 
@@ -243,8 +257,8 @@ work_leases = Table(
     Column("kind", String(20), primary_key=True),  # "photo" | "attendee" | "holder"
     Column("item_id", String(100), primary_key=True),
     Column("holder", String(100), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    _at("expires_at"),
+    _at("claimed_at"),
     Index("ix_work_leases_holder", "holder"),
 )
 
@@ -256,15 +270,8 @@ matches.append_column(Column("policy_id", VERSION))
 
 # Which policy each photo was last matched under, per model version: a photo matched under another
 # policy is re-matched (services/versions.rematch_for_policy), whether or not it has matches.
-photo_match_policies = Table(
-    "photo_match_policies",
-    metadata,
-    Column("photo_id", ID, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
-    Column("model_version", VERSION, primary_key=True),
-    Column("event_id", ID, nullable=False),
-    Column("policy_id", VERSION, nullable=False),
-    Column("matched_at", DateTime(timezone=True), nullable=False),
-    Index("ix_photo_match_policies_event_id_model_version", "event_id", "model_version"),
+photo_match_policies = _matched_per_version(
+    "photo_match_policies", "photo_id", "photos", Column("policy_id", VERSION, nullable=False)
 )
 
 # Faces below the confident bar but above the loose one, proposed to one guest alone for a "this is
@@ -273,8 +280,8 @@ photo_match_policies = Table(
 match_candidates = Table(
     "match_candidates",
     metadata,
-    Column("photo_id", ID, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
-    Column("attendee_id", ID, ForeignKey("attendees.id", ondelete="CASCADE"), primary_key=True),
+    _row_of("photo_id", "photos", primary_key=True),
+    _row_of("attendee_id", "attendees", primary_key=True),
     Column("event_id", ID, nullable=False, index=True),
     Column("model_version", VERSION, nullable=False),
     Column("face_id", ID, nullable=False),
@@ -293,17 +300,17 @@ attendee_references = Table(
     "attendee_references",
     metadata,
     Column("id", ID, primary_key=True),
-    Column("attendee_id", ID, ForeignKey("attendees.id", ondelete="CASCADE"), nullable=False),
+    _row_of("attendee_id", "attendees"),
     Column("event_id", ID, nullable=False),
     Column("model_version", VERSION, nullable=False),
-    Column("photo_id", ID, ForeignKey("photos.id", ondelete="CASCADE"), nullable=False),
+    _row_of("photo_id", "photos"),
     Column("face_id", ID, nullable=False),
     Column("source", String(20), nullable=False),  # confirmed | matched
     Column("dimension", Integer, nullable=False),
     Column("vector", LargeBinary, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    _at("created_at"),
     UniqueConstraint("attendee_id", "model_version", "photo_id"),
-    Index("ix_attendee_references_event_id_model_version", "event_id", "model_version"),
+    _by_event_and_version("attendee_references"),
 )
 
 # Per detected face: what decides whether it may be matched (faces/quality.py). A face without a
@@ -311,7 +318,7 @@ attendee_references = Table(
 face_quality = Table(
     "face_quality",
     metadata,
-    Column("face_id", ID, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    _row_of("face_id", "faces", primary_key=True),
     Column("photo_id", ID, nullable=False, index=True),
     Column("size_px", Integer, nullable=False),  # the box's shorter side in the full-size image
     Column("sharpness", Float, nullable=False),  # variance of the Laplacian of the face at a fixed size
@@ -326,18 +333,15 @@ face_quality = Table(
 # unknown person), "claimed" (a guest's selfie claimed the cluster: attendee_id and the face's
 # similarity to that selfie are kept so re-matching the photo keeps the match), "withheld" (the face
 # was a guest's who withdrew consent or was erased: never clustered or claimed again).
-face_clusters = Table(
+face_clusters = _per_version_table(
     "face_clusters",
-    metadata,
-    Column("face_id", ID, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
-    Column("model_version", VERSION, primary_key=True),
-    Column("event_id", ID, nullable=False),
+    "face_id",
+    "faces",
     Column("photo_id", ID, nullable=False),
     Column("cluster_id", ID),  # None once withheld
     Column("state", String(10), nullable=False),
     Column("attendee_id", ID, ForeignKey("attendees.id", ondelete="SET NULL")),
     Column("similarity", Float),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Index("ix_face_clusters_event_id_model_version", "event_id", "model_version"),
+    _at("created_at"),
     Index("ix_face_clusters_photo_id_model_version", "photo_id", "model_version"),
 )

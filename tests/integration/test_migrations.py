@@ -3,9 +3,10 @@
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from picsaris_pipeline.db import connect
-from picsaris_pipeline.db.migrate import VERSION_TABLE
+from picsaris_pipeline.db.migrate import VERSION_TABLE, alembic_config
 from picsaris_pipeline.db.schema import metadata
 from tests.support.db_helpers import migrate_again, reading
 
@@ -16,6 +17,15 @@ def test_migrated_schema_matches_the_declared_tables(database_url):
         context = MigrationContext.configure(conn, opts={"compare_type": True, "version_table": VERSION_TABLE})
         diff = compare_metadata(context, metadata)
     assert diff == []
+
+
+def test_the_revisions_read_as_one_line_of_history_without_branch_labels_or_dependencies():
+    # The revision files leave out branch_labels and depends_on: Alembic reads them as absent.
+    scripts = ScriptDirectory.from_config(alembic_config())
+    revisions = list(scripts.walk_revisions())
+    assert [r.revision for r in reversed(revisions)] == [f"{n:04d}" for n in range(1, 15)]
+    assert [r.down_revision for r in reversed(revisions)] == [None] + [f"{n:04d}" for n in range(1, 14)]
+    assert all(r.branch_labels == set() and r.dependencies is None for r in revisions)
 
 
 def test_upgrading_twice_changes_nothing(database_url):

@@ -9,7 +9,7 @@ import select
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from picsaris_pipeline.db.repository import Repository, connect
+from picsaris_pipeline.db.repository import Repository, connect, unshared
 from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.errors import BadInputError, ConfigurationError, PicsarisError, RetryableError
 from picsaris_pipeline.faces.engine import FaceBox
@@ -112,11 +112,8 @@ def test_a_broadcast_carries_the_service_key_and_the_documented_body(supabase, p
 
 def test_messages_go_out_in_batches_of_at_most_batch_size_in_their_order(supabase):
     messages = _messages(250)
-    publisher = SupabaseBroadcastPublisher(supabase.url, KEY, batch_size=100)
-    try:
+    with closing(SupabaseBroadcastPublisher(supabase.url, KEY, batch_size=100)) as publisher:
         assert publisher.publish(messages) == 250
-    finally:
-        publisher.close()
     assert [len(batch) for batch in supabase.batches] == [100, 100, 50]
     assert supabase.messages == [m.as_json() for m in messages]
 
@@ -143,24 +140,20 @@ def test_a_503_leaves_the_messages_queued_and_the_next_drain_delivers_them_once(
 def test_a_failure_after_a_delivered_batch_requeues_only_the_rest(supabase, repo):
     topics = _published_photo(repo, guests=4)  # 5 messages: batches of 2, 2, 1
     supabase.fail_next(1, status=503, after=1)
-    publisher = SupabaseBroadcastPublisher(supabase.url, KEY, batch_size=2)
-    try:
+    with closing(SupabaseBroadcastPublisher(supabase.url, KEY, batch_size=2)) as publisher:
         first = deliver(repo, publisher)
         assert (first.sent, first.pending) == (2, 3)
         assert deliver(repo, publisher).sent == 3
-    finally:
-        publisher.close()
     assert sorted(m["topic"] for m in supabase.messages) == sorted(topics)  # each exactly once
 
 
 def test_a_failed_later_batch_says_how_many_messages_went_out(supabase):
     supabase.fail_next(1, status=503, after=1)
-    publisher = SupabaseBroadcastPublisher(supabase.url, KEY, batch_size=100)
-    try:
-        with pytest.raises(PartialDeliveryError) as raised:
-            publisher.publish(_messages(250))
-    finally:
-        publisher.close()
+    with (
+        closing(SupabaseBroadcastPublisher(supabase.url, KEY, batch_size=100)) as publisher,
+        pytest.raises(PartialDeliveryError) as raised,
+    ):
+        publisher.publish(_messages(250))
     assert (raised.value.sent, raised.value.total) == (100, 250)
     assert isinstance(raised.value.cause, RetryableError)
     assert len(supabase.requests) == 2  # it stopped at the failed batch: order is kept
@@ -168,23 +161,21 @@ def test_a_failed_later_batch_says_how_many_messages_went_out(supabase):
 
 def test_a_wrong_key_is_a_configuration_error_that_does_not_repeat_the_key(supabase):
     wrong = "sb-wrong-key-000"
-    publisher = SupabaseBroadcastPublisher(supabase.url, wrong)
-    try:
-        with pytest.raises(ConfigurationError, match="SUPABASE_SERVICE_ROLE_KEY") as raised:
-            publisher.publish(_messages(1))
-    finally:
-        publisher.close()
+    with (
+        closing(SupabaseBroadcastPublisher(supabase.url, wrong)) as publisher,
+        pytest.raises(ConfigurationError, match="SUPABASE_SERVICE_ROLE_KEY") as raised,
+    ):
+        publisher.publish(_messages(1))
     assert "401" in str(raised.value) and wrong not in str(raised.value)
     assert wrong not in repr(publisher) and supabase.messages == []
 
 
 def test_a_url_without_the_realtime_api_is_a_configuration_error(supabase):
-    publisher = SupabaseBroadcastPublisher(supabase.url + "/rest/v1", KEY)
-    try:
-        with pytest.raises(ConfigurationError, match="SUPABASE_URL"):
-            publisher.publish(_messages(1))
-    finally:
-        publisher.close()
+    with (
+        closing(SupabaseBroadcastPublisher(supabase.url + "/rest/v1", KEY)) as publisher,
+        pytest.raises(ConfigurationError, match="SUPABASE_URL"),
+    ):
+        publisher.publish(_messages(1))
 
 
 def test_throttling_is_retryable(supabase, publisher):
@@ -202,24 +193,24 @@ def test_a_refused_broadcast_is_an_error_retrying_cannot_fix(supabase, publisher
 
 
 def test_an_unreachable_server_is_retryable():
-    publisher = SupabaseBroadcastPublisher(f"http://127.0.0.1:{_closed_port()}", KEY, timeout=2.0)
-    try:
-        with pytest.raises(RetryableError, match="ConnectError"):
-            publisher.publish(_messages(1))
-    finally:
-        publisher.close()
+    with (
+        closing(SupabaseBroadcastPublisher(f"http://127.0.0.1:{_closed_port()}", KEY, timeout=2.0)) as publisher,
+        pytest.raises(RetryableError, match="ConnectError"),
+    ):
+        publisher.publish(_messages(1))
 
 
 def test_a_server_that_never_answers_is_retryable():
     with socket.socket() as silent:  # accepts connections (the kernel does) and never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
-        publisher = SupabaseBroadcastPublisher(f"http://127.0.0.1:{silent.getsockname()[1]}", KEY, timeout=0.3)
-        try:
-            with pytest.raises(RetryableError, match="Timeout"):
-                publisher.publish(_messages(1))
-        finally:
-            publisher.close()
+        with (
+            closing(
+                SupabaseBroadcastPublisher(f"http://127.0.0.1:{silent.getsockname()[1]}", KEY, timeout=0.3)
+            ) as publisher,
+            pytest.raises(RetryableError, match="Timeout"),
+        ):
+            publisher.publish(_messages(1))
 
 
 def test_the_key_stays_out_of_the_publishers_repr(supabase, publisher):
@@ -360,10 +351,19 @@ def test_an_oversize_message_is_refused_after_sending_the_ones_before_it(postgre
     assert [n.payload for n in heard] == [notify_payload(small[0])]
 
 
-def test_pg_notify_on_an_unreachable_database_is_retryable():
-    publisher = PgNotifyPublisher(f"postgresql+psycopg2://postgres@127.0.0.1:{_closed_port()}/picsaris")
+def test_a_notification_postgres_refuses_is_an_error_retrying_cannot_fix(postgres_server):
+    repository = unshared(postgres_server)  # the publisher's door, below its own payload check
     try:
-        with pytest.raises(RetryableError, match="database unavailable"):
-            publisher.publish(_messages(1))
+        with pytest.raises(PicsarisError, match=r"pg_notify on .* failed") as raised:
+            repository.notify(CHANNEL, ["x" * NOTIFY_PAYLOAD_LIMIT])
     finally:
-        publisher.close()
+        repository.dispose()
+    assert not isinstance(raised.value, RetryableError)
+
+
+def test_pg_notify_on_an_unreachable_database_is_retryable():
+    with (
+        closing(PgNotifyPublisher(f"postgresql+psycopg2://postgres@127.0.0.1:{_closed_port()}/picsaris")) as publisher,
+        pytest.raises(RetryableError, match="database unavailable"),
+    ):
+        publisher.publish(_messages(1))

@@ -35,6 +35,7 @@ from picsaris_pipeline.db.repository.rows import (
     CandidateRow,
 )
 from picsaris_pipeline.db.repository.summary_reads import SummaryFrames, SummaryReadsRepository
+from picsaris_pipeline.errors import ConfigurationError
 
 __all__ = [
     "CANDIDATE_CONFIRMED",
@@ -48,6 +49,7 @@ __all__ = [
     "connect",
     "dispose_all",
     "translate_db_error",
+    "unshared",
 ]
 
 
@@ -89,14 +91,19 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _new_engine(url: str) -> Engine:
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _configure_sqlite)
+    return engine
+
+
 def connect(url: str, migrate: bool = True) -> Repository:
     """A repository on the database at url; the engine and its migration run once per process."""
     with _engines_lock:
         engine = _engines.get(url)
         if engine is None:
-            engine = sa.create_engine(url, pool_pre_ping=True)
-            if engine.dialect.name == "sqlite":
-                sa.event.listen(engine, "connect", _configure_sqlite)
+            engine = _new_engine(url)
             if migrate:
                 from picsaris_pipeline.db.migrate import upgrade
 
@@ -107,6 +114,16 @@ def connect(url: str, migrate: bool = True) -> Repository:
                     raise translate_db_error(error) from error
             _engines[url] = engine
     return Repository(engine)
+
+
+def unshared(url: str) -> Repository:
+    """A repository over an engine of its own, neither migrated nor shared with connect's callers,
+    for a holder that disposes of it (the pg_notify publisher, which reads and writes no table).
+    Builds the engine without connecting; a URL or driver it cannot use is a ConfigurationError."""
+    try:
+        return Repository(_new_engine(url))
+    except (sa.exc.ArgumentError, ImportError) as error:
+        raise ConfigurationError(f"cannot use the database URL: {error}") from error
 
 
 def dispose_all() -> None:

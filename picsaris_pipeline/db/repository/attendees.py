@@ -11,18 +11,18 @@ import sqlalchemy as sa
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.base import (
     SETTLED_REFERENCES,
-    _check_id,
-    _consenting,
     _from_blobs,
+    _has_row,
     _lock_attendees,
+    _narrowed,
     _now,
+    _store_reference,
     _to_blob,
 )
 from picsaris_pipeline.db.repository.events import EventsRepository
 from picsaris_pipeline.db.repository.rows import References, _attendee
-from picsaris_pipeline.domain import Attendee, ReferenceStatus
-from picsaris_pipeline.errors import BadInputError, NotFoundError
-from picsaris_pipeline.ids import is_valid_id, new_id
+from picsaris_pipeline.domain import Attendee, ReferenceStatus, checked_name
+from picsaris_pipeline.ids import new_id
 from picsaris_pipeline.keys import selfie_key
 
 
@@ -31,9 +31,7 @@ class AttendeesRepository(EventsRepository):
         self, event_id: str, name: str, consent: bool, selfie_file_name: str | None, selfie_ext: str | None
     ) -> Attendee:
         self.get_event(event_id)
-        name = name.strip()
-        if not name or len(name) > 200:
-            raise BadInputError("an attendee needs a name of 1 to 200 characters")
+        name = checked_name(name, "an attendee")
         attendee_id = new_id()
         key = selfie_key(event_id, attendee_id, selfie_ext) if selfie_ext else None
         now = _now()
@@ -56,12 +54,7 @@ class AttendeesRepository(EventsRepository):
 
     def attendees_by_ids(self, attendee_ids: Sequence[str]) -> dict[str, Attendee]:
         """The attendees among these ids (malformed or unknown ids are simply absent)."""
-        wanted = [i for i in dict.fromkeys(attendee_ids) if is_valid_id(i)]
-        if not wanted:
-            return {}
-        with self._read() as conn:
-            rows = conn.execute(sa.select(t.attendees).where(t.attendees.c.id.in_(wanted))).all()
-        return {r.id: _attendee(r) for r in rows}
+        return self._by_ids(t.attendees, attendee_ids, _attendee)
 
     def set_consent(self, attendee_id: str, consent: bool) -> list[str]:
         """Give or withdraw consent. Withdrawing deletes the attendee's reference vectors, engine
@@ -99,12 +92,7 @@ class AttendeesRepository(EventsRepository):
         return [] if consent else photo_ids
 
     def get_attendee(self, attendee_id: str) -> Attendee:
-        _check_id(attendee_id, "attendee")
-        with self._read() as conn:
-            row = conn.execute(sa.select(t.attendees).where(t.attendees.c.id == attendee_id)).first()
-        if row is None:
-            raise NotFoundError(f"no attendee {attendee_id}")
-        return _attendee(row)
+        return self._by_id(t.attendees, attendee_id, "attendee", _attendee)
 
     def list_attendees(self, event_id: str) -> list[Attendee]:
         with self._read() as conn:
@@ -124,16 +112,8 @@ class AttendeesRepository(EventsRepository):
     def attendees_needing_reference(self, model_version: str, event_id: str | None = None) -> list[Attendee]:
         """Attendees with a selfie but no reference (vector or engine user) under this model version,
         not yet rejected."""
-        has_vector = (
-            sa.select(t.attendee_vectors.c.attendee_id)
-            .where(t.attendee_vectors.c.attendee_id == t.attendees.c.id)
-            .where(t.attendee_vectors.c.model_version == model_version)
-            .exists()
-        ) | (
-            sa.select(t.engine_users.c.attendee_id)
-            .where(t.engine_users.c.attendee_id == t.attendees.c.id)
-            .where(t.engine_users.c.model_version == model_version)
-            .exists()
+        has_vector = _has_row(t.attendee_vectors, "attendee_id", t.attendees.c.id, model_version) | _has_row(
+            t.engine_users, "attendee_id", t.attendees.c.id, model_version
         )
         query = (
             sa.select(t.attendees)
@@ -142,8 +122,7 @@ class AttendeesRepository(EventsRepository):
             .where(t.attendees.c.reference_status.not_in([status.value for status in SETTLED_REFERENCES]))
             .order_by(t.attendees.c.id)
         )
-        if event_id:
-            query = query.where(t.attendees.c.event_id == event_id)
+        query = _narrowed(query, (t.attendees.c.event_id, event_id))
         with self._read() as conn:
             return [_attendee(r) for r in conn.execute(query).all()]
 
@@ -151,30 +130,14 @@ class AttendeesRepository(EventsRepository):
         """Store the reference vector and mark it ready, in the transaction that re-reads consent:
         False (nothing stored) if the attendee withdrew consent since the vector was computed."""
         with self._tx() as conn:
-            if attendee.id not in _consenting(conn, [attendee.id]):
-                return False
             # Replace, not add: re-running an attendee under the same version leaves one vector.
-            conn.execute(
-                t.attendee_vectors.delete()
-                .where(t.attendee_vectors.c.attendee_id == attendee.id)
-                .where(t.attendee_vectors.c.model_version == model_version)
+            return _store_reference(
+                conn,
+                attendee,
+                t.attendee_vectors,
+                model_version,
+                {"dimension": int(vector.shape[-1]), "vector": _to_blob(vector)},
             )
-            conn.execute(
-                t.attendee_vectors.insert().values(
-                    attendee_id=attendee.id,
-                    model_version=model_version,
-                    event_id=attendee.event_id,
-                    dimension=int(vector.shape[-1]),
-                    vector=_to_blob(vector),
-                    created_at=_now(),
-                )
-            )
-            conn.execute(
-                t.attendees.update()
-                .where(t.attendees.c.id == attendee.id)
-                .values(reference_status=ReferenceStatus.READY.value, reason=None, updated_at=_now())
-            )
-        return True
 
     def drop_attendee_vectors(self, attendee_id: str) -> None:
         with self._tx() as conn:
@@ -184,18 +147,10 @@ class AttendeesRepository(EventsRepository):
 
     def event_references(self, event_id: str, model_version: str) -> References:
         """Reference vectors of the event's consenting attendees under one model version."""
-        query = (
-            sa.select(t.attendee_vectors.c.attendee_id, t.attendee_vectors.c.vector, t.attendee_vectors.c.dimension)
-            .join(t.attendees, t.attendees.c.id == t.attendee_vectors.c.attendee_id)
-            .where(t.attendee_vectors.c.event_id == event_id)
-            .where(t.attendee_vectors.c.model_version == model_version)
-            .where(t.attendees.c.consent.is_(True))
-            .order_by(t.attendee_vectors.c.attendee_id)
+        query = _consenting_vectors(t.attendee_vectors, event_id, model_version).order_by(
+            t.attendee_vectors.c.attendee_id
         )
-        with self._read() as conn:
-            rows = conn.execute(query).all()
-        dimension = rows[0].dimension if rows else 0
-        return References([r.attendee_id for r in rows], _from_blobs([r.vector for r in rows], dimension))
+        return References(*self._owned_vectors(query))
 
     def attendee_vector(self, attendee_id: str, model_version: str) -> np.ndarray | None:
         query = sa.select(t.attendee_vectors.c.vector, t.attendee_vectors.c.dimension).where(
@@ -236,3 +191,15 @@ class AttendeesRepository(EventsRepository):
                 )
             )
         return self.get_attendee(attendee.id)
+
+
+def _consenting_vectors(table: sa.Table, event_id: str, model_version: str) -> sa.Select[Any]:
+    """(owner: attendee id, vector, dimension) of table's rows for the event's consenting attendees
+    under one model version (their selfie vectors, or their extra references)."""
+    return (
+        sa.select(table.c.attendee_id.label("owner"), table.c.vector, table.c.dimension)
+        .join(t.attendees, t.attendees.c.id == table.c.attendee_id)
+        .where(table.c.event_id == event_id)
+        .where(table.c.model_version == model_version)
+        .where(t.attendees.c.consent.is_(True))
+    )

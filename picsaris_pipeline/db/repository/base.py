@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import sqlalchemy as sa
@@ -14,9 +14,11 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from picsaris_pipeline.db import schema as t
-from picsaris_pipeline.domain import ReferenceStatus
-from picsaris_pipeline.errors import BadInputError, ConfigurationError, RetryableError
+from picsaris_pipeline.domain import Attendee, ReferenceStatus
+from picsaris_pipeline.errors import BadInputError, ConfigurationError, NotFoundError, RetryableError
 from picsaris_pipeline.ids import is_valid_id
+
+Record = TypeVar("Record")
 
 
 def _now() -> datetime:
@@ -43,6 +45,37 @@ def _from_blobs(blobs: Sequence[bytes], dimension: int) -> np.ndarray:
     return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).astype(np.float32)
 
 
+def _replace_rows(conn: Connection, table: sa.Table, key: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Replace, not add: delete the rows of table whose columns equal key's values, then insert rows
+    (each given key's values too), so a re-run under the same key leaves exactly these rows."""
+    conn.execute(table.delete().where(sa.and_(*(table.c[name] == value for name, value in key.items()))))
+    if rows:
+        conn.execute(table.insert(), [{**key, **row} for row in rows])
+
+
+def _narrowed(query: sa.Select[Any], *filters: tuple[sa.ColumnElement[Any], Any]) -> sa.Select[Any]:
+    """query narrowed to column == value for each (column, value) whose value is given (not None, not empty)."""
+    for column, value in filters:
+        if value:
+            query = query.where(column == value)
+    return query
+
+
+def _has_row(
+    table: sa.Table, key: str, owner: sa.ColumnElement[Any], model_version: sa.ColumnElement[Any] | str
+) -> sa.Exists:
+    """Whether table holds a row for owner (its column `key`) under model_version (a value or a column)."""
+    return sa.select(table.c[key]).where(table.c[key] == owner).where(table.c.model_version == model_version).exists()
+
+
+def _count_and_examples(
+    conn: Connection, source: sa.FromClause, condition: sa.ColumnElement[bool], examples: sa.Select[Any]
+) -> tuple[int, list[Any]]:
+    """How many rows of source meet condition, and the rows examples (narrowed to them) reads."""
+    count = conn.execute(sa.select(sa.func.count()).select_from(source).where(condition)).scalar_one()
+    return int(count), list(conn.execute(examples.where(condition)).all())
+
+
 # Attendees whose selfie will never become a reference: unusable, or no consent to keep face data.
 SETTLED_REFERENCES = (ReferenceStatus.REJECTED, ReferenceStatus.NO_CONSENT)
 
@@ -64,6 +97,40 @@ class RepositoryBase:
     def is_sqlite(self) -> bool:
         """A SQLite database: a local file, without row locks."""
         return self.dialect_name == "sqlite"
+
+    def url_without_password(self) -> str:
+        """The database's URL for messages and logs."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def dispose(self) -> None:
+        """Close the engine's pooled connections (an unshared repository's holder, when done)."""
+        self.engine.dispose()
+
+    def _owned_vectors(self, query: sa.Select[Any]) -> tuple[list[str], np.ndarray]:
+        """Run a query of (owner, vector, dimension) rows: the owners' ids, and their vectors stacked."""
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        dimension = rows[0].dimension if rows else 0
+        return [r.owner for r in rows], _from_blobs([r.vector for r in rows], dimension)
+
+    def _by_id(self, table: sa.Table, record_id: str, what: str, record: Callable[[Any], Record]) -> Record:
+        """The row of table with this id, as a record: BadInputError for a malformed id, NotFoundError
+        for an unknown one."""
+        _check_id(record_id, what)
+        with self._read() as conn:
+            row = conn.execute(sa.select(table).where(table.c.id == record_id)).first()
+        if row is None:
+            raise NotFoundError(f"no {what} {record_id}")
+        return record(row)
+
+    def _by_ids(self, table: sa.Table, ids: Sequence[str], record: Callable[[Any], Record]) -> dict[str, Record]:
+        """The rows of table among these ids, as records by id (malformed or unknown ids are absent)."""
+        wanted = [i for i in dict.fromkeys(ids) if is_valid_id(i)]
+        if not wanted:
+            return {}
+        with self._read() as conn:
+            rows = conn.execute(sa.select(table).where(table.c.id.in_(wanted))).all()
+        return {r.id: record(r) for r in rows}
 
     def url_with_password(self) -> str:
         """The database's URL, password included, for another process to connect to the same database."""
@@ -121,6 +188,23 @@ def _lock_attendees(conn: Connection, attendee_ids: Iterable[str], share: bool) 
 def _consenting(conn: Connection, attendee_ids: Iterable[str]) -> set[str]:
     """Of these attendees, those who consent now, re-read under a shared lock (see _lock_attendees)."""
     return {attendee_id for attendee_id, consent in _lock_attendees(conn, attendee_ids, share=True).items() if consent}
+
+
+def _store_reference(
+    conn: Connection, attendee: Attendee, table: sa.Table, model_version: str, values: Mapping[str, Any]
+) -> bool:
+    """Replace the attendee's reference row of table under model_version and mark the reference
+    ready, after re-reading consent in this transaction: False (nothing stored) if it was withdrawn."""
+    if attendee.id not in _consenting(conn, [attendee.id]):
+        return False
+    key = {"attendee_id": attendee.id, "model_version": model_version}
+    _replace_rows(conn, table, key, [{"event_id": attendee.event_id, **values, "created_at": _now()}])
+    conn.execute(
+        t.attendees.update()
+        .where(t.attendees.c.id == attendee.id)
+        .values(reference_status=ReferenceStatus.READY.value, reason=None, updated_at=_now())
+    )
+    return True
 
 
 # Words in driver messages that mean the configuration is wrong, not that the database is busy.

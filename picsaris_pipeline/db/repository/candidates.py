@@ -11,13 +11,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from picsaris_pipeline.db import schema as t
-from picsaris_pipeline.db.repository.attendees import AttendeesRepository
-from picsaris_pipeline.db.repository.base import _check_id, _from_blobs, _now, _to_blob
+from picsaris_pipeline.db.repository.attendees import AttendeesRepository, _consenting_vectors
+from picsaris_pipeline.db.repository.base import _check_id, _from_blobs, _narrowed, _now, _to_blob
 from picsaris_pipeline.db.repository.rows import (
     CANDIDATE_CONFIRMED,
     CANDIDATE_PROPOSED,
     CANDIDATE_REFUSED,
     CandidateRow,
+    CandidateState,
     ReferenceSets,
     _candidate,
     _photo,
@@ -44,21 +45,12 @@ class CandidatesRepository(AttendeesRepository):
         and the extra references. Returns (attendee ids, owner index into them per vector, vectors)."""
         attendee_ids, selfies = self.event_references(event_id, model_version)
         index = {attendee: i for i, attendee in enumerate(attendee_ids)}
-        query = (
-            sa.select(
-                t.attendee_references.c.attendee_id,
-                t.attendee_references.c.vector,
-                t.attendee_references.c.dimension,
-            )
-            .join(t.attendees, t.attendees.c.id == t.attendee_references.c.attendee_id)
-            .where(t.attendee_references.c.event_id == event_id)
-            .where(t.attendee_references.c.model_version == model_version)
-            .where(t.attendees.c.consent.is_(True))
-            .order_by(t.attendee_references.c.attendee_id, t.attendee_references.c.id)
+        query = _consenting_vectors(t.attendee_references, event_id, model_version).order_by(
+            t.attendee_references.c.attendee_id, t.attendee_references.c.id
         )
         with self._read() as conn:
-            extra = [r for r in conn.execute(query).all() if r.attendee_id in index]
-        owners = list(range(len(attendee_ids))) + [index[r.attendee_id] for r in extra]
+            extra = [r for r in conn.execute(query).all() if r.owner in index]
+        owners = list(range(len(attendee_ids))) + [index[r.owner] for r in extra]
         if not extra:
             return ReferenceSets(attendee_ids, owners, selfies)
         vectors = _from_blobs([r.vector for r in extra], extra[0].dimension)
@@ -75,13 +67,13 @@ class CandidatesRepository(AttendeesRepository):
         with self._read() as conn:
             return int(conn.execute(query).scalar_one())
 
-    def photo_candidates(self, photo_id: str) -> dict[str, tuple[str, str]]:
+    def photo_candidates(self, photo_id: str) -> dict[str, CandidateState]:
         """attendee id -> (status, face id) of every candidate row of one photo."""
         query = sa.select(
             t.match_candidates.c.attendee_id, t.match_candidates.c.status, t.match_candidates.c.face_id
         ).where(t.match_candidates.c.photo_id == photo_id)
         with self._read() as conn:
-            return {r.attendee_id: (r.status, r.face_id) for r in conn.execute(query).all()}
+            return {r.attendee_id: CandidateState(r.status, r.face_id) for r in conn.execute(query).all()}
 
     def list_candidates(
         self, event_id: str, attendee_id: str | None = None, status: str | None = None
@@ -91,10 +83,7 @@ class CandidatesRepository(AttendeesRepository):
             .where(t.match_candidates.c.event_id == event_id)
             .order_by(t.match_candidates.c.photo_id, t.match_candidates.c.attendee_id)
         )
-        if attendee_id:
-            query = query.where(t.match_candidates.c.attendee_id == attendee_id)
-        if status:
-            query = query.where(t.match_candidates.c.status == status)
+        query = _narrowed(query, (t.match_candidates.c.attendee_id, attendee_id), (t.match_candidates.c.status, status))
         with self._read() as conn:
             return [_candidate(r) for r in conn.execute(query).all()]
 

@@ -9,14 +9,14 @@ import sqlalchemy as sa
 
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.base import RepositoryBase, _from_blobs, _now
-from picsaris_pipeline.db.repository.rows import ClaimedFace
+from picsaris_pipeline.db.repository.rows import ClaimedFace, UnmatchedFace
 from picsaris_pipeline.domain import PhotoStatus, ReferenceStatus
 
 
 class ClustersRepository(RepositoryBase):
     def unmatched_face_vectors(
         self, event_id: str, model_version: str, photo_id: str | None = None, or_matched_to: str | None = None
-    ) -> tuple[list[tuple[str, str, str | None, str | None]], np.ndarray]:
+    ) -> tuple[list[UnmatchedFace], np.ndarray]:
         """Faces of published photos (or of one photo, whatever its status) with a vector under
         model_version that no match under it points at (or_matched_to: or a match to that
         attendee): ((face_id, photo_id, cluster_id, state) per face, vectors). cluster_id/state are
@@ -47,7 +47,7 @@ class ClustersRepository(RepositoryBase):
             rows = conn.execute(query).all()
         dimension = len(rows[0].vector) // 4 if rows else 0
         return (
-            [(r.face_id, r.photo_id, r.cluster_id, r.state) for r in rows],
+            [UnmatchedFace(r.face_id, r.photo_id, r.cluster_id, r.state) for r in rows],
             _from_blobs([r.vector for r in rows], dimension),
         )
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -12,7 +14,7 @@ from picsaris_pipeline import near_duplicates
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.base import _now
 from picsaris_pipeline.db.repository.photos import PhotosRepository
-from picsaris_pipeline.domain import PhotoStatus
+from picsaris_pipeline.domain import Photo, PhotoStatus
 
 
 class DuplicatesRepository(PhotosRepository):
@@ -36,27 +38,9 @@ class DuplicatesRepository(PhotosRepository):
         checked at the same moment cannot both pass.
 
         Cost: one indexed read of the event's hashes, compared with numpy (XOR and popcount)."""
-        photo = self.get_photo(photo_id)
-        with self._read() as conn:
-            checked_before = (
-                conn.execute(sa.select(t.photos.c.perceptual_hash).where(t.photos.c.id == photo_id)).scalar_one()
-                is not None
-            )
-        not_counted = [PhotoStatus.DUPLICATE, PhotoStatus.REJECTED, PhotoStatus.FAILED]
-        query = (
-            sa.select(t.photos.c.id, t.photos.c.perceptual_hash)
-            .where(t.photos.c.event_id == photo.event_id)
-            .where(t.photos.c.perceptual_hash.is_not(None))
-            .where(t.photos.c.id != photo_id)
-            .where(t.photos.c.status.not_in([s.value for s in not_counted]))
-            .order_by(t.photos.c.id)
-        )
-        if checked_before:
-            query = query.where(t.photos.c.id < photo_id)
+        photo, query = self._compared_with(photo_id, sa.select(t.photos.c.id, t.photos.c.perceptual_hash))
         with self._tx() as conn:
-            if conn.dialect.name == "postgresql":
-                lock = _near_duplicate_lock(photo.event_id)
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock})
+            _lock_event_hashes(conn, photo.event_id)
             conn.execute(
                 t.photos.update()
                 .where(t.photos.c.id == photo_id)
@@ -70,17 +54,7 @@ class DuplicatesRepository(PhotosRepository):
             original_id = rows[found[0]].id
             file_name = conn.execute(sa.select(t.photos.c.file_name).where(t.photos.c.id == original_id)).scalar_one()
             near = near_duplicates.NearDuplicate(original_id, file_name, found[1])
-            conn.execute(
-                t.photos.update()
-                .where(t.photos.c.id == photo_id)
-                .values(
-                    status=PhotoStatus.DUPLICATE.value,
-                    duplicate_of=original_id,
-                    reason=near.reason,
-                    sha256=sha256,
-                    updated_at=_now(),
-                )
-            )
+            _mark_duplicate(conn, photo_id, original_id, near.reason, _now(), sha256=sha256)
         return near
 
     def perceptual_hash_of(self, photo_id: str) -> int | None:
@@ -104,29 +78,14 @@ class DuplicatesRepository(PhotosRepository):
         this photo is marked `duplicate`, as before. A kept copy still being processed is never
         replaced (its own steps would publish it again). Who counts, re-runs and the lock are as in
         claim_perceptual_hash."""
-        photo = self.get_photo(photo_id)
-        with self._read() as conn:
-            checked_before = (
-                conn.execute(sa.select(t.photos.c.perceptual_hash).where(t.photos.c.id == photo_id)).scalar_one()
-                is not None
-            )
-        not_counted = [PhotoStatus.DUPLICATE, PhotoStatus.REJECTED, PhotoStatus.FAILED]
-        query = (
-            sa.select(t.photos.c.id, t.photos.c.perceptual_hash, t.photos.c.status)
-            .where(t.photos.c.event_id == photo.event_id)
-            .where(t.photos.c.perceptual_hash.is_not(None))
-            .where(t.photos.c.near_duplicate_fingerprint.is_not(None))
-            .where(t.photos.c.id != photo_id)
-            .where(t.photos.c.status.not_in([s.value for s in not_counted]))
-            .order_by(t.photos.c.id)
+        photo, query = self._compared_with(
+            photo_id,
+            sa.select(t.photos.c.id, t.photos.c.perceptual_hash, t.photos.c.status).where(
+                t.photos.c.near_duplicate_fingerprint.is_not(None)
+            ),
         )
-        if checked_before:
-            query = query.where(t.photos.c.id < photo_id)
         with self._tx() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _near_duplicate_lock(photo.event_id)}
-                )
+            _lock_event_hashes(conn, photo.event_id)
             conn.execute(
                 t.photos.update()
                 .where(t.photos.c.id == photo_id)
@@ -162,18 +121,28 @@ class DuplicatesRepository(PhotosRepository):
                 self._hand_over_to_better_copy(conn, verdict.photo_id, photo_id, verdict.better)
                 return verdict
             verdict = near_duplicates.Confirmed(verdict.photo_id, verdict.distance, verdict.fine_distance)
-            conn.execute(
-                t.photos.update()
-                .where(t.photos.c.id == photo_id)
-                .values(
-                    status=PhotoStatus.DUPLICATE.value,
-                    duplicate_of=verdict.photo_id,
-                    reason=verdict.reason,
-                    sha256=sha256,
-                    updated_at=_now(),
-                )
-            )
+            _mark_duplicate(conn, photo_id, verdict.photo_id, verdict.reason, _now(), sha256=sha256)
         return verdict
+
+    def _compared_with(self, photo_id: str, query: sa.Select[Any]) -> tuple[Photo, sa.Select[Any]]:
+        """The photo, and query narrowed to the photos of its event it is compared with (who counts
+        and re-runs: see claim_perceptual_hash)."""
+        photo = self.get_photo(photo_id)
+        with self._read() as conn:
+            checked_before = (
+                conn.execute(sa.select(t.photos.c.perceptual_hash).where(t.photos.c.id == photo_id)).scalar_one()
+                is not None
+            )
+        query = (
+            query.where(t.photos.c.event_id == photo.event_id)
+            .where(t.photos.c.perceptual_hash.is_not(None))
+            .where(t.photos.c.id != photo_id)
+            .where(t.photos.c.status.not_in([s.value for s in _NOT_COUNTED]))
+            .order_by(t.photos.c.id)
+        )
+        if checked_before:
+            query = query.where(t.photos.c.id < photo_id)
+        return photo, query
 
     @staticmethod
     def _hand_over_to_better_copy(conn: Connection, kept_id: str, better_id: str, why: str) -> None:
@@ -181,16 +150,7 @@ class DuplicatesRepository(PhotosRepository):
         matched by its own steps, so its guests find it there); its faces and vectors stay for
         erasure to remove (late joiners are only matched to embedded or published photos)."""
         now = _now()
-        conn.execute(
-            t.photos.update()
-            .where(t.photos.c.id == kept_id)
-            .values(
-                status=PhotoStatus.DUPLICATE.value,
-                duplicate_of=better_id,
-                reason=near_duplicates.replaced_reason(better_id, why),
-                updated_at=now,
-            )
-        )
+        _mark_duplicate(conn, kept_id, better_id, near_duplicates.replaced_reason(better_id, why), now)
         conn.execute(
             t.photos.update()
             .where(t.photos.c.duplicate_of == kept_id)
@@ -203,6 +163,27 @@ class DuplicatesRepository(PhotosRepository):
             .where(t.realtime_outbox.c.photo_id == kept_id)
             .where(t.realtime_outbox.c.sent_at.is_(None))
         )
+
+
+_NOT_COUNTED = (PhotoStatus.DUPLICATE, PhotoStatus.REJECTED, PhotoStatus.FAILED)
+
+
+def _mark_duplicate(
+    conn: Connection, photo_id: str, original_id: str, reason: str, now: datetime, **values: Any
+) -> None:
+    """The photo becomes a duplicate of original_id, with the reason (and any other column values)."""
+    conn.execute(
+        t.photos.update()
+        .where(t.photos.c.id == photo_id)
+        .values(status=PhotoStatus.DUPLICATE.value, duplicate_of=original_id, reason=reason, updated_at=now, **values)
+    )
+
+
+def _lock_event_hashes(conn: Connection, event_id: str) -> None:
+    """Serialise the event's near-duplicate checks: an advisory lock on Postgres; SQLite's single
+    write lock does it there, taken by the transaction's first write."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _near_duplicate_lock(event_id)})
 
 
 def _near_duplicate_lock(event_id: str) -> int:

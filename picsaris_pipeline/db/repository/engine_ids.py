@@ -7,10 +7,10 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from picsaris_pipeline.db import schema as t
-from picsaris_pipeline.db.repository.base import _consenting, _now
+from picsaris_pipeline.db.repository.base import _store_reference
 from picsaris_pipeline.db.repository.faces import FacesRepository
 from picsaris_pipeline.db.repository.rows import EngineFace, EngineUser
-from picsaris_pipeline.domain import Attendee, Face, Photo, ReferenceStatus
+from picsaris_pipeline.domain import Attendee, Face, Photo
 
 
 class EngineIdsRepository(FacesRepository):
@@ -47,30 +47,13 @@ class EngineIdsRepository(FacesRepository):
         that re-reads consent: False (nothing recorded) if consent was withdrawn meanwhile, and the
         caller deletes what the engine enrolled."""
         with self._tx() as conn:
-            if attendee.id not in _consenting(conn, [attendee.id]):
-                return False
-            conn.execute(
-                t.engine_users.delete()
-                .where(t.engine_users.c.attendee_id == attendee.id)
-                .where(t.engine_users.c.model_version == model_version)
+            return _store_reference(
+                conn,
+                attendee,
+                t.engine_users,
+                model_version,
+                {"collection_id": collection_id, "external_user_id": user_id, "external_face_id": face_id},
             )
-            conn.execute(
-                t.engine_users.insert().values(
-                    attendee_id=attendee.id,
-                    model_version=model_version,
-                    event_id=attendee.event_id,
-                    collection_id=collection_id,
-                    external_user_id=user_id,
-                    external_face_id=face_id,
-                    created_at=_now(),
-                )
-            )
-            conn.execute(
-                t.attendees.update()
-                .where(t.attendees.c.id == attendee.id)
-                .values(reference_status=ReferenceStatus.READY.value, reason=None, updated_at=_now())
-            )
-        return True
 
     def engine_users_of(self, attendee_id: str, model_version: str | None = None) -> list[EngineUser]:
         """(model version, engine user id, engine face id of the selfie) for an attendee."""

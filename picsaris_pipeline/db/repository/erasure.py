@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.photos import PhotosRepository
-from picsaris_pipeline.db.repository.rows import RecordedEngineFace
+from picsaris_pipeline.db.repository.rows import MatchedFace, RecordedEngineFace
 from picsaris_pipeline.domain import Attendee, Photo, PhotoStatus
 
 
@@ -47,7 +47,7 @@ class ErasureRepository(PhotosRepository):
         with self.engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    def faces_matched_to(self, attendee_id: str) -> list[tuple[str, str]]:
+    def faces_matched_to(self, attendee_id: str) -> list[MatchedFace]:
         """(face id, photo id) of every event-photo face matched to the attendee, any model version."""
         query = (
             sa.select(t.matches.c.face_id, t.matches.c.photo_id)
@@ -56,7 +56,7 @@ class ErasureRepository(PhotosRepository):
             .order_by(t.matches.c.photo_id, t.matches.c.face_id)
         )
         with self._read() as conn:
-            return [(r.face_id, r.photo_id) for r in conn.execute(query).all()]
+            return [MatchedFace(r.face_id, r.photo_id) for r in conn.execute(query).all()]
 
     def engine_faces_of(self, face_ids: Sequence[str]) -> list[RecordedEngineFace]:
         """(event id, model version, engine face id) recorded for these faces."""

@@ -5,18 +5,15 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from picsaris_pipeline.db import schema as t
-from picsaris_pipeline.db.repository.base import RepositoryBase, _check_id, _now
+from picsaris_pipeline.db.repository.base import RepositoryBase, _now
 from picsaris_pipeline.db.repository.rows import _event
-from picsaris_pipeline.domain import Event
-from picsaris_pipeline.errors import BadInputError, NotFoundError
+from picsaris_pipeline.domain import Event, checked_name
 from picsaris_pipeline.ids import new_id
 
 
 class EventsRepository(RepositoryBase):
     def create_event(self, name: str, active_model_version: str | None = None) -> Event:
-        name = name.strip()
-        if not name or len(name) > 200:
-            raise BadInputError("an event needs a name of 1 to 200 characters")
+        name = checked_name(name, "an event")
         now = _now()
         event = Event(new_id(), name, now, active_model_version)
         with self._tx() as conn:
@@ -28,12 +25,7 @@ class EventsRepository(RepositoryBase):
         return event
 
     def get_event(self, event_id: str) -> Event:
-        _check_id(event_id, "event")
-        with self._read() as conn:
-            row = conn.execute(sa.select(t.events).where(t.events.c.id == event_id)).first()
-        if row is None:
-            raise NotFoundError(f"no event {event_id}")
-        return _event(row)
+        return self._by_id(t.events, event_id, "event", _event)
 
     def list_events(self) -> list[Event]:
         with self._read() as conn:

@@ -9,7 +9,8 @@ import numpy as np
 import sqlalchemy as sa
 
 from picsaris_pipeline.db import schema as t
-from picsaris_pipeline.db.repository.base import RepositoryBase, _from_blobs, _now, _to_blob
+from picsaris_pipeline.db.repository.base import RepositoryBase, _from_blobs, _now, _replace_rows, _to_blob
+from picsaris_pipeline.db.repository.rows import FaceVectors
 from picsaris_pipeline.domain import Face, Photo
 from picsaris_pipeline.faces.engine import FaceBox
 from picsaris_pipeline.faces.quality import FaceQuality
@@ -27,32 +28,22 @@ class FacesRepository(RepositoryBase):
         if same:
             return existing
         now = _now()
-        with self._tx() as conn:
-            conn.execute(
-                t.faces.delete()
-                .where(t.faces.c.photo_id == photo.id)
-                .where(t.faces.c.detector_version == detector_version)
+        rows = [
+            dict(
+                id=new_id(),
+                event_id=photo.event_id,
+                face_index=i,
+                left=b.left,
+                top=b.top,
+                right=b.right,
+                bottom=b.bottom,
+                score=b.score,
+                created_at=now,
             )
-            if boxes:
-                conn.execute(
-                    t.faces.insert(),
-                    [
-                        dict(
-                            id=new_id(),
-                            photo_id=photo.id,
-                            event_id=photo.event_id,
-                            detector_version=detector_version,
-                            face_index=i,
-                            left=b.left,
-                            top=b.top,
-                            right=b.right,
-                            bottom=b.bottom,
-                            score=b.score,
-                            created_at=now,
-                        )
-                        for i, b in enumerate(boxes)
-                    ],
-                )
+            for i, b in enumerate(boxes)
+        ]
+        with self._tx() as conn:
+            _replace_rows(conn, t.faces, {"photo_id": photo.id, "detector_version": detector_version}, rows)
         return self.get_faces(photo.id, detector_version)
 
     def get_faces(self, photo_id: str, detector_version: str | None = None) -> list[Face]:
@@ -74,20 +65,17 @@ class FacesRepository(RepositoryBase):
         ]
         self._replace_photo_rows(t.face_vectors, photo, model_version, rows)
 
-    def photo_vectors(self, photo_id: str, model_version: str) -> tuple[list[str], np.ndarray]:
+    def photo_vectors(self, photo_id: str, model_version: str) -> FaceVectors:
         query = (
-            sa.select(t.face_vectors.c.face_id, t.face_vectors.c.vector, t.face_vectors.c.dimension)
+            sa.select(t.face_vectors.c.face_id.label("owner"), t.face_vectors.c.vector, t.face_vectors.c.dimension)
             .join(t.faces, t.faces.c.id == t.face_vectors.c.face_id)
             .where(t.face_vectors.c.photo_id == photo_id)
             .where(t.face_vectors.c.model_version == model_version)
             .order_by(t.faces.c.face_index)
         )
-        with self._read() as conn:
-            rows = conn.execute(query).all()
-        dimension = rows[0].dimension if rows else 0
-        return [r.face_id for r in rows], _from_blobs([r.vector for r in rows], dimension)
+        return FaceVectors(*self._owned_vectors(query))
 
-    def event_face_vectors(self, event_id: str, model_version: str) -> tuple[list[str], np.ndarray]:
+    def event_face_vectors(self, event_id: str, model_version: str) -> FaceVectors:
         """(photo id per face, vectors) for every face of an event under one model version.
         Read as plain tuples and joined into one buffer: a late joiner reads all 36,000 faces of a
         large event, and row objects cost more than the matching itself (bench/matching.py)."""
@@ -103,21 +91,18 @@ class FacesRepository(RepositoryBase):
                 owners.append(photo_id)
                 blobs.append(vector)
         dimension = len(blobs[0]) // 4 if blobs else 0
-        return owners, _from_blobs(blobs, dimension)
+        return FaceVectors(owners, _from_blobs(blobs, dimension))
 
     def _replace_photo_rows(
         self, table: sa.Table, photo: Photo, model_version: str, rows: Sequence[dict[str, Any]]
     ) -> None:
         """Replace what an earlier run stored for the photo under the model version (per-face rows of
         face_vectors or engine_faces) with `rows`, in one transaction."""
-        now = _now()
+        common = dict(event_id=photo.event_id, created_at=_now())
         with self._tx() as conn:
-            conn.execute(
-                table.delete().where(table.c.photo_id == photo.id).where(table.c.model_version == model_version)
+            _replace_rows(
+                conn, table, {"photo_id": photo.id, "model_version": model_version}, [{**common, **r} for r in rows]
             )
-            if rows:
-                common = dict(model_version=model_version, event_id=photo.event_id, photo_id=photo.id, created_at=now)
-                conn.execute(table.insert(), [{**common, **row} for row in rows])
 
     def store_face_quality(self, faces: Sequence[Face], qualities: Sequence[FaceQuality]) -> None:
         """Record each face's quality, replacing what an earlier run of the same faces recorded."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from picsaris_pipeline.db import schema as t
-from picsaris_pipeline.db.repository.base import RepositoryBase, _consenting, _now
+from picsaris_pipeline.db.repository.base import RepositoryBase, _consenting, _narrowed, _now, _replace_rows
 from picsaris_pipeline.db.repository.candidates import PolicyWrite, _write_policy
 from picsaris_pipeline.db.repository.outbox import _enqueue
 from picsaris_pipeline.domain import MatchRow, Photo
@@ -40,28 +40,18 @@ class MatchesRepository(RepositoryBase):
             if withdrawn:
                 return withdrawn
             _enqueue(conn, photo, model_version, messages, now)
-            conn.execute(
-                t.matches.delete()
-                .where(t.matches.c.photo_id == photo.id)
-                .where(t.matches.c.model_version == model_version)
-            )
-            if rows:
-                conn.execute(
-                    t.matches.insert(),
-                    [
-                        dict(
-                            photo_id=photo.id,
-                            attendee_id=attendee_id,
-                            model_version=model_version,
-                            event_id=photo.event_id,
-                            face_id=face_id,
-                            similarity=float(similarity),
-                            created_at=now,
-                            policy_id=policy.policy_id if policy else None,
-                        )
-                        for face_id, attendee_id, similarity in rows
-                    ],
+            stored = [
+                dict(
+                    attendee_id=attendee_id,
+                    event_id=photo.event_id,
+                    face_id=face_id,
+                    similarity=float(similarity),
+                    created_at=now,
+                    policy_id=policy.policy_id if policy else None,
                 )
+                for face_id, attendee_id, similarity in rows
+            ]
+            _replace_rows(conn, t.matches, {"photo_id": photo.id, "model_version": model_version}, stored)
             if policy is not None:
                 _write_policy(conn, photo, model_version, policy, now)
         return set()
@@ -84,10 +74,7 @@ class MatchesRepository(RepositoryBase):
             .where(t.matches.c.event_id == event_id)
             .order_by(t.matches.c.photo_id, t.attendees.c.name)
         )
-        if photo_id:
-            query = query.where(t.matches.c.photo_id == photo_id)
-        if model_version:
-            query = query.where(t.matches.c.model_version == model_version)
+        query = _narrowed(query, (t.matches.c.photo_id, photo_id), (t.matches.c.model_version, model_version))
         with self._read() as conn:
             return [
                 MatchRow(
@@ -102,7 +89,6 @@ class MatchesRepository(RepositoryBase):
             .where(t.matches.c.event_id == event_id)
             .group_by(t.matches.c.photo_id)
         )
-        if model_version:
-            query = query.where(t.matches.c.model_version == model_version)
+        query = _narrowed(query, (t.matches.c.model_version, model_version))
         with self._read() as conn:
             return {photo_id: int(count) for photo_id, count in conn.execute(query).all()}

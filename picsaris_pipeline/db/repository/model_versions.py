@@ -7,54 +7,39 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 
 from picsaris_pipeline.db import schema as t
-from picsaris_pipeline.db.repository.base import SETTLED_REFERENCES, RepositoryBase, _now
-from picsaris_pipeline.db.repository.rows import StoredVector, _attendee, _photo
+from picsaris_pipeline.db.repository.base import (
+    SETTLED_REFERENCES,
+    RepositoryBase,
+    _count_and_examples,
+    _has_row,
+    _narrowed,
+    _now,
+    _replace_rows,
+)
+from picsaris_pipeline.db.repository.rows import Counted, StoredVector, _attendee, _photo
 from picsaris_pipeline.domain import Attendee, Photo, PhotoStatus
 
 
 class ModelVersionsRepository(RepositoryBase):
     def mark_photo_version(self, photo: Photo, model_version: str, faces: int) -> None:
         """Record that a photo is embedded and matched under a model version (idempotent)."""
+        key = {"photo_id": photo.id, "model_version": model_version}
         with self._tx() as conn:
-            conn.execute(
-                t.photo_model_versions.delete()
-                .where(t.photo_model_versions.c.photo_id == photo.id)
-                .where(t.photo_model_versions.c.model_version == model_version)
-            )
-            conn.execute(
-                t.photo_model_versions.insert().values(
-                    photo_id=photo.id,
-                    model_version=model_version,
-                    event_id=photo.event_id,
-                    faces=faces,
-                    matched_at=_now(),
-                )
+            _replace_rows(
+                conn, t.photo_model_versions, key, [{"event_id": photo.event_id, "faces": faces, "matched_at": _now()}]
             )
 
     def mark_attendee_version(self, attendee: Attendee, model_version: str) -> None:
         """Record that an attendee has a reference under a version and was searched for in the
         event's photos under it (idempotent)."""
+        key = {"attendee_id": attendee.id, "model_version": model_version}
         with self._tx() as conn:
-            conn.execute(
-                t.attendee_model_versions.delete()
-                .where(t.attendee_model_versions.c.attendee_id == attendee.id)
-                .where(t.attendee_model_versions.c.model_version == model_version)
-            )
-            conn.execute(
-                t.attendee_model_versions.insert().values(
-                    attendee_id=attendee.id, model_version=model_version, event_id=attendee.event_id, matched_at=_now()
-                )
-            )
+            _replace_rows(conn, t.attendee_model_versions, key, [{"event_id": attendee.event_id, "matched_at": _now()}])
 
     def attendees_missing_version(self, model_version: str, event_id: str | None = None) -> list[Attendee]:
         """Consenting attendees with a usable selfie not yet done under model_version (reference and
         late-joiner matching): a re-embedding's to-do for attendees."""
-        done = (
-            sa.select(t.attendee_model_versions.c.attendee_id)
-            .where(t.attendee_model_versions.c.attendee_id == t.attendees.c.id)
-            .where(t.attendee_model_versions.c.model_version == model_version)
-            .exists()
-        )
+        done = _has_row(t.attendee_model_versions, "attendee_id", t.attendees.c.id, model_version)
         query = (
             sa.select(t.attendees)
             .where(t.attendees.c.consent.is_(True))
@@ -63,8 +48,7 @@ class ModelVersionsRepository(RepositoryBase):
             .where(~done)
             .order_by(t.attendees.c.id)
         )
-        if event_id:
-            query = query.where(t.attendees.c.event_id == event_id)
+        query = _narrowed(query, (t.attendees.c.event_id, event_id))
         with self._read() as conn:
             return [_attendee(r) for r in conn.execute(query).all()]
 
@@ -75,20 +59,14 @@ class ModelVersionsRepository(RepositoryBase):
 
     def photos_missing_version(self, model_version: str, event_id: str | None = None) -> list[Photo]:
         """Published photos not yet embedded and matched under model_version (a re-embedding's to-do)."""
-        done = (
-            sa.select(t.photo_model_versions.c.photo_id)
-            .where(t.photo_model_versions.c.photo_id == t.photos.c.id)
-            .where(t.photo_model_versions.c.model_version == model_version)
-            .exists()
-        )
+        done = _has_row(t.photo_model_versions, "photo_id", t.photos.c.id, model_version)
         query = (
             sa.select(t.photos)
             .where(t.photos.c.status == PhotoStatus.PUBLISHED.value)
             .where(~done)
             .order_by(t.photos.c.id)
         )
-        if event_id:
-            query = query.where(t.photos.c.event_id == event_id)
+        query = _narrowed(query, (t.photos.c.event_id, event_id))
         with self._read() as conn:
             return [_photo(r) for r in conn.execute(query).all()]
 
@@ -140,49 +118,30 @@ class ModelVersionsRepository(RepositoryBase):
                 deleted["faces"] = result.rowcount
         return deleted
 
-    def version_mixing(self, limit: int = 20) -> tuple[int, list[str]]:
+    def version_mixing(self, limit: int = 20) -> Counted[str]:
         """Matches whose face or attendee has no representation under the match's own model version:
         a match that paired two versions (or lost its vectors). Returns (count, examples)."""
+        version = t.matches.c.model_version
         face_has = sa.or_(
-            sa.select(t.face_vectors.c.face_id)
-            .where(t.face_vectors.c.face_id == t.matches.c.face_id)
-            .where(t.face_vectors.c.model_version == t.matches.c.model_version)
-            .exists(),
-            sa.select(t.engine_faces.c.face_id)
-            .where(t.engine_faces.c.face_id == t.matches.c.face_id)
-            .where(t.engine_faces.c.model_version == t.matches.c.model_version)
-            .exists(),
+            *(_has_row(table, "face_id", t.matches.c.face_id, version) for table in (t.face_vectors, t.engine_faces))
         )
         attendee_has = sa.or_(
-            sa.select(t.attendee_vectors.c.attendee_id)
-            .where(t.attendee_vectors.c.attendee_id == t.matches.c.attendee_id)
-            .where(t.attendee_vectors.c.model_version == t.matches.c.model_version)
-            .exists(),
-            sa.select(t.engine_users.c.attendee_id)
-            .where(t.engine_users.c.attendee_id == t.matches.c.attendee_id)
-            .where(t.engine_users.c.model_version == t.matches.c.model_version)
-            .exists(),
+            *(
+                _has_row(table, "attendee_id", t.matches.c.attendee_id, version)
+                for table in (t.attendee_vectors, t.engine_users)
+            )
         )
         bad = sa.not_(sa.and_(face_has, attendee_has))
+        examples = sa.select(t.matches.c.photo_id, t.matches.c.attendee_id, t.matches.c.model_version).limit(limit)
         with self._read() as conn:
-            count = conn.execute(sa.select(sa.func.count()).select_from(t.matches).where(bad)).scalar_one()
-            rows = conn.execute(
-                sa.select(t.matches.c.photo_id, t.matches.c.attendee_id, t.matches.c.model_version)
-                .where(bad)
-                .limit(limit)
-            ).all()
-        return int(count), [f"photo {r.photo_id} / attendee {r.attendee_id} ({r.model_version})" for r in rows]
+            count, rows = _count_and_examples(conn, t.matches, bad, examples)
+        return Counted(count, [f"photo {r.photo_id} / attendee {r.attendee_id} ({r.model_version})" for r in rows])
 
-    def published_without_active_version(self, fallback: str, limit: int = 20) -> tuple[int, list[str]]:
+    def published_without_active_version(self, fallback: str, limit: int = 20) -> Counted[str]:
         """Published photos that were never matched under their event's active version (fallback
         where an event has none): guests see nothing for them."""
         active = sa.func.coalesce(t.events.c.active_model_version, fallback)
-        done = (
-            sa.select(t.photo_model_versions.c.photo_id)
-            .where(t.photo_model_versions.c.photo_id == t.photos.c.id)
-            .where(t.photo_model_versions.c.model_version == active)
-            .exists()
-        )
+        done = _has_row(t.photo_model_versions, "photo_id", t.photos.c.id, active)
         query = (
             sa.select(t.photos.c.id, active.label("active"))
             .join(t.events, t.events.c.id == t.photos.c.event_id)
@@ -191,7 +150,7 @@ class ModelVersionsRepository(RepositoryBase):
         )
         with self._read() as conn:
             rows = conn.execute(query).all()
-        return len(rows), [f"photo {r.id} (active {r.active})" for r in rows[:limit]]
+        return Counted(len(rows), [f"photo {r.id} (active {r.active})" for r in rows[:limit]])
 
     def vectors_by_version(self, batch: int = 5000) -> Iterator[StoredVector]:
         """(kind, model version, dimension, blob) of every stored vector, streamed in batches."""

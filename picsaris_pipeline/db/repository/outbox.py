@@ -9,10 +9,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from picsaris_pipeline.db import schema as t
-from picsaris_pipeline.db.repository.base import RepositoryBase, _now, _utc
+from picsaris_pipeline.db.repository.base import RepositoryBase, _narrowed, _now, _utc
 from picsaris_pipeline.domain import Photo, PhotoStatus
+from picsaris_pipeline.errors import PicsarisError
 from picsaris_pipeline.ids import new_id
 from picsaris_pipeline.realtime import OutboxMessage, RealtimeMessage
 
@@ -28,8 +30,7 @@ class OutboxRepository(RepositoryBase):
             .order_by(t.realtime_outbox.c.created_at, t.realtime_outbox.c.id)
             .limit(limit)
         )
-        if photo_id:
-            query = query.where(t.realtime_outbox.c.photo_id == photo_id)
+        query = _narrowed(query, (t.realtime_outbox.c.photo_id, photo_id))
         with self._read() as conn:
             return [
                 OutboxMessage(
@@ -68,6 +69,18 @@ class OutboxRepository(RepositoryBase):
         )
         with self._read() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(joined).where(condition)).scalar_one())
+
+    def notify(self, channel: str, payloads: Sequence[str]) -> None:
+        """PostgreSQL's pg_notify(channel, payload) for each payload, all in one transaction, so
+        listeners hear them at commit, in order, or none of them."""
+        try:
+            with self._tx() as conn:
+                conn.execute(_NOTIFY, [{"channel": channel, "payload": payload} for payload in payloads])
+        except DBAPIError as error:  # one translate_db_error leaves as it is: the server refused the call
+            raise PicsarisError(f"pg_notify on {self.url_without_password()} failed: {error}") from error
+
+
+_NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)")
 
 
 def _enqueue(

@@ -10,11 +10,11 @@ import sqlalchemy as sa
 
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.attendees import AttendeesRepository
-from picsaris_pipeline.db.repository.base import _check_id, _now
+from picsaris_pipeline.db.repository.base import _narrowed, _now
 from picsaris_pipeline.db.repository.rows import _photo
 from picsaris_pipeline.domain import Photo, PhotoStatus
 from picsaris_pipeline.errors import BadInputError, NotFoundError
-from picsaris_pipeline.ids import is_valid_id, new_id
+from picsaris_pipeline.ids import new_id
 from picsaris_pipeline.keys import photo_key
 
 
@@ -53,12 +53,7 @@ class PhotosRepository(AttendeesRepository):
         return self.get_photo(photo_id)
 
     def get_photo(self, photo_id: str) -> Photo:
-        _check_id(photo_id, "photo")
-        with self._read() as conn:
-            row = conn.execute(sa.select(t.photos).where(t.photos.c.id == photo_id)).first()
-        if row is None:
-            raise NotFoundError(f"no photo {photo_id}")
-        return _photo(row)
+        return self._by_id(t.photos, photo_id, "photo", _photo)
 
     def find_photo(self, photo_id: str) -> Photo | None:
         try:
@@ -75,19 +70,13 @@ class PhotosRepository(AttendeesRepository):
 
     def photos_by_ids(self, photo_ids: Sequence[str]) -> dict[str, Photo]:
         """The photos among these ids (malformed or unknown ids are simply absent)."""
-        wanted = [i for i in dict.fromkeys(photo_ids) if is_valid_id(i)]
-        if not wanted:
-            return {}
-        with self._read() as conn:
-            rows = conn.execute(sa.select(t.photos).where(t.photos.c.id.in_(wanted))).all()
-        return {r.id: _photo(r) for r in rows}
+        return self._by_ids(t.photos, photo_ids, _photo)
 
     def photos_to_process(self, event_id: str | None = None, include_failed: bool = False) -> list[Photo]:
         """Uploaded photos not yet at a terminal status (and failed ones if asked), oldest first."""
         pending = [s.value for s in PhotoStatus if s.needs_processing or (include_failed and s is PhotoStatus.FAILED)]
         query = sa.select(t.photos).where(t.photos.c.status.in_(pending)).order_by(t.photos.c.id)
-        if event_id:
-            query = query.where(t.photos.c.event_id == event_id)
+        query = _narrowed(query, (t.photos.c.event_id, event_id))
         with self._read() as conn:
             return [_photo(r) for r in conn.execute(query).all()]
 

@@ -2,56 +2,39 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
 from picsaris_pipeline.db.repository.base import _utc
 from picsaris_pipeline.domain import Attendee, Event, Photo, PhotoStatus, ReferenceStatus
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+Record = TypeVar("Record", bound="DataclassInstance")
+Example = TypeVar("Example")
+
 
 def _event(row: Any) -> Event:
     return Event(row.id, row.name, _utc(row.created_at), row.active_model_version)
 
 
+def _from_row(record: type[Record], row: Any, **converted: Any) -> Record:
+    """A record of the row's columns named as its fields, datetimes as UTC (SQLite's are naive);
+    `converted` holds the fields whose stored value is not the record's (enums, driver numbers)."""
+    values = {f.name: converted.get(f.name, getattr(row, f.name)) for f in fields(record)}
+    return record(**{name: _utc(v) if isinstance(v, datetime) else v for name, v in values.items()})
+
+
 def _attendee(row: Any) -> Attendee:
-    return Attendee(
-        row.id,
-        row.event_id,
-        row.name,
-        bool(row.consent),
-        row.selfie_key,
-        row.selfie_file_name,
-        ReferenceStatus(row.reference_status),
-        row.reason,
-        _utc(row.created_at),
-        _utc(row.updated_at),
-    )
+    return _from_row(Attendee, row, consent=bool(row.consent), reference_status=ReferenceStatus(row.reference_status))
 
 
 def _photo(row: Any) -> Photo:
-    return Photo(
-        row.id,
-        row.event_id,
-        row.uploader_id,
-        row.file_name,
-        row.object_key,
-        row.content_type,
-        row.declared_sha256,
-        int(row.declared_size),
-        PhotoStatus(row.status),
-        row.reason,
-        row.sha256,
-        row.duplicate_of,
-        row.width,
-        row.height,
-        row.source_format,
-        row.face_count,
-        _utc(row.created_at),
-        _utc(row.updated_at),
-    )
+    return _from_row(Photo, row, declared_size=int(row.declared_size), status=PhotoStatus(row.status))
 
 
 # A match candidate's status (the matching policy, migration 0007): proposed to the guest, then decided.
@@ -77,16 +60,7 @@ class CandidateRow:
 
 
 def _candidate(row: Any) -> CandidateRow:
-    return CandidateRow(
-        row.photo_id,
-        row.attendee_id,
-        row.event_id,
-        row.model_version,
-        row.face_id,
-        float(row.similarity),
-        row.policy_id,
-        row.status,
-    )
+    return _from_row(CandidateRow, row, similarity=float(row.similarity))
 
 
 class EngineFace(NamedTuple):
@@ -151,3 +125,47 @@ class ReferenceSets(NamedTuple):
     attendee_ids: list[str]
     owners: list[int]
     vectors: np.ndarray
+
+
+class FaceVectors(NamedTuple):
+    """Vectors with, for each, the id of what it belongs to (a face, or the photo of the face)."""
+
+    owners: list[str]
+    vectors: np.ndarray
+
+
+class MatchedFace(NamedTuple):
+    """A face matched to a guest, and the photo it is in."""
+
+    face_id: str
+    photo_id: str
+
+
+class MatchedAttendee(NamedTuple):
+    """A photo and a guest matched in it."""
+
+    photo_id: str
+    attendee_id: str
+
+
+class CandidateState(NamedTuple):
+    """Where a guest's candidate match in a photo stands, and the face proposed."""
+
+    status: str
+    face_id: str
+
+
+class UnmatchedFace(NamedTuple):
+    """A face no match points at, with its cluster row (cluster_id and state None where it has none)."""
+
+    face_id: str
+    photo_id: str
+    cluster_id: str | None
+    state: str | None
+
+
+class Counted(NamedTuple, Generic[Example]):
+    """How many rows a check found, and the first few as examples."""
+
+    total: int
+    examples: list[Example]

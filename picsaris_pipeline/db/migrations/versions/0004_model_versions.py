@@ -1,9 +1,4 @@
-"""Model versions per event: the active version guests see, and which photos are done under which.
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-24
-"""
+"""Model versions per event: the active version guests see, and which photos are done under which."""
 
 from __future__ import annotations
 
@@ -12,8 +7,6 @@ from alembic import op
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,9 +1,4 @@
-"""Perceptual hash of each verified photo, to find the same shot sent again by another phone.
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-11-24
-"""
+"""Perceptual hash of each verified photo, to find the same shot sent again by another phone."""
 
 from __future__ import annotations
 
@@ -12,8 +7,6 @@ from alembic import op
 
 revision = "0005"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

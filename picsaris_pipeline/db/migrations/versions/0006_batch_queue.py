@@ -1,9 +1,5 @@
 """Photos waiting to be run in a batch: intake defers a photo whose uploader already has one waiting,
 and the batch sensor launches such photos together, one run per range of partitions.
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-11-24
 """
 
 from __future__ import annotations
@@ -13,8 +9,6 @@ from alembic import op
 
 revision = "0006"
 down_revision = "0005"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

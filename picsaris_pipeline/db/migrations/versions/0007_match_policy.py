@@ -1,9 +1,4 @@
-"""The matching policy: candidate matches, several references per guest, match confirmations.
-
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-12-02
-"""
+"""The matching policy: candidate matches, several references per guest, match confirmations."""
 
 from __future__ import annotations
 
@@ -12,8 +7,6 @@ from alembic import op
 
 revision = "0007"
 down_revision = "0006"
-branch_labels = None
-depends_on = None
 
 ID = sa.String(26)
 VERSION = sa.String(100)

@@ -1,9 +1,5 @@
 """Work leases: `picsaris process` claims photos and attendees so two processes (or a process and
 the daemon's runs) split the work instead of repeating it; a killed holder's leases expire.
-
-Revision ID: 0008
-Revises: 0007
-Create Date: 2026-12-02
 """
 
 from __future__ import annotations
@@ -13,8 +9,6 @@ from alembic import op
 
 revision = "0008"
 down_revision = "0007"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

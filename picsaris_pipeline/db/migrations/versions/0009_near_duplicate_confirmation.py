@@ -1,9 +1,4 @@
-"""Near-duplicates confirmed by a second, independent signal.
-
-Revision ID: 0009
-Revises: 0008
-Create Date: 2026-12-02
-"""
+"""Near-duplicates confirmed by a second, independent signal."""
 
 from __future__ import annotations
 
@@ -12,8 +7,6 @@ from alembic import op
 
 revision = "0009"
 down_revision = "0008"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,9 +1,4 @@
-"""Face quality: size, blur and pose per face, so a face too small or blurred to match is counted but not matched.
-
-Revision ID: 0010
-Revises: 0009
-Create Date: 2026-12-02
-"""
+"""Face quality: size, blur and pose per face, so a face too small or blurred to match is counted but not matched."""
 
 from __future__ import annotations
 
@@ -12,8 +7,6 @@ from alembic import op
 
 revision = "0010"
 down_revision = "0009"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,21 +1,13 @@
-"""Consent: face data written only in the transaction that re-reads consent; rejected selfies.
-
-Revision ID: 0013
-Revises: 0012
-Create Date: 2026-12-02
-"""
+"""Consent: face data written only in the transaction that re-reads consent; rejected selfies."""
 
 from __future__ import annotations
 
 revision = "0013"
 down_revision = "0012"
-branch_labels = None
-depends_on = None
 
 
-def upgrade() -> None:
-    pass
+# No table or column changes: the revision marks the release whose code the docstring describes.
+def upgrade() -> None: ...
 
 
-def downgrade() -> None:
-    pass
+def downgrade() -> None: ...

@@ -1,21 +1,13 @@
-"""Guest-list import: attendees signed up in bulk.
-
-Revision ID: 0014
-Revises: 0013
-Create Date: 2026-12-02
-"""
+"""Guest-list import: attendees signed up in bulk."""
 
 from __future__ import annotations
 
 revision = "0014"
 down_revision = "0013"
-branch_labels = None
-depends_on = None
 
 
-def upgrade() -> None:
-    pass
+# No table or column changes: the revision marks the release whose code the docstring describes.
+def upgrade() -> None: ...
 
 
-def downgrade() -> None:
-    pass
+def downgrade() -> None: ...
