@@ -99,7 +99,8 @@ def _imports(root: Path) -> Iterator[tuple[str, str]]:
                 names = [node.args[0].value]
             for name in names:
                 top = name.split(".")[0]
-                if top and top not in sys.stdlib_module_names and top not in local:
+                # _typeshed exists only for type checkers (imported under TYPE_CHECKING)
+                if top and top not in sys.stdlib_module_names and top not in local and top != "_typeshed":
                     yield top, f"{path.relative_to(REPO_ROOT)}:{node.lineno}"
 
 
@@ -111,7 +112,8 @@ def _undeclared(roots: list[str], allowed: frozenset[str], where: str) -> tuple[
             dists = providers.get(module)
             if not dists:
                 problems.append(f"{place} imports {module!r}, which no installed distribution provides")
-            elif not dists & allowed:
+                continue
+            if not dists & allowed:
                 provided_by = ", ".join(sorted(dists))
                 problems.append(f"{place} imports {module!r} (from {provided_by}), not declared in {where}")
             used |= dists & allowed
