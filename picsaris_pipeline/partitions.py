@@ -5,18 +5,16 @@ from collections.abc import Sequence
 import dagster as dg
 from sqlalchemy.exc import IntegrityError
 
+from picsaris_pipeline.settings import (
+    MAX_PHOTOS_PER_BATCH,  # the launch contract: a batch run holds at most this many photos
+)
+
 PHOTO_PARTITIONS = "photos"
 ATTENDEE_PARTITIONS = "attendees"
 EVENT_PARTITIONS = "events"
 photo_partitions = dg.DynamicPartitionsDefinition(name=PHOTO_PARTITIONS)
 attendee_partitions = dg.DynamicPartitionsDefinition(name=ATTENDEE_PARTITIONS)
 event_partitions = dg.DynamicPartitionsDefinition(name=EVENT_PARTITIONS)
-
-# A batch run (a range of photo partitions: bursts from the sensor, `picsaris process`) holds at
-# most this many photos: enough to spread a run's fixed cost, few enough that a batch's verified
-# images stay in memory between its steps (~185 MB) and that a crash redoes little. bench/burst.py,
-# 16 against 8 back to back: 100 photos drained in 2.58x the bare two-core time instead of 2.98x.
-MAX_PHOTOS_PER_BATCH = 16
 
 PHOTO_JOB = "process_photo"
 ATTENDEE_JOB = "process_attendee"

@@ -34,6 +34,7 @@ def event_summary(
     shown = active_version(repo.get_event(context.partition_key), face_engine.get().model_version)
     summary = summarize_event(repo, object_store.store(), context.partition_key, shown, database.settings.prices)
     unknown = unknown_people_metadata(repo, context.partition_key, shown)
+    unknown["unknown_people_clusters"] = dg.MetadataValue.md(unknown["unknown_people_clusters"])
     numbers = {
         metric: summary.total(metric)
         for metric in ("photos", "published", "rejected", "duplicates", "failed", "in_progress", "matches")

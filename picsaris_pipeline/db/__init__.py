@@ -1,5 +1,6 @@
-"""The application database: SQLAlchemy Core tables, Alembic migrations and one repository."""
+"""The application database: SQLAlchemy Core tables (schema.py), Alembic migrations (migrate.py,
+migrations/) and the repository (repository/), the one door to it.
 
-from picsaris_pipeline.db.repository import Repository, connect
-
-__all__ = ["Repository", "connect"]
+Nothing is imported here: the repository imports schema.py, so a package that re-exported the
+repository would import itself back.
+"""

@@ -190,9 +190,8 @@ def unknown_people_metadata(
     repo: Repository, event_id: str, model_version: str, min_photos: int = clustering.DEFAULT_MIN_PHOTOS
 ) -> dict[str, Any]:
     """For the event summary: recluster the event, then its clusters of >= min_photos photos as a
-    markdown table of ids and counts (no pictures, no names) and their number."""
-    import dagster as dg
-
+    markdown table of ids and counts (no pictures, no names, `unknown_people_clusters`, which the
+    asset shows as markdown) and their number."""
     recluster_event(repo, event_id, model_version)
     people = unknown_people(repo, event_id, model_version, min_photos)
     lines = [
@@ -207,5 +206,5 @@ def unknown_people_metadata(
     return {
         "unknown_people": len(people),
         "unknown_people_photos": sum(p.photos for p in people),
-        "unknown_people_clusters": dg.MetadataValue.md("\n".join(lines) + "\n"),
+        "unknown_people_clusters": "\n".join(lines) + "\n",
     }

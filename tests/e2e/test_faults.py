@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from picsaris_pipeline.assets import PHOTO_ASSETS
-from picsaris_pipeline.db import Repository
 from picsaris_pipeline.db import schema as t
+from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
 from tests.support.cli_runner import picsaris

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from picsaris_pipeline.db import connect
+from picsaris_pipeline.db.repository import connect
 from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.leases import PHOTO, Claimer, LeaseKeeper, holder_alive, new_holder_id
 from picsaris_pipeline.partitions import PHOTO_JOB, run_photo_ids
@@ -85,7 +85,7 @@ def test_a_working_holder_keeps_its_leases_by_renewing_them_and_releases_them_wh
 
 _HOLD_AND_WAIT = """
 import sys, time
-from picsaris_pipeline.db import connect
+from picsaris_pipeline.db.repository import connect
 from picsaris_pipeline.leases import PHOTO, LeaseKeeper
 with LeaseKeeper(connect(sys.argv[1]), seconds=int(sys.argv[2])) as keeper:
     assert keeper.claimer.claim(PHOTO, ["p1"]) == ["p1"]

@@ -5,8 +5,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from picsaris_pipeline.db import connect
 from picsaris_pipeline.db.migrate import VERSION_TABLE, alembic_config
+from picsaris_pipeline.db.repository import connect
 from picsaris_pipeline.db.schema import metadata
 from tests.support.db_helpers import migrate_again, reading
 

@@ -12,8 +12,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from picsaris_pipeline.db import Repository, connect
 from picsaris_pipeline.db import schema as t
+from picsaris_pipeline.db.repository import Repository, connect
 from picsaris_pipeline.domain import PhotoStatus, ReferenceStatus
 from picsaris_pipeline.errors import ConfigurationError, NotFoundError
 from picsaris_pipeline.faces.engine import FaceBox

@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 
-from picsaris_pipeline.db import connect
+from picsaris_pipeline.db.repository import connect
 from picsaris_pipeline.domain import PhotoStatus, ReferenceStatus
 from picsaris_pipeline.errors import RetryableError
 from picsaris_pipeline.faces.engine import FaceBox

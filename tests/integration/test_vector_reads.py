@@ -8,7 +8,8 @@ import uuid
 import numpy as np
 import pytest
 
-from picsaris_pipeline.db import connect, vector_reads
+from picsaris_pipeline.db import vector_reads
+from picsaris_pipeline.db.repository import connect
 from picsaris_pipeline.domain import PhotoStatus
 from picsaris_pipeline.faces.engine import FaceBox
 from picsaris_pipeline.matching import CANDIDATE_SLACK, candidates

@@ -9,8 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from picsaris_pipeline.db import Repository
 from picsaris_pipeline.db.migrate import upgrade
+from picsaris_pipeline.db.repository import Repository
 
 
 @contextmanager

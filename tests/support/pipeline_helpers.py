@@ -9,8 +9,7 @@ from typing import Unpack
 import dagster as dg
 
 from picsaris_pipeline.assets import ATTENDEE_ASSETS, PHOTO_ASSETS
-from picsaris_pipeline.db import Repository
-from picsaris_pipeline.db.repository import connect
+from picsaris_pipeline.db.repository import Repository, connect
 from picsaris_pipeline.domain import Attendee, Event, Photo
 from picsaris_pipeline.partitions import ATTENDEE_PARTITIONS, PHOTO_PARTITIONS, batch_tags
 from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
