@@ -213,7 +213,7 @@ def _variant(image: Image.Image, candidate: tuple[bool, str, float, tuple[int, i
 def _hash_function() -> Callable[[Image.Image], int]:
     """The pipeline's own perceptual hash when it has one, else the same algorithm here."""
     try:
-        from picsaris_pipeline.near_duplicates import perceptual_hash
+        from picsaris_pipeline.domain.near_duplicates import perceptual_hash
     except ImportError:
         return phash
     return perceptual_hash
@@ -234,7 +234,7 @@ def make_photos(count: int, folder: Path, faces: Path = FACES) -> list[BenchPhot
     variant (mirrored, a band on some sides) whose perceptual hash, taken as the pipeline would on the
     decoded upload, is at least MIN_VARIANT_DISTANCE from every earlier variant of that source; plus
     size and JPEG-quality jitter. Every file has different bytes and none is a near-duplicate."""
-    from picsaris_pipeline.imaging import decode_photo
+    from picsaris_pipeline.domain.imaging import decode_photo
 
     hash_of = _hash_function()
     sources = _spread(read_manifest(faces))
@@ -297,7 +297,7 @@ def describe_photos(photos: Sequence[BenchPhoto]) -> str:
 # -- the bare face work -------------------------------------------------------------------------
 def bare_one(engine: Any, path: Path) -> int:
     """Decode, normalise (as verification does), detect and embed one photo: the face work, nothing else."""
-    from picsaris_pipeline.imaging import decode_photo, encode_jpeg, load_rgb
+    from picsaris_pipeline.domain.imaging import decode_photo, encode_jpeg, load_rgb
 
     image = load_rgb(encode_jpeg(decode_photo(path.read_bytes()).image))
     return len(engine.embed(image, engine.detect(image)))
@@ -317,8 +317,8 @@ def bare_loop(paths: Sequence[Path]) -> float:
 
 
 def _bare_worker(paths: list[Path], work: Any, ready: Any, go: Any, done: Any) -> None:
+    from picsaris_pipeline.domain.imaging import decode_photo  # noqa: F401  (imports before the clock starts)
     from picsaris_pipeline.faces import get_engine
-    from picsaris_pipeline.imaging import decode_photo  # noqa: F401  (imports before the clock starts)
 
     ready.put(os.getpid())
     go.wait()
@@ -410,7 +410,7 @@ class Home:
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("PICSARIS_") or k == "DAGSTER_HOME"})
 
     def app(self) -> Any:
-        from picsaris_pipeline.app import App
+        from picsaris_pipeline.orchestration.app import App
 
         self.activate()
         return App.from_env()
@@ -955,7 +955,7 @@ def run_times(dagster_home: Path, env: dict[str, str], event_id: str) -> list[Ru
     in one run) gives a row to each photo of its range (dynamic partitions keep insertion order)."""
     import dagster as dg
 
-    from picsaris_pipeline.partitions import EVENT_TAG, PHOTO_JOB, PHOTO_TAG, run_photo_ids
+    from picsaris_pipeline.orchestration.partitions import EVENT_TAG, PHOTO_JOB, PHOTO_TAG, run_photo_ids
 
     for key in ("DAGSTER_HOME", "DAGSTER_POSTGRES_URL"):
         if key in env:

@@ -89,7 +89,7 @@ def main() -> None:
         with bench.home(root / "home", args.app_postgres, bench.parse_env(args.env)) as h:
             event = bench.sign_up(h, "burst", burst_names + single_names)
             with bench.dagster_services(h, root / "logs", args.instance, args.dagster_postgres, queue) as services:
-                from picsaris_pipeline.launcher import DagsterLauncher
+                from picsaris_pipeline.orchestration.launcher import DagsterLauncher
 
                 app = h.app()
                 launcher = DagsterLauncher(services.url)

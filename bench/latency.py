@@ -61,7 +61,7 @@ def run_pass(
     args: argparse.Namespace,
     listener: bench.NotifyListener | None,
 ) -> PassResult:
-    from picsaris_pipeline.launcher import DagsterLauncher
+    from picsaris_pipeline.orchestration.launcher import DagsterLauncher
 
     app = h.app()
     launcher = DagsterLauncher(services.url) if path.startswith("intake") else None

@@ -80,8 +80,8 @@ def main() -> None:
     args = parser.parse_args()
     model = args.model or default_model()
 
+    from picsaris_pipeline.domain.imaging import decode_photo, encode_jpeg, load_rgb
     from picsaris_pipeline.faces.dlib_engine import DlibEngine
-    from picsaris_pipeline.imaging import decode_photo, encode_jpeg, load_rgb
 
     engine = DlibEngine.shared(model)
     order = build_order(manifest(args.lfw))

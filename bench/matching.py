@@ -55,8 +55,8 @@ class Shape:
 
 def calibrate(count: int) -> Shape:
     """Per-dimension mean and spread of real dlib descriptors from the shared photos."""
+    from picsaris_pipeline.domain.imaging import decode_photo, encode_jpeg, load_rgb
     from picsaris_pipeline.faces import get_engine
-    from picsaris_pipeline.imaging import decode_photo, encode_jpeg, load_rgb
 
     engine = get_engine("dlib")
     vectors = []
@@ -64,7 +64,7 @@ def calibrate(count: int) -> Shape:
         image = load_rgb(encode_jpeg(decode_photo((bench.FACES / source.file).read_bytes()).image))
         vectors.extend(engine.embed(image, engine.detect(image)))
     data = np.asarray(vectors, dtype=np.float64)
-    from picsaris_pipeline.matching import similarities
+    from picsaris_pipeline.domain.matching import similarities
 
     distances = 1.0 - similarities(data.astype(np.float32), data.astype(np.float32))
     upper = distances[np.triu_indices(len(data), k=1)]
@@ -99,7 +99,7 @@ class Seeded:
 def seed(repo: Any, args: argparse.Namespace, people: People, rng: np.random.Generator) -> Seeded:
     """One event: attendees with references, photos with faces and vectors (all `published`), a late
     joiner who appears in some of them, and one photo of each size in --photo-faces."""
-    from picsaris_pipeline.domain import PhotoStatus
+    from picsaris_pipeline.domain.model import PhotoStatus
     from picsaris_pipeline.faces.engine import FaceBox
 
     started = time.perf_counter()
@@ -185,7 +185,7 @@ def candidates_before(reference: np.ndarray, faces: np.ndarray, owners: Any, min
 def measure(label: str, url: str, args: argparse.Namespace, shape: Shape) -> tuple[list[list[Any]], list[str]]:
     from picsaris_pipeline.db import vector_reads
     from picsaris_pipeline.db.repository import connect
-    from picsaris_pipeline.matching import DEFAULT_MIN_SIMILARITY, assign, candidates
+    from picsaris_pipeline.domain.matching import DEFAULT_MIN_SIMILARITY, assign, candidates
     from picsaris_pipeline.realtime import LogPublisher
     from picsaris_pipeline.services.attendees import match_late_joiner
     from picsaris_pipeline.services.photos import match_photo

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from picsaris_pipeline import near_duplicates as nd
-from picsaris_pipeline.imaging import decode_photo
+from picsaris_pipeline.domain import near_duplicates as nd
+from picsaris_pipeline.domain.imaging import decode_photo
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PICSARIS_SHARED", REPO.parent / "shared"))

@@ -30,7 +30,7 @@ import _support as bench
 import numpy as np
 from quality import LFW, build_wedding
 
-from picsaris_pipeline.match_policy import (
+from picsaris_pipeline.domain.match_policy import (
     DEFAULT_POLICY,
     MatchPolicy,
     attendee_scores,

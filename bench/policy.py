@@ -12,7 +12,7 @@ photo each (the selfie); two further photos of each are the guest photos (800); 
 detected face nearest the centre; photos where the detector finds none are left out and counted; a
 face the pipeline's quality gate refuses (faces/quality.py: small, blurred, turned away) is counted
 but never matched, as in the pipeline, where the cache recorded its quality). The photos
-arrive in a random order and go through picsaris_pipeline.match_policy.decide one by one; under the
+arrive in a random order and go through picsaris_pipeline.domain.match_policy.decide one by one; under the
 policy, matches close enough become references for later photos (as the pipeline does), and a
 candidate shown to its guest is confirmed if it is truly them (ground truth) and refused otherwise.
 
@@ -36,14 +36,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from picsaris_pipeline.faces.quality import FaceQuality  # noqa: E402
-from picsaris_pipeline.match_policy import (  # noqa: E402
+from picsaris_pipeline.domain.match_policy import (  # noqa: E402
     DEFAULT_POLICY,
     LEGACY_POLICY,
     MatchPolicy,
     attendee_scores,
     decide,
 )
+from picsaris_pipeline.faces.quality import FaceQuality  # noqa: E402
 from picsaris_pipeline.services.face_quality import gate_scores  # noqa: E402
 
 CURVE = REPO / "docs" / "quality-curve.png"

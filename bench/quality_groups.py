@@ -32,10 +32,10 @@ import _support as bench
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
+from picsaris_pipeline.domain.imaging import decode_photo, encode_jpeg, load_rgb
+from picsaris_pipeline.domain.matching import DEFAULT_MIN_SIMILARITY, assign_scores, similarities
 from picsaris_pipeline.faces import get_engine
 from picsaris_pipeline.faces.engine import FaceBox
-from picsaris_pipeline.imaging import decode_photo, encode_jpeg, load_rgb
-from picsaris_pipeline.matching import DEFAULT_MIN_SIMILARITY, assign_scores, similarities
 
 LFW = bench.FACES.parent / "lfw-dev"
 SIZE = (1600, 1200)

@@ -49,7 +49,7 @@ def process_path(photos: list[bench.BenchPhoto], root: Path, extra_env: dict[str
 def daemon_path(
     photos: list[bench.BenchPhoto], root: Path, args: argparse.Namespace, extra_env: dict[str, str]
 ) -> dict:
-    from picsaris_pipeline.launcher import DagsterLauncher
+    from picsaris_pipeline.orchestration.launcher import DagsterLauncher
 
     with bench.home(root, args.app_postgres, extra_env) as h:
         event = bench.sign_up(h, "throughput: webserver + daemon")

@@ -18,7 +18,7 @@ from picsaris_pipeline.assets import ATTENDEE_ASSETS, EVENT_ASSETS, PHOTO_ASSETS
 from picsaris_pipeline.assets.checks import HEALTH_CHECKS
 from picsaris_pipeline.assets.outcomes import OUTCOME_CHECKS
 from picsaris_pipeline.faces.engine import EngineVersions, configured_versions
-from picsaris_pipeline.jobs import (
+from picsaris_pipeline.orchestration.jobs import (
     attendee_job,
     event_summary_job,
     health_checks_job,
@@ -26,7 +26,12 @@ from picsaris_pipeline.jobs import (
     photo_job,
     reembed_photo_job,
 )
-from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
+from picsaris_pipeline.orchestration.resources import (
+    DatabaseResource,
+    FaceEngineResource,
+    ObjectStoreResource,
+    RealtimeResource,
+)
 from picsaris_pipeline.sensors import bucket_sensor, photo_failure_sensor, realtime_outbox_sensor, upload_batch_sensor
 from picsaris_pipeline.sensors.abandoned import abandoned_run_sensor
 from picsaris_pipeline.services.policy_matching import collection_policy_id, policy_for

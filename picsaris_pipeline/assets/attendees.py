@@ -3,8 +3,13 @@
 import dagster as dg
 
 from picsaris_pipeline.assets.boundary import dagster_errors, step_asset
-from picsaris_pipeline.partitions import attendee_partitions
-from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
+from picsaris_pipeline.orchestration.partitions import attendee_partitions
+from picsaris_pipeline.orchestration.resources import (
+    DatabaseResource,
+    FaceEngineResource,
+    ObjectStoreResource,
+    RealtimeResource,
+)
 from picsaris_pipeline.services import attendees
 from picsaris_pipeline.services.consent import redraw_thumbnails
 

@@ -15,7 +15,7 @@ import dagster as dg
 from picsaris_pipeline.assets.outcomes import log_outcome
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.errors import ConfigurationError, PicsarisError, RetryableError
-from picsaris_pipeline.resources import DatabaseResource
+from picsaris_pipeline.orchestration.resources import DatabaseResource
 from picsaris_pipeline.services.photos import StepResult, mark_failed
 
 logger = logging.getLogger("picsaris.batches")

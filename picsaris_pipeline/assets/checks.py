@@ -5,11 +5,11 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from picsaris_pipeline import health
 from picsaris_pipeline.assets.attendees import attendee_reference
 from picsaris_pipeline.assets.photos import embeddings_stored, matches_published, verified_upload
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource
+from picsaris_pipeline.orchestration.resources import DatabaseResource, FaceEngineResource
+from picsaris_pipeline.services import health
 
 
 def _result(finding: health.Finding, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:

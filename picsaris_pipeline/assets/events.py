@@ -5,8 +5,8 @@ import dagster as dg
 from picsaris_pipeline.assets.attendees import attendee_matches
 from picsaris_pipeline.assets.boundary import lineage_only, step_asset
 from picsaris_pipeline.assets.photos import matches_published
-from picsaris_pipeline.partitions import event_partitions
-from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource
+from picsaris_pipeline.orchestration.partitions import event_partitions
+from picsaris_pipeline.orchestration.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource
 from picsaris_pipeline.services.face_clusters import unknown_people_metadata
 from picsaris_pipeline.services.versions import active_version
 
@@ -28,7 +28,7 @@ def event_summary(
     configured unit prices (PICSARIS_PRICE_*). `picsaris report` exports the same as CSV and HTML."""
     # polars is imported here, not at module level: every photo's run process loads this module, and
     # polars alone adds ~0.2 s to its start (python -X importtime).
-    from picsaris_pipeline.summary import summarize_event, summary_markdown
+    from picsaris_pipeline.services.summary import summarize_event, summary_markdown
 
     repo = database.repository()
     shown = active_version(repo.get_event(context.partition_key), face_engine.get().model_version)

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from picsaris_pipeline.domain import PhotoStatus
-from picsaris_pipeline.partitions import photo_partitions
-from picsaris_pipeline.resources import DatabaseResource
+from picsaris_pipeline.domain.model import PhotoStatus
+from picsaris_pipeline.orchestration.partitions import photo_partitions
+from picsaris_pipeline.orchestration.resources import DatabaseResource
 from picsaris_pipeline.warm_runs.dagster_internals import AssetCheckEvaluationTargetMaterializationData
 
 # Checked on verified_upload, where an upload is accepted or not, and evaluated by the last step

@@ -8,8 +8,13 @@ import dagster as dg
 from picsaris_pipeline.assets.attendees import attendee_reference
 from picsaris_pipeline.assets.boundary import lineage_only, run_photo_step, step_asset
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.partitions import photo_partitions
-from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
+from picsaris_pipeline.orchestration.partitions import photo_partitions
+from picsaris_pipeline.orchestration.resources import (
+    DatabaseResource,
+    FaceEngineResource,
+    ObjectStoreResource,
+    RealtimeResource,
+)
 from picsaris_pipeline.services import photos
 
 GROUP = "photos"

@@ -10,7 +10,7 @@ import logging
 import click
 
 from picsaris_pipeline.cli import attendees, events, matching, photos, privacy, processing, reports, versions
-from picsaris_pipeline.fault_lines import FaultBoundary
+from picsaris_pipeline.services.fault_lines import FaultBoundary
 
 
 @click.group(cls=FaultBoundary)  # a damaged store ends in one line (fault_lines.py)

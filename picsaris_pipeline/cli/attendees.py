@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from picsaris_pipeline.app import App
 from picsaris_pipeline.cli.common import Progress, emit, format_option, one_line_errors
 from picsaris_pipeline.cli.privacy import erase, scrub_old_dagster_metadata
 from picsaris_pipeline.errors import PicsarisError
+from picsaris_pipeline.orchestration.app import App
 
 
 @click.command("add")
@@ -28,7 +28,7 @@ def attendee_add(event_id: str, name: str, selfie: Path, no_consent: bool) -> No
         click.echo(added.id)
         if app.settings.dagster_url:
             # As the API does at sign-up; the bucket sensor would find the selfie otherwise.
-            from picsaris_pipeline.launcher import DagsterLauncher
+            from picsaris_pipeline.orchestration.launcher import DagsterLauncher
 
             try:
                 DagsterLauncher(app.settings.dagster_url).launch_attendee(added)
@@ -43,7 +43,7 @@ def attendee_import(event_id: str, guest_list: Path) -> None:
     """Sign up a guest list in one go: a folder of selfies named after each guest (Jane_Doe.jpg), or
     a CSV `name,selfie[,consent]` (paths relative to the CSV). Builds their references here; prints
     `attendee_id,name` rows; a refused file is reported and the others still go."""
-    from picsaris_pipeline.runner import ImportedReferences
+    from picsaris_pipeline.orchestration.runner import ImportedReferences
     from picsaris_pipeline.services.guest_import import IMPORT_COLUMNS, import_guests, read_guest_list
 
     with one_line_errors():
@@ -153,7 +153,7 @@ def attendee_consent(attendee_id: str, action: str | None, selfie: Path | None) 
 @click.argument("attendee_id")
 def attendee_delete(attendee_id: str) -> None:
     """Erase an attendee's biometric data everywhere (selfie, vectors, matches, their uploads)."""
-    from picsaris_pipeline import erasure
+    from picsaris_pipeline.orchestration import erasure
 
     erase(
         lambda app: erasure.delete_attendee(app.repo, app.store, lambda: app.instance, attendee_id, app.engine),

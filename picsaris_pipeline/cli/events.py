@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from picsaris_pipeline.app import App
 from picsaris_pipeline.cli.common import emit, one_line_errors
-from picsaris_pipeline.listings import EVENT_COLUMNS, event_rows, event_table
+from picsaris_pipeline.orchestration.app import App
+from picsaris_pipeline.services.listings import EVENT_COLUMNS, event_rows, event_table
 
 
 @click.command("create")
@@ -34,7 +34,7 @@ def event_list(fmt: str) -> None:
 @click.argument("event_id")
 def event_archive(event_id: str) -> None:
     """Remove the event's photo and attendee partitions from Dagster; its records stay."""
-    from picsaris_pipeline.erasure import archive_event_partitions
+    from picsaris_pipeline.orchestration.erasure import archive_event_partitions
 
     with one_line_errors():
         app = App.from_env()

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import click
 
-from picsaris_pipeline.app import App
 from picsaris_pipeline.cli.common import emit, format_option, one_line_errors
-from picsaris_pipeline.listings import SIMILARITY_DIGITS
+from picsaris_pipeline.orchestration.app import App
+from picsaris_pipeline.services.listings import SIMILARITY_DIGITS
 
 
 @click.command("candidates")

@@ -10,11 +10,11 @@ from typing import Any
 
 import click
 
-from picsaris_pipeline.app import App
 from picsaris_pipeline.cli.common import Progress, emit, format_option, one_line_errors
 from picsaris_pipeline.cli.privacy import erase
-from picsaris_pipeline.domain import PhotoStatus
-from picsaris_pipeline.listings import MATCH_COLUMNS, PHOTO_COLUMNS, match_row, photo_row
+from picsaris_pipeline.domain.model import PhotoStatus
+from picsaris_pipeline.orchestration.app import App
+from picsaris_pipeline.services.listings import MATCH_COLUMNS, PHOTO_COLUMNS, match_row, photo_row
 
 
 @click.command()
@@ -23,7 +23,7 @@ from picsaris_pipeline.listings import MATCH_COLUMNS, PHOTO_COLUMNS, match_row, 
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def upload(event_id: str, uploader: str, paths: tuple[Path, ...]) -> None:
     """Upload photos as a phone does (request, PUT, complete); prints one photo id per path."""
-    from picsaris_pipeline.uploads import upload_files
+    from picsaris_pipeline.cli.uploads import upload_files
 
     with one_line_errors():
         app = App.from_env()
@@ -99,7 +99,7 @@ def photos(event_id: str, fmt: str, statuses: tuple[str, ...], name_glob: str | 
 @click.argument("photo_id")
 def photo_delete(photo_id: str) -> None:
     """Erase a photo and everything derived from it (faces, vectors, matches, images, partition)."""
-    from picsaris_pipeline import erasure
+    from picsaris_pipeline.orchestration import erasure
 
     erase(
         lambda app: erasure.delete_photo(app.repo, app.store, lambda: app.instance, photo_id, app.engine),

@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from picsaris_pipeline.app import App
 from picsaris_pipeline.cli.common import one_line_errors
+from picsaris_pipeline.orchestration.app import App
 
 
 def erase(what: Callable[[App], Any], describe: Callable[[Any], str]) -> None:
@@ -37,7 +37,7 @@ def report_erasure(done: Any) -> None:
 
 def scrub_old_dagster_metadata(app: App) -> None:
     """Once per instance: remove names and previews that versions before this one left in Dagster."""
-    from picsaris_pipeline.privacy_scrub import scrub_once
+    from picsaris_pipeline.orchestration.privacy_scrub import scrub_once
 
     try:
         scrubbed = scrub_once(app.instance)
@@ -53,7 +53,7 @@ def scrub_old_dagster_metadata(app: App) -> None:
 def privacy_scrub(dry_run: bool) -> None:
     """Remove the face previews, names, file names and face boxes that versions before this one
     wrote into Dagster's event log, cached materializations and asset check executions."""
-    from picsaris_pipeline.privacy_scrub import scrub_instance
+    from picsaris_pipeline.orchestration.privacy_scrub import scrub_instance
 
     with one_line_errors():
         counts = scrub_instance(App.from_env().instance, dry_run=dry_run)
@@ -68,7 +68,7 @@ def privacy_scrub(dry_run: bool) -> None:
 def thumbnails_serve(port: int | None) -> None:
     """Serve derived/<photo>/thumb.jpg at http://127.0.0.1:PORT/photos/<photo_id>/thumb.jpg until
     interrupted; an erased photo answers 404."""
-    from picsaris_pipeline.thumbnail_route import make_server, route_port
+    from picsaris_pipeline.services.thumbnail_route import make_server, route_port
 
     with one_line_errors():
         app = App.from_env()

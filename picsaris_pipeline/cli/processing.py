@@ -8,13 +8,13 @@ from typing import Any
 
 import click
 
-from picsaris_pipeline.app import App
 from picsaris_pipeline.cli.common import Progress, one_line_errors
+from picsaris_pipeline.orchestration.app import App
 
 
 def _run_pending(app: App, label: str, total: int, **options: Any) -> None:
     """Run pending work with a progress bar, report what happened, exit 1 if a run failed."""
-    from picsaris_pipeline.runner import process_pending
+    from picsaris_pipeline.orchestration.runner import process_pending
     from picsaris_pipeline.services.delivery import drain
 
     progress = Progress(label, total) if total else None
@@ -104,7 +104,7 @@ def demo(selfies: Path | None, photos_dir: Path | None) -> None:
     """The whole flow on the embedded default: an event, attendees from selfies, uploads as a phone
     makes them, the asset graph, and who was found in which photo. Uses bundled sample images
     (scikit-image's public-domain astronaut photo) unless --selfies and --photos are given."""
-    from picsaris_pipeline.demo import run_demo
+    from picsaris_pipeline.cli.demo import run_demo
 
     if (selfies is None) != (photos_dir is None):
         raise click.UsageError("give both --selfies and --photos, or neither")

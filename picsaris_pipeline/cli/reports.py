@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from picsaris_pipeline.app import App
 from picsaris_pipeline.cli.common import emit, format_option, one_line_errors
+from picsaris_pipeline.orchestration.app import App
 
 
 @click.command()
@@ -15,7 +15,7 @@ from picsaris_pipeline.cli.common import emit, format_option, one_line_errors
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 def report(event_id: str, out_dir: Path) -> None:
     """The event summary as CSV plus a static HTML page of each guest's photos with face boxes."""
-    from picsaris_pipeline.report import write_report
+    from picsaris_pipeline.cli.report import write_report
 
     with one_line_errors():
         app = App.from_env()
@@ -36,7 +36,7 @@ CLUSTER_COLUMNS = ("cluster_id", "photos", "faces", "photo_ids")
 def clusters(event_id: str, min_photos: int | None, recluster: bool, fmt: str) -> None:
     """People in the event's photos who have not signed up: clusters of unmatched faces, ids and
     counts only, most photos first."""
-    from picsaris_pipeline.clustering import DEFAULT_MIN_PHOTOS
+    from picsaris_pipeline.domain.clustering import DEFAULT_MIN_PHOTOS
     from picsaris_pipeline.services.face_clusters import recluster_event, unknown_people
 
     with one_line_errors():

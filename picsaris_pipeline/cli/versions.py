@@ -6,9 +6,9 @@ import sys
 
 import click
 
-from picsaris_pipeline.app import App
 from picsaris_pipeline.cli.common import Progress, one_line_errors
 from picsaris_pipeline.errors import BadInputError
+from picsaris_pipeline.orchestration.app import App
 
 
 @click.command()
@@ -123,7 +123,7 @@ def reembed(event_id: str | None, limit: int | None, pending: str | None) -> Non
 
 
 def _run_reembed(app: App, target: str, event_id: str | None, total: int, limit: int | None) -> None:
-    from picsaris_pipeline.runner import reembed_pending
+    from picsaris_pipeline.orchestration.runner import reembed_pending
 
     progress = Progress(f"re-embedding ({target})", total) if total else None
     try:
@@ -141,9 +141,9 @@ def _run_reembed(app: App, target: str, event_id: str | None, total: int, limit:
 
 
 def _reembed_through_webserver(app: App, target: str, attendee_ids: list[str], photo_ids: list[str]) -> None:
-    from picsaris_pipeline.jobs import reembed_assets
-    from picsaris_pipeline.launcher import DagsterLauncher
-    from picsaris_pipeline.partitions import ATTENDEE_PARTITIONS, PHOTO_PARTITIONS, run_tags
+    from picsaris_pipeline.orchestration.jobs import reembed_assets
+    from picsaris_pipeline.orchestration.launcher import DagsterLauncher
+    from picsaris_pipeline.orchestration.partitions import ATTENDEE_PARTITIONS, PHOTO_PARTITIONS, run_tags
 
     launcher = DagsterLauncher(str(app.settings.dagster_url))
     tags = run_tags("reembed", reembed=target)

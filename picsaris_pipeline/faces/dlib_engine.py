@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from PIL import Image
 
+from picsaris_pipeline.domain.matching import DEFAULT_MIN_SIMILARITY
 from picsaris_pipeline.errors import ConfigurationError
 from picsaris_pipeline.faces.engine import EngineVersions, FaceBox, VectorFaceEngine
 from picsaris_pipeline.faces.quality import FaceQuality, measure
-from picsaris_pipeline.matching import DEFAULT_MIN_SIMILARITY
 
 if TYPE_CHECKING:
     from picsaris_pipeline.settings import Settings

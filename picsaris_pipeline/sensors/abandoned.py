@@ -4,10 +4,10 @@ by the bucket sensor's stale-photo relaunch or the next `picsaris process` (aban
 
 import dagster as dg
 
-from picsaris_pipeline.abandoned_runs import fail_abandoned_runs
-from picsaris_pipeline.leases import Claimer, new_holder_id
-from picsaris_pipeline.resources import DatabaseResource
+from picsaris_pipeline.orchestration.abandoned_runs import fail_abandoned_runs
+from picsaris_pipeline.orchestration.resources import DatabaseResource
 from picsaris_pipeline.sensors.quiet import NO_ABANDONED_RUNS
+from picsaris_pipeline.services.leases import Claimer, new_holder_id
 
 
 @dg.sensor(

@@ -6,13 +6,13 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from picsaris_pipeline.domain import Photo
-from picsaris_pipeline.jobs import photo_job
-from picsaris_pipeline.leases import PHOTO as PHOTO_LEASE
-from picsaris_pipeline.leases import held_elsewhere
-from picsaris_pipeline.partitions import PHOTO_JOB, PHOTO_PARTITIONS, batched_runs, ensure_partitions
-from picsaris_pipeline.resources import DatabaseResource
+from picsaris_pipeline.domain.model import Photo
+from picsaris_pipeline.orchestration.jobs import photo_job
+from picsaris_pipeline.orchestration.partitions import PHOTO_JOB, PHOTO_PARTITIONS, batched_runs, ensure_partitions
+from picsaris_pipeline.orchestration.resources import DatabaseResource
 from picsaris_pipeline.sensors.quiet import NO_QUEUED_PHOTOS
+from picsaris_pipeline.services.leases import PHOTO as PHOTO_LEASE
+from picsaris_pipeline.services.leases import held_elsewhere
 
 # Photos taken off the queue per tick; the rest wait for the next tick (a few seconds).
 MAX_PHOTOS_PER_TICK = 200

@@ -4,11 +4,8 @@ import time
 
 import dagster as dg
 
-from picsaris_pipeline import leases
-from picsaris_pipeline.discovery import STALE_AFTER, ScanCursor, scan_bucket
-from picsaris_pipeline.jobs import attendee_job, photo_job
-from picsaris_pipeline.leases import held_elsewhere
-from picsaris_pipeline.partitions import (
+from picsaris_pipeline.orchestration.jobs import attendee_job, photo_job
+from picsaris_pipeline.orchestration.partitions import (
     ATTENDEE_JOB,
     ATTENDEE_PARTITIONS,
     PHOTO_JOB,
@@ -17,8 +14,11 @@ from picsaris_pipeline.partitions import (
     photo_partitions,
     run_tags,
 )
-from picsaris_pipeline.resources import DatabaseResource, ObjectStoreResource
+from picsaris_pipeline.orchestration.resources import DatabaseResource, ObjectStoreResource
 from picsaris_pipeline.sensors.quiet import no_new_uploads
+from picsaris_pipeline.services import leases
+from picsaris_pipeline.services.discovery import STALE_AFTER, ScanCursor, scan_bucket
+from picsaris_pipeline.services.leases import held_elsewhere
 
 MAX_RUNS_PER_TICK = 200
 

@@ -3,9 +3,9 @@ error, so it shows among the failed photos with its reason and `picsaris process
 
 import dagster as dg
 
-from picsaris_pipeline.jobs import photo_job
-from picsaris_pipeline.partitions import ABANDONED_TAG, run_photo_ids
-from picsaris_pipeline.resources import DatabaseResource
+from picsaris_pipeline.orchestration.jobs import photo_job
+from picsaris_pipeline.orchestration.partitions import ABANDONED_TAG, run_photo_ids
+from picsaris_pipeline.orchestration.resources import DatabaseResource
 from picsaris_pipeline.services.photos import mark_failed
 
 WILL_RETRY_TAG = "dagster/will_retry"  # set by the daemon on a failed run it is going to re-execute

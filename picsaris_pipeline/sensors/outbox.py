@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from picsaris_pipeline.resources import DatabaseResource, RealtimeResource
+from picsaris_pipeline.orchestration.resources import DatabaseResource, RealtimeResource
 from picsaris_pipeline.sensors.quiet import NO_QUEUED_MESSAGES
 from picsaris_pipeline.services.delivery import deliver
 

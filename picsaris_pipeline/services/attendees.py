@@ -7,15 +7,15 @@ import logging
 from datetime import UTC, datetime
 from pathlib import PurePath
 
-from picsaris_pipeline import imaging
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.discovery import STALE_AFTER
-from picsaris_pipeline.domain import Attendee, PhotoStatus, ReferenceStatus
+from picsaris_pipeline.domain import imaging
+from picsaris_pipeline.domain.model import Attendee, PhotoStatus, ReferenceStatus
 from picsaris_pipeline.errors import BadInputError, NotFoundError
 from picsaris_pipeline.faces.engine import FaceEngine
 from picsaris_pipeline.realtime import RealtimePublisher
 from picsaris_pipeline.services import versions
 from picsaris_pipeline.services.delivery import deliver
+from picsaris_pipeline.services.discovery import STALE_AFTER
 from picsaris_pipeline.services.engine_strategy import LateJoiner, strategy_for
 from picsaris_pipeline.services.photos import match_photo
 from picsaris_pipeline.services.timing import Stopwatch
@@ -98,7 +98,7 @@ def replace_selfie(
     """A new sign-up selfie (after the old one was deleted for lack of consent, or never arrived):
     stored at the contract key first, then recorded, so the reference is pending only once the
     image is there; the attendee's next run builds it."""
-    from picsaris_pipeline.keys import normalise_extension, selfie_key
+    from picsaris_pipeline.domain.keys import normalise_extension, selfie_key
     from picsaris_pipeline.services.intake import MAX_UPLOAD_BYTES, content_type_for
 
     attendee = repo.get_attendee(attendee_id)

@@ -9,12 +9,12 @@ from typing import Any, cast
 import numpy as np
 from PIL import Image
 
-from picsaris_pipeline import imaging
 from picsaris_pipeline.db.repository import PolicyWrite, Repository
-from picsaris_pipeline.domain import Attendee, Face, Photo, ReferenceStatus
+from picsaris_pipeline.domain import imaging
+from picsaris_pipeline.domain.matching import assign_scores
+from picsaris_pipeline.domain.model import Attendee, Face, Photo, ReferenceStatus
 from picsaris_pipeline.errors import BadInputError, PicsarisError
 from picsaris_pipeline.faces.engine import CollectionFaceEngine, FaceBox
-from picsaris_pipeline.matching import assign_scores
 from picsaris_pipeline.realtime import RealtimePublisher
 from picsaris_pipeline.services import face_quality, policy_matching
 from picsaris_pipeline.services.engine_strategy import Detection, EngineStrategy, Enrolment, LateJoiner, MatchDecision

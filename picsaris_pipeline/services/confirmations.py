@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from picsaris_pipeline.db.repository import CANDIDATE_CONFIRMED, CANDIDATE_REFUSED, Repository
-from picsaris_pipeline.domain import PhotoStatus
+from picsaris_pipeline.domain.model import PhotoStatus
 from picsaris_pipeline.errors import BadInputError
 from picsaris_pipeline.realtime import RealtimePublisher
 from picsaris_pipeline.services.delivery import deliver

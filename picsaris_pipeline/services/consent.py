@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, field
 
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.domain import Attendee, PhotoStatus, ReferenceStatus
+from picsaris_pipeline.domain.model import Attendee, PhotoStatus, ReferenceStatus
 from picsaris_pipeline.faces.engine import FaceEngine
 from picsaris_pipeline.realtime import RealtimePublisher
 from picsaris_pipeline.services.attendees import NEW_SELFIE_NEEDED, delete_selfie_without_consent, forget_enrollments

@@ -18,7 +18,7 @@ from typing import Any
 from PIL import Image
 
 from picsaris_pipeline.db.repository import PolicyWrite, Repository
-from picsaris_pipeline.domain import Attendee, Face, Photo
+from picsaris_pipeline.domain.model import Attendee, Face, Photo
 from picsaris_pipeline.faces.engine import CollectionFaceEngine, FaceBox, FaceEngine, VectorFaceEngine
 from picsaris_pipeline.realtime import RealtimePublisher
 from picsaris_pipeline.services.timing import Stopwatch

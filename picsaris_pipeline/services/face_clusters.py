@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from picsaris_pipeline import clustering
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.domain import Photo, PhotoStatus, ReferenceStatus
-from picsaris_pipeline.ids import new_id
-from picsaris_pipeline.matching import similarities
+from picsaris_pipeline.domain import clustering
+from picsaris_pipeline.domain.ids import new_id
+from picsaris_pipeline.domain.matching import similarities
+from picsaris_pipeline.domain.model import Photo, PhotoStatus, ReferenceStatus
 from picsaris_pipeline.realtime import RealtimePublisher
 
 logger = logging.getLogger("picsaris.clusters")

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from picsaris_pipeline import imaging
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.domain import Attendee
+from picsaris_pipeline.domain import imaging
+from picsaris_pipeline.domain.model import Attendee
 from picsaris_pipeline.errors import BadInputError, PicsarisError
 from picsaris_pipeline.faces.engine import FaceEngine
 from picsaris_pipeline.realtime import RealtimePublisher

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePath
 
-from picsaris_pipeline import imaging
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.domain import Attendee, Photo, PhotoStatus
+from picsaris_pipeline.domain import imaging
+from picsaris_pipeline.domain.keys import normalise_extension
+from picsaris_pipeline.domain.model import Attendee, Photo, PhotoStatus
 from picsaris_pipeline.errors import BadInputError
-from picsaris_pipeline.keys import normalise_extension
 from picsaris_pipeline.storage import ObjectStore, UploadTicket
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # a 48 MP HEIC is ~10 MB, a 48 MP JPEG ~25 MB

@@ -9,21 +9,21 @@ from typing import Any
 from PIL import Image
 
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.domain import STOPPED_STATUSES, MatchRow, Photo, PhotoStatus
+from picsaris_pipeline.domain.keys import thumbnail_key, verified_image_key
+from picsaris_pipeline.domain.model import STOPPED_STATUSES, MatchRow, Photo, PhotoStatus
+from picsaris_pipeline.domain.thumbnails import THUMB_SIDE, DrawnFace, draw, open_reduced, to_jpeg
 from picsaris_pipeline.faces.engine import FaceEngine
-from picsaris_pipeline.keys import thumbnail_key, verified_image_key
-from picsaris_pipeline.listings import SIMILARITY_DIGITS
 from picsaris_pipeline.realtime import RealtimePublisher, photo_messages
 from picsaris_pipeline.services import face_clusters, policy_matching, versions
 from picsaris_pipeline.services.delivery import deliver
 from picsaris_pipeline.services.engine_strategy import EngineStrategy, strategy_for
+from picsaris_pipeline.services.listings import SIMILARITY_DIGITS
 from picsaris_pipeline.services.step_result import StepResult, reject, skipped
+from picsaris_pipeline.services.thumbnail_route import thumbnail_link
 from picsaris_pipeline.services.timing import Stopwatch
 from picsaris_pipeline.services.verification import verify_upload
 from picsaris_pipeline.services.verified_images import _VERIFIED, _RecentImages
 from picsaris_pipeline.storage import ObjectStore
-from picsaris_pipeline.thumbnail_route import thumbnail_link
-from picsaris_pipeline.thumbnails import THUMB_SIDE, DrawnFace, draw, open_reduced, to_jpeg
 
 # verify_upload and StepResult are this module's steps for the assets and the CLI too.
 __all__ = ["StepResult", "detect_faces", "mark_failed", "match_photo", "publish_matches", "verify_upload"]

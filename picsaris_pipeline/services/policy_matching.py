@@ -11,8 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from picsaris_pipeline.db.repository import CANDIDATE_CONFIRMED, CANDIDATE_REFUSED, PolicyWrite, Repository
-from picsaris_pipeline.domain import Photo
-from picsaris_pipeline.match_policy import (
+from picsaris_pipeline.domain.match_policy import (
     DEFAULT_POLICY,
     MatchPolicy,
     attendee_scores,
@@ -20,6 +19,7 @@ from picsaris_pipeline.match_policy import (
     decide,
     guest_crowding,
 )
+from picsaris_pipeline.domain.model import Photo
 from picsaris_pipeline.realtime import RealtimeMessage
 from picsaris_pipeline.services import face_quality
 

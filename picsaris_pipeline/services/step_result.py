@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.domain import Photo, PhotoStatus
+from picsaris_pipeline.domain.model import Photo, PhotoStatus
 from picsaris_pipeline.services.timing import Stopwatch
 
 logger = logging.getLogger("picsaris.photos")

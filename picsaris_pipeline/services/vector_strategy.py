@@ -11,10 +11,10 @@ from PIL import Image
 
 from picsaris_pipeline.db import vector_reads
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.domain import Attendee, Face, Photo, ReferenceStatus
+from picsaris_pipeline.domain.matching import candidates
+from picsaris_pipeline.domain.model import Attendee, Face, Photo, ReferenceStatus
 from picsaris_pipeline.errors import ConfigurationError
 from picsaris_pipeline.faces.engine import FaceBox, VectorFaceEngine
-from picsaris_pipeline.matching import candidates
 from picsaris_pipeline.realtime import RealtimePublisher
 from picsaris_pipeline.services import face_clusters, policy_matching
 from picsaris_pipeline.services.engine_strategy import Detection, EngineStrategy, Enrolment, LateJoiner, MatchDecision

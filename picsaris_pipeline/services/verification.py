@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from picsaris_pipeline import imaging, near_duplicates
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.domain import PhotoStatus
+from picsaris_pipeline.domain import imaging, near_duplicates
+from picsaris_pipeline.domain.keys import verified_image_key
+from picsaris_pipeline.domain.model import PhotoStatus
+from picsaris_pipeline.domain.thumbnails import THUMB_SIDE, draw
 from picsaris_pipeline.errors import BadInputError, NotFoundError
-from picsaris_pipeline.keys import verified_image_key
 from picsaris_pipeline.services.step_result import StepResult, reject, skipped
 from picsaris_pipeline.services.timing import Stopwatch
 from picsaris_pipeline.services.verified_images import _VERIFIED
 from picsaris_pipeline.storage import ObjectStore
-from picsaris_pipeline.thumbnails import THUMB_SIDE, draw
 
 logger = logging.getLogger("picsaris.photos")
 

@@ -8,9 +8,9 @@ from typing import Generic, TypeVar
 
 from PIL import Image
 
-from picsaris_pipeline import imaging
-from picsaris_pipeline.domain import Photo
-from picsaris_pipeline.keys import verified_image_key
+from picsaris_pipeline.domain import imaging
+from picsaris_pipeline.domain.keys import verified_image_key
+from picsaris_pipeline.domain.model import Photo
 from picsaris_pipeline.settings import MAX_PHOTOS_PER_BATCH
 from picsaris_pipeline.storage import ObjectStore
 

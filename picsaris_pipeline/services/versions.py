@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.domain import Event
+from picsaris_pipeline.domain.model import Event
 from picsaris_pipeline.faces.engine import FaceEngine
 from picsaris_pipeline.realtime import RealtimePublisher
 from picsaris_pipeline.services.engine_strategy import strategy_for

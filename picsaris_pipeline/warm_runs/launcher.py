@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from dagster import DagsterRun, DagsterRunStatus, Field, serialize_value
 
-from picsaris_pipeline.partitions import WORKER_HOST_TAG, WORKER_KIND_TAG, WORKER_PID_TAG
+from picsaris_pipeline.orchestration.partitions import WORKER_HOST_TAG, WORKER_KIND_TAG, WORKER_PID_TAG
 from picsaris_pipeline.warm_runs.dagster_internals import (
     CheckRunHealthResult,
     ConfigurableClass,

@@ -118,7 +118,7 @@ def test_photos_lists_every_upload_published_with_the_manifest_face_counts(event
 def test_process_ran_the_photos_in_batch_runs_each_photo_with_its_own_materialization(event_flow):
     import dagster as dg
 
-    from picsaris_pipeline.partitions import BATCH_TAG, PHOTO_JOB
+    from picsaris_pipeline.orchestration.partitions import BATCH_TAG, PHOTO_JOB
 
     with dg.DagsterInstance.from_config(str(Path(os.environ["PICSARIS_HOME"]) / "dagster")) as instance:
         runs = [run for run in instance.get_runs() if run.job_name == PHOTO_JOB]
@@ -224,7 +224,7 @@ def test_archiving_an_event_removes_its_partitions_and_keeps_its_records(event_f
     matches_before = picsaris("matches", event_id)
     result = CliRunner().invoke(main, ["event", "archive", event_id])
     assert result.exit_code == 0 and "removed" in result.output
-    from picsaris_pipeline.app import App
+    from picsaris_pipeline.orchestration.app import App
 
     app = App.from_env()
     photo_ids = {p.id for p in app.repo.list_photos(event_id)}

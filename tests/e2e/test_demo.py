@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from picsaris_pipeline.app import App
-from picsaris_pipeline.demo import run_demo
-from picsaris_pipeline.domain import Attendee, Photo, PhotoStatus, ReferenceStatus
+from picsaris_pipeline.cli.demo import run_demo
+from picsaris_pipeline.domain.model import Attendee, Photo, PhotoStatus, ReferenceStatus
+from picsaris_pipeline.orchestration.app import App
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -11,9 +11,9 @@ import time
 import dagster as dg
 import yaml
 
-from picsaris_pipeline.app import App
-from picsaris_pipeline.domain import PhotoStatus
-from picsaris_pipeline.partitions import BATCH_TAG, UPLOADER_TAG, run_photo_ids
+from picsaris_pipeline.domain.model import PhotoStatus
+from picsaris_pipeline.orchestration.app import App
+from picsaris_pipeline.orchestration.partitions import BATCH_TAG, UPLOADER_TAG, run_photo_ids
 from tests.support.cli_runner import picsaris
 from tests.support.dagster_processes import dagster_services
 from tests.support.environment import REPO_ROOT

@@ -169,7 +169,7 @@ def test_the_installed_command_prints_one_line_for_a_garbled_runs_db(home):
 
 def test_an_unrecognised_error_is_not_hidden():
     """Only store faults are translated: a bug keeps its traceback for whoever fixes it."""
-    from picsaris_pipeline.fault_lines import translate_fault
+    from picsaris_pipeline.services.fault_lines import translate_fault
 
     assert translate_fault(ZeroDivisionError("bug")) is None
     assert translate_fault(KeyError("x")) is None

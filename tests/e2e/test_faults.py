@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from picsaris_pipeline.assets import PHOTO_ASSETS
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.domain import PhotoStatus
+from picsaris_pipeline.domain.model import PhotoStatus
 from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
 from tests.support.cli_runner import picsaris
 from tests.support.db_helpers import reading, update_rows
@@ -77,7 +77,7 @@ def _event(run_cli, shared_photos) -> tuple[str, str]:
 
 
 def test_a_run_process_killed_mid_photo_leaves_nothing_doubled_after_the_rerun(picsaris_home, shared_photos):
-    from picsaris_pipeline.app import App
+    from picsaris_pipeline.orchestration.app import App
 
     event_id, obama = _event(picsaris, shared_photos)
     picsaris("upload", event_id, "--uploader", obama, *[str(shared_photos[name].path) for name in PHOTOS])
@@ -112,7 +112,7 @@ def test_process_sends_what_a_run_killed_between_publishing_and_delivery_left_qu
     """The window the kill above can hit: the photo is published, its messages are committed but
     never sent. No daemon runs the outbox sensor on the embedded default, so `picsaris process`
     drains the outbox itself."""
-    from picsaris_pipeline.app import App
+    from picsaris_pipeline.orchestration.app import App
 
     event_id, obama = _event(picsaris, shared_photos)
     picsaris("upload", event_id, "--uploader", obama, str(shared_photos["obama_2.jpg"].path))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from picsaris_pipeline.runner.instance import _INSTANCE_YAML
+from picsaris_pipeline.orchestration.runner.instance import _INSTANCE_YAML
 from picsaris_pipeline.sensors.quiet import is_idle_tick_line, without_idle_ticks
 from tests.support.dagster_processes import free_port, graphql, wait_until_serving
 from tests.support.environment import REPO_ROOT, missing

@@ -190,7 +190,7 @@ def test_attendee_list_csv_and_json_agree(event_id, shared_photos, tmp_path) -> 
 def test_an_import_produces_what_attendee_add_and_process_produce(picsaris_home, shared_photos, tmp_path) -> None:
     """The same guests and photos in two events, signed up one `attendee add` at a time or by one
     import: the same attendees, reference vectors and matches."""
-    from picsaris_pipeline.app import App
+    from picsaris_pipeline.orchestration.app import App
 
     selfies = {"Barack Obama": "obama_1.jpg", "Joe Biden": "biden_2.jpg", "Kit Harington": "kit_harington_2.jpg"}
     photos = [shared_photos[f].path for f in ("obama_2.jpg", "biden_1.jpg", "group_obama_and_biden.jpg")]
@@ -235,7 +235,7 @@ def test_a_guest_imported_late_finds_the_photos_already_published(picsaris_home,
     materialized with the asset's metadata."""
     import dagster as dg
 
-    from picsaris_pipeline.app import App
+    from picsaris_pipeline.orchestration.app import App
 
     event_id = picsaris("event", "create", "Late list").strip()
     kit = picsaris(
@@ -281,8 +281,8 @@ def test_a_selfie_with_small_faces_behind_the_guest_is_taken_and_two_similar_fac
     folder = linked(tmp_path / "selfies", {"Two_Friends.jpg": shared_photos["group_two_people.jpg"].path})
     (folder / "Barack_Obama.jpg").symlink_to(tmp_path / "Barack_Obama.jpg")
 
+    from picsaris_pipeline.domain.imaging import decode_photo
     from picsaris_pipeline.faces.dlib_engine import DlibEngine
-    from picsaris_pipeline.imaging import decode_photo
 
     faces = DlibEngine.shared().detect(decode_photo((tmp_path / "Barack_Obama.jpg").read_bytes()).image)
     assert len(faces) >= 2, "the bystander's face is found, so the rule is what is tested"

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from picsaris_pipeline.app import App
-from picsaris_pipeline.domain import PhotoStatus
-from picsaris_pipeline.launcher import DagsterLauncher
+from picsaris_pipeline.domain.model import PhotoStatus
+from picsaris_pipeline.orchestration.app import App
+from picsaris_pipeline.orchestration.launcher import DagsterLauncher
 from picsaris_pipeline.services.intake import sha256_of
 from tests.support.cli_runner import picsaris
 from tests.support.dagster_processes import dagster_services

@@ -17,7 +17,7 @@ import pytest
 
 from picsaris_pipeline.definitions import code_versions
 from picsaris_pipeline.faces.engine import configured_versions
-from picsaris_pipeline.partitions import REEMBED_PHOTO_JOB, REEMBED_TAG, run_photo_ids
+from picsaris_pipeline.orchestration.partitions import REEMBED_PHOTO_JOB, REEMBED_TAG, run_photo_ids
 from tests.support.cli_runner import found_by_name, picsaris, shown_matches, sign_up
 from tests.support.dagster_processes import _process
 from tests.support.db_helpers import writing
@@ -68,7 +68,7 @@ def test_a_new_threshold_makes_only_matching_stale():
     stricter = code_versions(configured_versions("dlib", J0), 0.6)
     assert {name for name in default if default[name] != stricter[name]} == {"matches_published", "attendee_matches"}
     # The code version names the match policy: the default bar set explicitly is the same policy.
-    from picsaris_pipeline.matching import DEFAULT_MIN_SIMILARITY
+    from picsaris_pipeline.domain.matching import DEFAULT_MIN_SIMILARITY
 
     assert code_versions(configured_versions("dlib", J0), DEFAULT_MIN_SIMILARITY) == default
 
@@ -84,7 +84,7 @@ def matched(pipeline, event, shared_photos):
 
 
 def test_a_match_pairing_two_versions_is_caught(matched):
-    from picsaris_pipeline import health
+    from picsaris_pipeline.services import health
 
     pipeline, event, obama, photo = matched
     assert health.version_mixing(pipeline.repo).passed
@@ -96,8 +96,8 @@ def test_a_match_pairing_two_versions_is_caught(matched):
 
 
 def test_malformed_vectors_are_caught(matched):
-    from picsaris_pipeline import health
     from picsaris_pipeline.db import schema as t
+    from picsaris_pipeline.services import health
 
     pipeline, *_ = matched
     assert health.malformed_vectors(pipeline.repo, {J0: 128}).passed
@@ -111,7 +111,7 @@ def test_malformed_vectors_are_caught(matched):
 
 
 def test_a_published_photo_without_its_events_active_version_is_caught(matched):
-    from picsaris_pipeline import health
+    from picsaris_pipeline.services import health
 
     pipeline, event, _, _ = matched
     assert health.active_version_gaps(pipeline.repo, J0).passed
@@ -159,7 +159,7 @@ def switch(shared_photos, tmp_path_factory):
         status_before = picsaris("event", "versions", event_id)
 
         # A re-embedding killed half way: a real process, SIGKILLed once a few photos are done.
-        from picsaris_pipeline.app import App
+        from picsaris_pipeline.orchestration.app import App
 
         repo = App.from_env().repo
         env = {**os.environ, "PICSARIS_HOME": str(home), "PICSARIS_FACE_MODEL": J4}
@@ -212,7 +212,7 @@ def test_matches_under_the_new_version_are_the_expected_people(switch):
 
 
 def test_no_match_pairs_two_versions_and_photos_stayed_published(switch):
-    from picsaris_pipeline.app import App
+    from picsaris_pipeline.orchestration.app import App
 
     app = App.from_env()
     assert app.repo.version_mixing() == (0, [])
@@ -221,7 +221,7 @@ def test_no_match_pairs_two_versions_and_photos_stayed_published(switch):
 
 
 def test_the_resumed_re_embedding_did_only_what_the_killed_one_had_not_finished(switch):
-    from picsaris_pipeline.app import App
+    from picsaris_pipeline.orchestration.app import App
 
     app = App.from_env()
     all_photos = {p.id for p in app.repo.list_photos(switch["event_id"])}
@@ -241,7 +241,7 @@ def test_the_resumed_re_embedding_did_only_what_the_killed_one_had_not_finished(
 
 
 def test_pruning_leaves_only_the_active_version_and_the_same_matches(switch):
-    from picsaris_pipeline.app import App
+    from picsaris_pipeline.orchestration.app import App
 
     event_id = switch["event_id"]
     before = shown_matches(event_id)

@@ -16,13 +16,13 @@ from pathlib import Path
 import dagster as dg
 from click.testing import CliRunner
 
-from picsaris_pipeline.app import App
 from picsaris_pipeline.cli import main
 from picsaris_pipeline.db import schema as t
-from picsaris_pipeline.escaping import html_text, markdown_text
-from picsaris_pipeline.keys import thumbnail_key
-from picsaris_pipeline.privacy_scrub import scrub_instance, scrub_serialized
-from picsaris_pipeline.thumbnail_route import make_server
+from picsaris_pipeline.domain.escaping import html_text, markdown_text
+from picsaris_pipeline.domain.keys import thumbnail_key
+from picsaris_pipeline.orchestration.app import App
+from picsaris_pipeline.orchestration.privacy_scrub import scrub_instance, scrub_serialized
+from picsaris_pipeline.services.thumbnail_route import make_server
 from tests.support.cli_runner import picsaris
 from tests.support.db_helpers import count_rows
 

@@ -11,8 +11,8 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
-from picsaris_pipeline.app import App
-from picsaris_pipeline.keys import thumbnail_key
+from picsaris_pipeline.domain.keys import thumbnail_key
+from picsaris_pipeline.orchestration.app import App
 from tests.support.cli_runner import picsaris
 
 ERASED_GUEST = "Barack Obama"

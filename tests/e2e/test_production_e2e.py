@@ -28,8 +28,8 @@ import pytest
 from dagster_postgres import PostgresRunStorage
 from moto.server import ThreadedMotoServer
 
-from picsaris_pipeline.app import App
-from picsaris_pipeline.partitions import (
+from picsaris_pipeline.orchestration.app import App
+from picsaris_pipeline.orchestration.partitions import (
     ATTENDEE_JOB,
     BATCH_TAG,
     EVENT_TAG,

@@ -20,8 +20,8 @@ from click.testing import CliRunner, Result
 from dagster._core.definitions.data_version import StaleStatus
 
 from picsaris_pipeline.cli import main
+from picsaris_pipeline.domain.keys import verified_image_key
 from picsaris_pipeline.faces.rekognition import RekognitionEngine
-from picsaris_pipeline.keys import verified_image_key
 from tests.e2e.test_reembed_webserver import PHOTO_ASSETS, SELFIES, ui_staleness
 from tests.support.cli_runner import found_by_name, picsaris, shown_matches, sign_up
 from tests.support.rekognition_server import RekognitionServer
@@ -73,7 +73,7 @@ def server(monkeypatch):
 def test_a_face_model_upgrade_reindexes_into_a_new_collection_and_cuts_over(
     server, shared_photos, picsaris_home, monkeypatch
 ):
-    from picsaris_pipeline.app import App
+    from picsaris_pipeline.orchestration.app import App
 
     monkeypatch.setenv("PICSARIS_FACE_ENGINE", "rekognition")
     # The local Rekognition server finds faces with one dlib in this process: one run at a time.

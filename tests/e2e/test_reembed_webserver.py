@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._core.loader import LoadingContextForTest
 
-from picsaris_pipeline.app import App
 from picsaris_pipeline.cli import main
 from picsaris_pipeline.definitions import build_definitions
-from picsaris_pipeline.partitions import REEMBED_TAG
+from picsaris_pipeline.orchestration.app import App
+from picsaris_pipeline.orchestration.partitions import REEMBED_TAG
 from picsaris_pipeline.settings import Settings
 from tests.support.cli_runner import found_by_name, picsaris, shown_matches, sign_up
 from tests.support.dagster_processes import BIN, _process, dagster_services, log_tails

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from picsaris_pipeline.app import App
 from picsaris_pipeline.assets.outcomes import UPLOAD_ACCEPTED
-from picsaris_pipeline.thumbnail_route import make_server
-from picsaris_pipeline.thumbnails import MATCHED, THUMB_SIDE, UNMATCHED
+from picsaris_pipeline.domain.thumbnails import MATCHED, THUMB_SIDE, UNMATCHED
+from picsaris_pipeline.orchestration.app import App
+from picsaris_pipeline.services.thumbnail_route import make_server
 from tests.support.browser import browser_page, chromium_path
 from tests.support.cli_runner import picsaris
 from tests.support.dagster_processes import dagster_services

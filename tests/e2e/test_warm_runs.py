@@ -13,9 +13,9 @@ import pytest
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster._core.launcher.base import WorkerStatus
 
-from picsaris_pipeline.domain import PhotoStatus
+from picsaris_pipeline.domain.model import PhotoStatus
 from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
-from picsaris_pipeline.partitions import PHOTO_JOB, PHOTO_PARTITIONS, PHOTO_TAG
+from picsaris_pipeline.orchestration.partitions import PHOTO_JOB, PHOTO_PARTITIONS, PHOTO_TAG
 from picsaris_pipeline.warm_runs.launcher import WORKER_KIND_TAG, WORKER_PID_TAG, WarmRunLauncher, code_fingerprint
 from tests.support.cli_runner import picsaris
 
@@ -71,7 +71,7 @@ def _wait(instance: dg.DagsterInstance, run_id: str, timeout: float = 180) -> dg
 
 
 def test_runs_fork_from_one_warm_worker_and_publish_their_photos(picsaris_home, shared_photos):
-    from picsaris_pipeline.app import App
+    from picsaris_pipeline.orchestration.app import App
 
     photo_ids = _photos(shared_photos, ["obama_2.jpg", "group_obama_and_biden.jpg", "noface_dog.jpg"])
     app = App.from_env()

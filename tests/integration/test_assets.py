@@ -11,12 +11,12 @@ from picsaris_pipeline.assets import PHOTO_ASSETS
 from picsaris_pipeline.assets.outcomes import NOT_A_DUPLICATE, UPLOAD_ACCEPTED
 from picsaris_pipeline.db.schema import face_vectors, faces, matches
 from picsaris_pipeline.definitions import build_definitions
-from picsaris_pipeline.domain import PhotoStatus, ReferenceStatus
+from picsaris_pipeline.domain.keys import thumbnail_key, verified_image_key
+from picsaris_pipeline.domain.match_policy import DEFAULT_POLICY
+from picsaris_pipeline.domain.model import PhotoStatus, ReferenceStatus
+from picsaris_pipeline.domain.thumbnails import MATCHED, THUMB_SIDE, UNMATCHED
 from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
-from picsaris_pipeline.keys import thumbnail_key, verified_image_key
-from picsaris_pipeline.match_policy import DEFAULT_POLICY
-from picsaris_pipeline.resources import DatabaseResource
-from picsaris_pipeline.thumbnails import MATCHED, THUMB_SIDE, UNMATCHED
+from picsaris_pipeline.orchestration.resources import DatabaseResource
 from tests.support.db_helpers import count_rows
 from tests.support.pipeline_helpers import metadata
 

@@ -20,11 +20,11 @@ import pytest
 from PIL import Image
 
 from picsaris_pipeline.db.schema import faces
-from picsaris_pipeline.domain import Attendee, Event, Photo, PhotoStatus
+from picsaris_pipeline.domain.imaging import MAX_PIXELS, decode_photo, load_rgb
+from picsaris_pipeline.domain.keys import verified_image_key
+from picsaris_pipeline.domain.model import Attendee, Event, Photo, PhotoStatus
 from picsaris_pipeline.errors import BadInputError
 from picsaris_pipeline.faces.engine import configured_versions
-from picsaris_pipeline.imaging import MAX_PIXELS, decode_photo, load_rgb
-from picsaris_pipeline.keys import verified_image_key
 from picsaris_pipeline.services.intake import complete_upload, request_upload, sha256_of
 from picsaris_pipeline.storage import put_via_ticket
 from tests.support.db_helpers import count_rows
@@ -384,7 +384,7 @@ def home_pipeline(picsaris_home) -> Iterator[Pipeline]:
 
 
 def test_a_batch_goes_on_past_broken_photos_and_publishes_the_good_ones(home_pipeline, shared_photos):
-    from picsaris_pipeline.runner import process_pending
+    from picsaris_pipeline.orchestration.runner import process_pending
 
     pipeline = home_pipeline
     event = pipeline.event("Batch")

@@ -5,8 +5,14 @@ import dagster as dg
 import pytest
 
 from picsaris_pipeline.assets import PHOTO_ASSETS
-from picsaris_pipeline.domain import PhotoStatus
-from picsaris_pipeline.partitions import BATCH_TAG, PHOTO_PARTITIONS, PHOTO_TAG, RANGE_END_TAG, RANGE_START_TAG
+from picsaris_pipeline.domain.model import PhotoStatus
+from picsaris_pipeline.orchestration.partitions import (
+    BATCH_TAG,
+    PHOTO_PARTITIONS,
+    PHOTO_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+)
 from picsaris_pipeline.sensors import upload_batch_sensor
 
 NAMES = ["obama_2.jpg", "obama_4.jpg", "biden_1.jpg", "noface_dog.jpg", "group_two_people.jpg"]

@@ -11,8 +11,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from picsaris_pipeline.assets.photos import faces_detected, verified_upload
-from picsaris_pipeline.domain import PhotoStatus
-from picsaris_pipeline.partitions import (
+from picsaris_pipeline.domain.model import PhotoStatus
+from picsaris_pipeline.orchestration.partitions import (
     PHOTO_PARTITIONS,
     batch_tags,
     batched_runs,
@@ -166,7 +166,7 @@ def test_a_failed_batch_run_marks_its_unfinished_photos_failed_and_leaves_finish
     assert pipeline.run_photo(done.id).success
     pipeline.instance.add_dynamic_partitions(PHOTO_PARTITIONS, [pending.id])
     # A misconfigured deployment fails the whole step: an unknown face model.
-    from picsaris_pipeline.resources import FaceEngineResource
+    from picsaris_pipeline.orchestration.resources import FaceEngineResource
 
     result = dg.materialize(
         [faces_detected],
@@ -189,8 +189,8 @@ def test_a_photo_failing_its_re_embedding_in_a_batch_is_reported_and_stays_publi
     import sys
     from pathlib import Path
 
-    from picsaris_pipeline.app import App
-    from picsaris_pipeline.keys import verified_image_key
+    from picsaris_pipeline.domain.keys import verified_image_key
+    from picsaris_pipeline.orchestration.app import App
     from tests.support.cli_runner import picsaris
 
     event = picsaris("event", "create", "Re-embedding in batches").strip()

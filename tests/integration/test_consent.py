@@ -4,7 +4,7 @@ giving it back finds them again. On dlib and on Rekognition (over HTTP, tests/su
 from __future__ import annotations
 
 from picsaris_pipeline.db import schema as t
-from picsaris_pipeline.domain import ReferenceStatus
+from picsaris_pipeline.domain.model import ReferenceStatus
 from picsaris_pipeline.services.consent import give_consent, withdraw_consent
 from tests.integration.test_outbox import RecordingPublisher
 from tests.support.cli_runner import picsaris
@@ -87,7 +87,7 @@ def test_withdrawing_consent_on_rekognition_deletes_the_user_and_selfie_face(
     pipeline, event, shared_photos, monkeypatch
 ):
     from picsaris_pipeline.faces.rekognition import RekognitionEngine
-    from picsaris_pipeline.resources import FaceEngineResource
+    from picsaris_pipeline.orchestration.resources import FaceEngineResource
     from tests.support.rekognition_server import RekognitionServer
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")

@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from picsaris_pipeline import health
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository import Repository, connect
-from picsaris_pipeline.domain import ReferenceStatus
+from picsaris_pipeline.domain.model import ReferenceStatus
 from picsaris_pipeline.faces.dlib_engine import DlibEngine
 from picsaris_pipeline.faces.engine import FaceBox
 from picsaris_pipeline.realtime import photo_messages
+from picsaris_pipeline.services import health
 from picsaris_pipeline.services.attendees import (
     NEW_SELFIE_NEEDED,
     SELFIE_MISSING_AFTER,
@@ -166,7 +166,7 @@ def test_the_check_flags_face_data_kept_without_consent(repo):
 @pytest.fixture
 def rekognition(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from picsaris_pipeline.faces.rekognition import RekognitionEngine
-    from picsaris_pipeline.resources import FaceEngineResource
+    from picsaris_pipeline.orchestration.resources import FaceEngineResource
     from tests.support.rekognition_server import RekognitionServer
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -326,7 +326,7 @@ def test_withdrawing_consent_while_rekognition_searches_a_photo_leaves_no_match(
     again without them."""
     from picsaris_pipeline.assets import PHOTO_ASSETS
     from picsaris_pipeline.faces.rekognition import RekognitionEngine
-    from picsaris_pipeline.resources import FaceEngineResource
+    from picsaris_pipeline.orchestration.resources import FaceEngineResource
     from picsaris_pipeline.services.photos import publish_matches
     from tests.support.rekognition_server import RekognitionServer
 

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from picsaris_pipeline import clustering
 from picsaris_pipeline.assets.events import event_summary
+from picsaris_pipeline.cli.report import write_report
 from picsaris_pipeline.db import schema as t
-from picsaris_pipeline.erasure import delete_attendee
-from picsaris_pipeline.partitions import EVENT_PARTITIONS
-from picsaris_pipeline.report import write_report
+from picsaris_pipeline.domain import clustering
+from picsaris_pipeline.orchestration.erasure import delete_attendee
+from picsaris_pipeline.orchestration.partitions import EVENT_PARTITIONS
 from picsaris_pipeline.services.consent import withdraw_consent
 from picsaris_pipeline.services.face_clusters import recluster_event, unknown_people
 from tests.integration.test_outbox import RecordingPublisher
@@ -173,7 +173,7 @@ def test_event_summary_report_and_cli_show_counts_only(pipeline, event, shared_p
     assert all(f"| {p.cluster_id} | {p.photos} | {p.faces} |" in table for p in people)
     assert "Photographer" not in table and ".jpg" not in table and "data:image" not in table
 
-    from picsaris_pipeline.app import App
+    from picsaris_pipeline.orchestration.app import App
 
     # The CLI and the report on the pipeline's database and local bucket (PICSARIS_HOME/bucket).
     for name in ("PICSARIS_BUCKET", "PICSARIS_S3_ENDPOINT_URL", "PICSARIS_FACE_MODEL"):

@@ -14,11 +14,11 @@ import sqlalchemy as sa
 from PIL import Image, ImageFilter
 
 from picsaris_pipeline.db import schema as t
+from picsaris_pipeline.domain.imaging import load_rgb
 from picsaris_pipeline.faces import get_engine
 from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL, LOCAL_MODELS
 from picsaris_pipeline.faces.engine import configured_versions
 from picsaris_pipeline.faces.quality import MIN_MATCH_SIDE, sharpness, yaw_degrees
-from picsaris_pipeline.imaging import load_rgb
 from picsaris_pipeline.services.face_quality import matchable_mask
 from tests.support.cli_runner import found_by_name, picsaris, shown_matches, sign_up
 from tests.support.db_helpers import fetch_rows
@@ -164,8 +164,8 @@ def test_reembed_moves_an_event_from_hog_to_yunet_without_mixing(picsaris_home, 
     assert {row["model_version"] for row in under_yunet} == {YUNET}
     assert found_by_name(under_yunet) == found_by_name(under_hog)
 
-    from picsaris_pipeline import health
-    from picsaris_pipeline.app import App
+    from picsaris_pipeline.orchestration.app import App
+    from picsaris_pipeline.services import health
 
     app = App.from_env()
     assert app.repo.get_event(event_id).active_model_version == YUNET

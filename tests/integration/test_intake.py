@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from picsaris_pipeline.domain import PhotoStatus
+from picsaris_pipeline.domain.model import PhotoStatus
 from picsaris_pipeline.errors import BadInputError
 from picsaris_pipeline.services.intake import (
     complete_upload,

@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from picsaris_pipeline.db.repository import connect
-from picsaris_pipeline.domain import PhotoStatus
-from picsaris_pipeline.leases import PHOTO, Claimer, LeaseKeeper, holder_alive, new_holder_id
-from picsaris_pipeline.partitions import PHOTO_JOB, run_photo_ids
+from picsaris_pipeline.domain.model import PhotoStatus
+from picsaris_pipeline.orchestration.partitions import PHOTO_JOB, run_photo_ids
+from picsaris_pipeline.services.leases import PHOTO, Claimer, LeaseKeeper, holder_alive, new_holder_id
 from tests.support.cli_runner import picsaris
 from tests.support.environment import BIN
 from tests.support.photo_sets import OBAMA_AND_BIDEN
@@ -86,7 +86,7 @@ def test_a_working_holder_keeps_its_leases_by_renewing_them_and_releases_them_wh
 _HOLD_AND_WAIT = """
 import sys, time
 from picsaris_pipeline.db.repository import connect
-from picsaris_pipeline.leases import PHOTO, LeaseKeeper
+from picsaris_pipeline.services.leases import PHOTO, LeaseKeeper
 with LeaseKeeper(connect(sys.argv[1]), seconds=int(sys.argv[2])) as keeper:
     assert keeper.claimer.claim(PHOTO, ["p1"]) == ["p1"]
     print(keeper.holder, flush=True)
@@ -138,7 +138,7 @@ def _materializations_per_partition(instance: dg.DagsterInstance, asset: str) ->
 
 
 def test_two_processes_at_once_run_each_photo_once(picsaris_home, shared_photos, monkeypatch):
-    from picsaris_pipeline.app import App
+    from picsaris_pipeline.orchestration.app import App
 
     event_id = _event_with_photos(shared_photos)
     App.from_env().instance.get_runs(limit=1)  # the instance's SQLite storage exists before both start
@@ -174,7 +174,7 @@ def test_two_processes_at_once_run_each_photo_once(picsaris_home, shared_photos,
 def test_a_run_left_started_by_a_killed_process_is_marked_failed_and_its_photos_finished(
     picsaris_home, shared_photos, monkeypatch
 ):
-    from picsaris_pipeline.app import App
+    from picsaris_pipeline.orchestration.app import App
 
     event_id = _event_with_photos(shared_photos)
     monkeypatch.setenv("PICSARIS_WORKERS", "1")
@@ -210,7 +210,7 @@ def test_a_run_left_started_by_a_killed_process_is_marked_failed_and_its_photos_
 
 # -- the daemon's side ----------------------------------------------------------------------------
 def test_the_batch_sensor_leaves_queued_photos_a_live_process_holds_to_it(pipeline, event, shared_photos):
-    from picsaris_pipeline.partitions import PHOTO_PARTITIONS
+    from picsaris_pipeline.orchestration.partitions import PHOTO_PARTITIONS
     from picsaris_pipeline.sensors.batches import upload_batch_sensor
 
     guest = pipeline.repo.add_attendee(event.id, "Flooder", True, None, None)
@@ -237,7 +237,7 @@ def test_the_batch_sensor_leaves_queued_photos_a_live_process_holds_to_it(pipeli
 
 
 def _request_photo_ids(request: dg.RunRequest, instance: dg.DagsterInstance) -> list[str]:
-    from picsaris_pipeline.partitions import PHOTO_PARTITIONS, RANGE_END_TAG, RANGE_START_TAG
+    from picsaris_pipeline.orchestration.partitions import PHOTO_PARTITIONS, RANGE_END_TAG, RANGE_START_TAG
 
     if request.partition_key:
         return [request.partition_key]
@@ -248,7 +248,7 @@ def _request_photo_ids(request: dg.RunRequest, instance: dg.DagsterInstance) -> 
 _RUN_WORKER = """
 import os, socket, sys
 from picsaris_pipeline.definitions import defs
-from picsaris_pipeline.runner import QUIET_CONSOLE, dagster_instance
+from picsaris_pipeline.orchestration.runner import QUIET_CONSOLE, dagster_instance
 from picsaris_pipeline.settings import Settings
 from picsaris_pipeline.warm_runs.launcher import WORKER_HOST_TAG, WORKER_PID_TAG
 # What WarmRunLauncher's forked run worker does: one run, tagged with its pid and host.
@@ -264,9 +264,9 @@ defs.resolve_job_def("process_photo").execute_in_process(
 def test_a_run_left_started_by_a_killed_run_worker_is_marked_failed_by_the_sensor(
     picsaris_home, shared_photos, monkeypatch
 ):
-    from picsaris_pipeline.app import App
-    from picsaris_pipeline.partitions import PHOTO_PARTITIONS
-    from picsaris_pipeline.resources import DatabaseResource
+    from picsaris_pipeline.orchestration.app import App
+    from picsaris_pipeline.orchestration.partitions import PHOTO_PARTITIONS
+    from picsaris_pipeline.orchestration.resources import DatabaseResource
     from picsaris_pipeline.sensors.abandoned import abandoned_run_sensor
     from picsaris_pipeline.sensors.failures import photo_failure_sensor
 

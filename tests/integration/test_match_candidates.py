@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from picsaris_pipeline.db.repository import CANDIDATE_CONFIRMED, CANDIDATE_PROPOSED, CANDIDATE_REFUSED
+from picsaris_pipeline.domain.match_policy import DEFAULT_POLICY
+from picsaris_pipeline.domain.matching import similarities
 from picsaris_pipeline.errors import BadInputError, NotFoundError
-from picsaris_pipeline.match_policy import DEFAULT_POLICY
-from picsaris_pipeline.matching import similarities
 from picsaris_pipeline.services.confirmations import confirm, refuse
 from picsaris_pipeline.services.delivery import deliver
 from picsaris_pipeline.services.photos import match_photo
@@ -174,8 +174,8 @@ def test_a_policy_change_re_matches_the_event_through_the_version_machinery(pipe
 
 
 def test_the_cli_lists_confirms_and_refuses_candidates(picsaris_home, shared_photos, monkeypatch):
+    from picsaris_pipeline.domain.imaging import decode_photo, encode_jpeg, load_rgb
     from picsaris_pipeline.faces.dlib_engine import DlibEngine
-    from picsaris_pipeline.imaging import decode_photo, encode_jpeg, load_rgb
 
     # The bar, measured the way the pipeline embeds a selfie and a photo.
     engine = DlibEngine.shared()

@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from picsaris_pipeline import near_duplicates
 from picsaris_pipeline.db.repository import connect
 from picsaris_pipeline.db.schema import faces, matches, photos
-from picsaris_pipeline.domain import PhotoStatus
-from picsaris_pipeline.ids import new_id
-from picsaris_pipeline.imaging import decode_photo
-from picsaris_pipeline.near_duplicates import MAX_DISTANCE, distance, perceptual_hash
+from picsaris_pipeline.domain import near_duplicates
+from picsaris_pipeline.domain.ids import new_id
+from picsaris_pipeline.domain.imaging import decode_photo
+from picsaris_pipeline.domain.model import PhotoStatus
+from picsaris_pipeline.domain.near_duplicates import MAX_DISTANCE, distance, perceptual_hash
 from tests.support.db_helpers import count_rows, insert_rows, statements_run
 from tests.support.environment import REPO_ROOT
 from tests.support.image_bytes import image_bytes

@@ -7,15 +7,15 @@ import dagster as dg
 import numpy as np
 from PIL import Image
 
-from picsaris_pipeline import health
 from picsaris_pipeline.assets.photos import faces_detected
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.definitions import defs
-from picsaris_pipeline.domain import PhotoStatus
+from picsaris_pipeline.domain.keys import thumbnail_key
+from picsaris_pipeline.domain.model import PhotoStatus
+from picsaris_pipeline.domain.thumbnails import DrawnFace, draw
 from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
-from picsaris_pipeline.keys import thumbnail_key
-from picsaris_pipeline.thumbnail_route import route_port
-from picsaris_pipeline.thumbnails import DrawnFace, draw
+from picsaris_pipeline.services import health
+from picsaris_pipeline.services.thumbnail_route import route_port
 from tests.support.db_helpers import update_rows
 from tests.support.pipeline_helpers import metadata, run_failure_sensor
 

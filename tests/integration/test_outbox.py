@@ -5,11 +5,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from picsaris_pipeline import health
 from picsaris_pipeline.errors import RetryableError
 from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
 from picsaris_pipeline.realtime import RealtimeMessage, RealtimePublisher
-from picsaris_pipeline.services import photos
+from picsaris_pipeline.services import health, photos
 from picsaris_pipeline.services.attendees import build_reference, match_late_joiner
 from picsaris_pipeline.services.delivery import deliver
 

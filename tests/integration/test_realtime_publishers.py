@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from picsaris_pipeline.db.repository import Repository, connect, unshared
-from picsaris_pipeline.domain import PhotoStatus
+from picsaris_pipeline.domain.model import PhotoStatus
 from picsaris_pipeline.errors import BadInputError, ConfigurationError, PicsarisError, RetryableError
 from picsaris_pipeline.faces.engine import FaceBox
 from picsaris_pipeline.realtime import (

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from picsaris_pipeline.domain import PhotoStatus
+from picsaris_pipeline.domain.model import PhotoStatus
 from picsaris_pipeline.errors import BadInputError, ConfigurationError, RetryableError
 from picsaris_pipeline.faces.rekognition import (
     MAX_IMAGE_BYTES,
@@ -179,7 +179,7 @@ def test_a_region_is_required_without_an_endpoint():
 # -- the asset graph on Rekognition -----------------------------------------------------------
 @pytest.fixture
 def rekognition_pipeline(pipeline, server, monkeypatch):
-    from picsaris_pipeline.resources import FaceEngineResource
+    from picsaris_pipeline.orchestration.resources import FaceEngineResource
 
     monkeypatch.setenv("PICSARIS_REKOGNITION_ENDPOINT_URL", server.url)
     monkeypatch.setenv("AWS_REGION", "us-east-1")
@@ -270,7 +270,7 @@ def test_access_denied_fails_the_step_without_retries(rekognition_pipeline, serv
 
 
 def test_erasure_removes_faces_and_users_from_the_collection(rekognition_pipeline, server, shared_photos):
-    from picsaris_pipeline import erasure
+    from picsaris_pipeline.orchestration import erasure
 
     p = rekognition_pipeline
     event = p.event()

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from picsaris_pipeline.app import App
+from picsaris_pipeline.cli.report import write_report
 from picsaris_pipeline.db.repository import dispose_all
-from picsaris_pipeline.domain import PhotoStatus
+from picsaris_pipeline.domain.ids import new_id
+from picsaris_pipeline.domain.keys import verified_image_key
+from picsaris_pipeline.domain.model import PhotoStatus
 from picsaris_pipeline.errors import NotFoundError
 from picsaris_pipeline.faces.engine import FaceBox
-from picsaris_pipeline.ids import new_id
-from picsaris_pipeline.keys import verified_image_key
-from picsaris_pipeline.report import write_report
+from picsaris_pipeline.orchestration.app import App
 
 MATCHED_NAME = "Ada <script>x</script> Lovelace"
 OTHER_NAME = "Grace Hopper"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from picsaris_pipeline.db.repository import connect
-from picsaris_pipeline.domain import PhotoStatus, ReferenceStatus
+from picsaris_pipeline.domain.model import PhotoStatus, ReferenceStatus
 from picsaris_pipeline.errors import BadInputError, NotFoundError
 from picsaris_pipeline.faces.engine import FaceBox
 

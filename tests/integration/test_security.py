@@ -73,7 +73,7 @@ def test_secrets_never_reach_logs_event_logs_or_metadata(postgres_server, tmp_pa
     key): the failure is recorded, the secrets are not."""
     import dagster as dg
 
-    from picsaris_pipeline.resources import RealtimeResource
+    from picsaris_pipeline.orchestration.resources import RealtimeResource
     from tests.support.environment import fresh_database
     from tests.support.pipeline_helpers import Pipeline
 

@@ -4,14 +4,14 @@ sensor's idle tick, which the terminal of `./dev ui` leaves out (sensors/quiet.p
 import dagster as dg
 import pytest
 
-from picsaris_pipeline.discovery import ScanCursor, scan_bucket
-from picsaris_pipeline.domain import PhotoStatus
-from picsaris_pipeline.ids import new_id
-from picsaris_pipeline.keys import verified_image_key
-from picsaris_pipeline.partitions import attendee_partitions, photo_partitions
+from picsaris_pipeline.domain.ids import new_id
+from picsaris_pipeline.domain.keys import verified_image_key
+from picsaris_pipeline.domain.model import PhotoStatus
+from picsaris_pipeline.orchestration.partitions import attendee_partitions, photo_partitions
 from picsaris_pipeline.sensors import bucket_sensor, realtime_outbox_sensor, upload_batch_sensor
 from picsaris_pipeline.sensors.abandoned import abandoned_run_sensor
 from picsaris_pipeline.sensors.quiet import is_idle_reason
+from picsaris_pipeline.services.discovery import ScanCursor, scan_bucket
 
 JPEG = b"\xff\xd8 not really decoded by the sensor"
 
@@ -157,7 +157,7 @@ def test_attendee_requests_pass_dagsters_own_job_validation(pipeline, event, sha
 def test_a_photo_whose_run_never_happened_is_requested_again_after_the_stale_window(pipeline, event, guest):
     from datetime import UTC, datetime
 
-    from picsaris_pipeline.discovery import STALE_AFTER
+    from picsaris_pipeline.services.discovery import STALE_AFTER
 
     photo = _dropped_photo(pipeline, event, guest, PhotoStatus.UPLOADED)
     pipeline.instance.add_dynamic_partitions(photo_partitions.name, [photo.id])  # launch failed after this

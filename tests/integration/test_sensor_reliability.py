@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from picsaris_pipeline.discovery import STALE_AFTER, ScanCursor, scan_bucket
-from picsaris_pipeline.partitions import attendee_partitions, photo_partitions
+from picsaris_pipeline.orchestration.partitions import attendee_partitions, photo_partitions
+from picsaris_pipeline.services.discovery import STALE_AFTER, ScanCursor, scan_bucket
 from tests.integration.test_sensor import JPEG, _apply, _dropped_photo, _tick
 from tests.support.db_helpers import statements_run
 

@@ -14,13 +14,12 @@ import pytest
 
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository import Repository, connect
-from picsaris_pipeline.domain import PhotoStatus, ReferenceStatus
+from picsaris_pipeline.domain.ids import new_id
+from picsaris_pipeline.domain.keys import verified_image_key
+from picsaris_pipeline.domain.model import PhotoStatus, ReferenceStatus
 from picsaris_pipeline.errors import ConfigurationError, NotFoundError
 from picsaris_pipeline.faces.engine import FaceBox
-from picsaris_pipeline.ids import new_id
-from picsaris_pipeline.keys import verified_image_key
-from picsaris_pipeline.storage import LocalObjectStore
-from picsaris_pipeline.summary import (
+from picsaris_pipeline.services.summary import (
     BY_STATUS_SCHEMA,
     COSTS_SCHEMA,
     PER_ATTENDEE_SCHEMA,
@@ -30,6 +29,7 @@ from picsaris_pipeline.summary import (
     summarize_event,
     summary_markdown,
 )
+from picsaris_pipeline.storage import LocalObjectStore
 from tests.support.db_helpers import update_rows
 
 MODEL = "dlib-resnet-v1"

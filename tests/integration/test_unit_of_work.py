@@ -6,10 +6,10 @@ from dataclasses import replace
 import pytest
 
 from picsaris_pipeline.db.repository import connect
-from picsaris_pipeline.domain import PhotoStatus, ReferenceStatus
+from picsaris_pipeline.domain.ids import new_id
+from picsaris_pipeline.domain.model import PhotoStatus, ReferenceStatus
 from picsaris_pipeline.errors import RetryableError
 from picsaris_pipeline.faces.engine import FaceBox
-from picsaris_pipeline.ids import new_id
 from tests.support.db_helpers import commits
 
 DETECTOR = "detector-v1"

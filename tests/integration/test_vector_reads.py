@@ -10,9 +10,9 @@ import pytest
 
 from picsaris_pipeline.db import vector_reads
 from picsaris_pipeline.db.repository import connect
-from picsaris_pipeline.domain import PhotoStatus
+from picsaris_pipeline.domain.matching import CANDIDATE_SLACK, candidates
+from picsaris_pipeline.domain.model import PhotoStatus
 from picsaris_pipeline.faces.engine import FaceBox
-from picsaris_pipeline.matching import CANDIDATE_SLACK, candidates
 from picsaris_pipeline.realtime import LogPublisher
 from picsaris_pipeline.services.attendees import match_late_joiner
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from PIL import Image
 
-from picsaris_pipeline.imaging import _register_heif
+from picsaris_pipeline.domain.imaging import _register_heif
 
 
 def image_bytes(image: Image.Image, fmt: str, **options: Any) -> bytes:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TypedDict, Unpack
 
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.domain import Photo
+from picsaris_pipeline.domain.model import Photo
 from picsaris_pipeline.services.intake import complete_upload, content_type_for, request_upload, sha256_of
 from picsaris_pipeline.storage import ObjectStore, put_via_ticket
 

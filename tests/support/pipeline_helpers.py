@@ -10,9 +10,14 @@ import dagster as dg
 
 from picsaris_pipeline.assets import ATTENDEE_ASSETS, PHOTO_ASSETS
 from picsaris_pipeline.db.repository import Repository, connect
-from picsaris_pipeline.domain import Attendee, Event, Photo
-from picsaris_pipeline.partitions import ATTENDEE_PARTITIONS, PHOTO_PARTITIONS, batch_tags
-from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
+from picsaris_pipeline.domain.model import Attendee, Event, Photo
+from picsaris_pipeline.orchestration.partitions import ATTENDEE_PARTITIONS, PHOTO_PARTITIONS, batch_tags
+from picsaris_pipeline.orchestration.resources import (
+    DatabaseResource,
+    FaceEngineResource,
+    ObjectStoreResource,
+    RealtimeResource,
+)
 from picsaris_pipeline.services.intake import register_attendee
 from picsaris_pipeline.storage import LocalObjectStore, ObjectStore
 

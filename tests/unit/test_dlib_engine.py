@@ -6,11 +6,11 @@ from itertools import combinations
 import numpy as np
 import pytest
 
+from picsaris_pipeline.domain.imaging import decode_photo, encode_jpeg, load_rgb
+from picsaris_pipeline.domain.matching import DEFAULT_MIN_SIMILARITY, similarities
 from picsaris_pipeline.errors import ConfigurationError
 from picsaris_pipeline.faces import get_engine, model_versions
 from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL, LOCAL_MODELS
-from picsaris_pipeline.imaging import decode_photo, encode_jpeg, load_rgb
-from picsaris_pipeline.matching import DEFAULT_MIN_SIMILARITY, similarities
 
 YUNET, HOG = "yunet-dlib-resnet-v1-5pt-j0", "dlib-resnet-v1-5pt-j0"
 
@@ -99,7 +99,7 @@ def test_same_person_matches_and_different_people_do_not(shared_photos, describe
     # The match policy's confident bar (DEFAULT_MIN_SIMILARITY, tuned for 400 guests) is stricter
     # than these 7 people need: a same-person pair may fall between it and the candidate bar (then it
     # is proposed to the guest); different people always stay under the candidate bar.
-    from picsaris_pipeline.match_policy import DEFAULT_POLICY
+    from picsaris_pipeline.domain.match_policy import DEFAULT_POLICY
 
     singles = {n: p for n, p in shared_photos.items() if p.person and p.faces_expected == 1}
     misses = KNOWN_MISSES.get(engine.model_version, set())

@@ -8,7 +8,7 @@ from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL, LOCAL_MODELS, Dli
 from picsaris_pipeline.faces.engine import configured_versions
 from picsaris_pipeline.faces.registry import DEFAULT_ENGINE, ENGINES, engine_class
 from picsaris_pipeline.faces.rekognition import KNOWN_MODELS, RekognitionEngine, detector_version_for
-from picsaris_pipeline.jobs import reembed_assets
+from picsaris_pipeline.orchestration.jobs import reembed_assets
 from picsaris_pipeline.services.collection_strategy import CollectionStrategy
 from picsaris_pipeline.services.engine_strategy import strategy_for
 from picsaris_pipeline.services.policy_matching import collection_policy_id, policy_for
@@ -74,7 +74,7 @@ def test_a_collection_strategy_matches_under_its_own_version_only():
 
 
 def test_a_vector_strategy_without_an_engine_refuses_face_work(shared_photos):
-    from picsaris_pipeline import imaging
+    from picsaris_pipeline.domain import imaging
 
     selfie = next(photo for photo in shared_photos.values() if photo.faces_expected == 1)
     image = imaging.decode_photo(selfie.path.read_bytes()).image

@@ -2,9 +2,9 @@ import time
 
 import pytest
 
+from picsaris_pipeline.domain.ids import id_timestamp_ms, is_valid_id, new_id
+from picsaris_pipeline.domain.keys import derived_prefix, parse_key, photo_key, selfie_key, verified_image_key
 from picsaris_pipeline.errors import BadInputError
-from picsaris_pipeline.ids import id_timestamp_ms, is_valid_id, new_id
-from picsaris_pipeline.keys import derived_prefix, parse_key, photo_key, selfie_key, verified_image_key
 
 
 def test_ids_are_valid_ulids_that_sort_by_time():

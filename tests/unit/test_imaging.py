@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from picsaris_pipeline.domain.imaging import MAX_SIDE, decode_photo, encode_jpeg, sha256_hex
 from picsaris_pipeline.errors import BadInputError
-from picsaris_pipeline.imaging import MAX_SIDE, decode_photo, encode_jpeg, sha256_hex
 from tests.support.exif import STORED_AS
 
 

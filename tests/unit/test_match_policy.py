@@ -1,4 +1,4 @@
-"""The matching policy's rules (picsaris_pipeline.match_policy) on real dlib descriptors of
+"""The matching policy's rules (picsaris_pipeline.domain.match_policy) on real dlib descriptors of
 ../shared/faces and a small slice of ../shared/lfw-dev: each threshold is placed from the measured
 similarities of the faces themselves, so the tests check the rules, not a tuned number."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from picsaris_pipeline.match_policy import (
+from picsaris_pipeline.domain.match_policy import (
     DEFAULT_POLICY,
     LEGACY_POLICY,
     MatchPolicy,
@@ -19,15 +19,15 @@ from picsaris_pipeline.match_policy import (
     decide,
     guest_crowding,
 )
-from picsaris_pipeline.matching import similarities
+from picsaris_pipeline.domain.matching import similarities
 from tests.support.environment import REPO_ROOT, missing
 
 LFW = REPO_ROOT.parent / "shared" / "lfw-dev"
 
 
 def _embed(path: Path) -> np.ndarray:
+    from picsaris_pipeline.domain.imaging import decode_photo
     from picsaris_pipeline.faces.dlib_engine import DlibEngine
-    from picsaris_pipeline.imaging import decode_photo
 
     engine = DlibEngine.shared()
     image = decode_photo(path.read_bytes()).image
@@ -196,7 +196,7 @@ def test_a_refusal_excludes_the_guest_and_a_confirmation_forces_the_match(faces)
 
 def test_the_legacy_policy_is_the_old_rule(faces):
     # Nearest guest if similarity >= 0.45, nothing proposed: what matching.assign did for one face.
-    from picsaris_pipeline.matching import assign
+    from picsaris_pipeline.domain.matching import assign
 
     references = np.concatenate([one(faces, n) for n in ("obama_1.jpg", "biden_1.jpg", "kit_harington_2.jpg")])
     for name in ("obama_2.jpg", "biden_2.jpg", "tom_cruise_1.jpg", "kit_harington_3.jpg"):

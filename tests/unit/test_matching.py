@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from picsaris_pipeline.matching import assign, candidates, similarities
+from picsaris_pipeline.domain.matching import assign, candidates, similarities
 
 
 def _unit(*values: float) -> np.ndarray:

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from picsaris_pipeline import health, leases, runner, thumbnail_route
 from picsaris_pipeline.definitions import code_versions
 from picsaris_pipeline.errors import ConfigurationError
 from picsaris_pipeline.faces.engine import configured_versions
-from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource
+from picsaris_pipeline.orchestration import runner
+from picsaris_pipeline.orchestration.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource
+from picsaris_pipeline.services import health, leases, thumbnail_route
 from picsaris_pipeline.services.policy_matching import DEFAULT_POLICY, collection_policy_id, policy_for
+from picsaris_pipeline.services.summary import UnitPrices as SummaryUnitPrices
 from picsaris_pipeline.settings import Settings, UnitPrices
-from picsaris_pipeline.summary import UnitPrices as SummaryUnitPrices
 
 
 def settings(**env: str) -> Settings:

@@ -21,9 +21,9 @@ from picsaris_pipeline.db.repository.base import (
 )
 from picsaris_pipeline.db.repository.events import EventsRepository
 from picsaris_pipeline.db.repository.rows import References, _attendee
-from picsaris_pipeline.domain import Attendee, ReferenceStatus, checked_name
-from picsaris_pipeline.ids import new_id
-from picsaris_pipeline.keys import selfie_key
+from picsaris_pipeline.domain.ids import new_id
+from picsaris_pipeline.domain.keys import selfie_key
+from picsaris_pipeline.domain.model import Attendee, ReferenceStatus, checked_name
 
 
 class AttendeesRepository(EventsRepository):

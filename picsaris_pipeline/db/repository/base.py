@@ -14,9 +14,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from picsaris_pipeline.db import schema as t
-from picsaris_pipeline.domain import Attendee, ReferenceStatus
+from picsaris_pipeline.domain.ids import is_valid_id
+from picsaris_pipeline.domain.model import Attendee, ReferenceStatus
 from picsaris_pipeline.errors import BadInputError, ConfigurationError, NotFoundError, RetryableError
-from picsaris_pipeline.ids import is_valid_id
 
 Record = TypeVar("Record")
 

@@ -23,9 +23,9 @@ from picsaris_pipeline.db.repository.rows import (
     _candidate,
     _photo,
 )
-from picsaris_pipeline.domain import Photo, PhotoStatus
+from picsaris_pipeline.domain.ids import new_id
+from picsaris_pipeline.domain.model import Photo, PhotoStatus
 from picsaris_pipeline.errors import BadInputError, NotFoundError
-from picsaris_pipeline.ids import new_id
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.base import RepositoryBase, _from_blobs, _now
 from picsaris_pipeline.db.repository.rows import ClaimedFace, UnmatchedFace
-from picsaris_pipeline.domain import PhotoStatus, ReferenceStatus
+from picsaris_pipeline.domain.model import PhotoStatus, ReferenceStatus
 
 
 class ClustersRepository(RepositoryBase):

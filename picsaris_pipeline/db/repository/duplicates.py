@@ -10,11 +10,11 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from picsaris_pipeline import near_duplicates
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.base import _now
 from picsaris_pipeline.db.repository.photos import PhotosRepository
-from picsaris_pipeline.domain import Photo, PhotoStatus
+from picsaris_pipeline.domain import near_duplicates
+from picsaris_pipeline.domain.model import Photo, PhotoStatus
 
 
 class DuplicatesRepository(PhotosRepository):

@@ -10,7 +10,7 @@ from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.base import _store_reference
 from picsaris_pipeline.db.repository.faces import FacesRepository
 from picsaris_pipeline.db.repository.rows import EngineFace, EngineUser
-from picsaris_pipeline.domain import Attendee, Face, Photo
+from picsaris_pipeline.domain.model import Attendee, Face, Photo
 
 
 class EngineIdsRepository(FacesRepository):

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.photos import PhotosRepository
 from picsaris_pipeline.db.repository.rows import MatchedFace, RecordedEngineFace
-from picsaris_pipeline.domain import Attendee, Photo, PhotoStatus
+from picsaris_pipeline.domain.model import Attendee, Photo, PhotoStatus
 
 
 class ErasureRepository(PhotosRepository):

@@ -7,8 +7,8 @@ import sqlalchemy as sa
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.base import RepositoryBase, _now
 from picsaris_pipeline.db.repository.rows import _event
-from picsaris_pipeline.domain import Event, checked_name
-from picsaris_pipeline.ids import new_id
+from picsaris_pipeline.domain.ids import new_id
+from picsaris_pipeline.domain.model import Event, checked_name
 
 
 class EventsRepository(RepositoryBase):

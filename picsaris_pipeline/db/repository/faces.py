@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.base import RepositoryBase, _from_blobs, _now, _replace_rows, _to_blob
 from picsaris_pipeline.db.repository.rows import FaceVectors
-from picsaris_pipeline.domain import Face, Photo
+from picsaris_pipeline.domain.ids import new_id
+from picsaris_pipeline.domain.model import Face, Photo
 from picsaris_pipeline.faces.engine import FaceBox
 from picsaris_pipeline.faces.quality import FaceQuality
-from picsaris_pipeline.ids import new_id
 
 
 class FacesRepository(RepositoryBase):

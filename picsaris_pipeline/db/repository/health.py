@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.base import RepositoryBase, _count_and_examples
 from picsaris_pipeline.db.repository.rows import Counted, MatchedAttendee, _photo
-from picsaris_pipeline.domain import Photo, PhotoStatus, ReferenceStatus
+from picsaris_pipeline.domain.model import Photo, PhotoStatus, ReferenceStatus
 
 
 class HealthRepository(RepositoryBase):

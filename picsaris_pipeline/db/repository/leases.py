@@ -1,4 +1,4 @@
-"""Work leases: which process holds which item (picsaris_pipeline/leases.py)."""
+"""Work leases: which process holds which item (picsaris_pipeline/services/leases.py)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.base import RepositoryBase, _consenting, _narrowed, _now, _replace_rows
 from picsaris_pipeline.db.repository.candidates import PolicyWrite, _write_policy
 from picsaris_pipeline.db.repository.outbox import _enqueue
-from picsaris_pipeline.domain import MatchRow, Photo
+from picsaris_pipeline.domain.model import MatchRow, Photo
 from picsaris_pipeline.realtime import RealtimeMessage
 
 

@@ -17,7 +17,7 @@ from picsaris_pipeline.db.repository.base import (
     _replace_rows,
 )
 from picsaris_pipeline.db.repository.rows import Counted, StoredVector, _attendee, _photo
-from picsaris_pipeline.domain import Attendee, Photo, PhotoStatus
+from picsaris_pipeline.domain.model import Attendee, Photo, PhotoStatus
 
 
 class ModelVersionsRepository(RepositoryBase):

@@ -13,9 +13,9 @@ from sqlalchemy.exc import DBAPIError
 
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.base import RepositoryBase, _narrowed, _now, _utc
-from picsaris_pipeline.domain import Photo, PhotoStatus
+from picsaris_pipeline.domain.ids import new_id
+from picsaris_pipeline.domain.model import Photo, PhotoStatus
 from picsaris_pipeline.errors import PicsarisError
-from picsaris_pipeline.ids import new_id
 from picsaris_pipeline.realtime import OutboxMessage, RealtimeMessage
 
 

@@ -12,10 +12,10 @@ from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.db.repository.attendees import AttendeesRepository
 from picsaris_pipeline.db.repository.base import _narrowed, _now
 from picsaris_pipeline.db.repository.rows import _photo
-from picsaris_pipeline.domain import Photo, PhotoStatus
+from picsaris_pipeline.domain.ids import new_id
+from picsaris_pipeline.domain.keys import photo_key
+from picsaris_pipeline.domain.model import Photo, PhotoStatus
 from picsaris_pipeline.errors import BadInputError, NotFoundError
-from picsaris_pipeline.ids import new_id
-from picsaris_pipeline.keys import photo_key
 
 
 class PhotosRepository(AttendeesRepository):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 import numpy as np
 
 from picsaris_pipeline.db.repository.base import _utc
-from picsaris_pipeline.domain import Attendee, Event, Photo, PhotoStatus, ReferenceStatus
+from picsaris_pipeline.domain.model import Attendee, Event, Photo, PhotoStatus, ReferenceStatus
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

@@ -9,9 +9,9 @@ import urllib.request
 
 import pytest
 
-from picsaris_pipeline.keys import thumbnail_key
+from picsaris_pipeline.domain.keys import thumbnail_key
+from picsaris_pipeline.services.thumbnail_route import DEFAULT_LINK_SECONDS, thumbnail_link
 from picsaris_pipeline.storage import LocalObjectStore, S3ObjectStore
-from picsaris_pipeline.thumbnail_route import DEFAULT_LINK_SECONDS, thumbnail_link
 
 EVENT, PHOTO = "01M8VEFTYAN99HN0A7QJDYXDSN", "01M8VEFVA4K9681W73FMSF07TE"
 

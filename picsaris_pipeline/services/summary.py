@@ -51,8 +51,8 @@ import polars as pl
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.db.repository.summary_reads import SUMMARY_ATTENDEE_SCHEMA
 from picsaris_pipeline.db.repository.summary_reads import conform_frame as _conform
-from picsaris_pipeline.domain import TERMINAL_STATUSES, PhotoStatus, ReferenceStatus
-from picsaris_pipeline.escaping import markdown_text
+from picsaris_pipeline.domain.escaping import markdown_text
+from picsaris_pipeline.domain.model import TERMINAL_STATUSES, PhotoStatus, ReferenceStatus
 from picsaris_pipeline.settings import PRICE_ENV as PRICE_ENV  # the prices are settings, read there
 from picsaris_pipeline.settings import UnitPrices
 from picsaris_pipeline.storage.base import ObjectStore

@@ -8,7 +8,7 @@ from picsaris_pipeline.assets import ATTENDEE_ASSETS, EVENT_ASSETS, PHOTO_ASSETS
 from picsaris_pipeline.assets.checks import HEALTH_CHECKS
 from picsaris_pipeline.assets.photos import embeddings_stored, faces_detected, matches_published
 from picsaris_pipeline.faces.registry import engine_class
-from picsaris_pipeline.partitions import (
+from picsaris_pipeline.orchestration.partitions import (
     ATTENDEE_JOB,
     EVENT_SUMMARY_JOB,
     HEALTH_CHECKS_JOB,

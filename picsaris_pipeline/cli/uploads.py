@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from picsaris_pipeline.app import App
 from picsaris_pipeline.errors import BadInputError, ConfigurationError, PicsarisError, RetryableError
-from picsaris_pipeline.launcher import DagsterLauncher
+from picsaris_pipeline.orchestration.app import App
+from picsaris_pipeline.orchestration.launcher import DagsterLauncher
 from picsaris_pipeline.services.intake import complete_upload, content_type_for, request_upload, sha256_of
 from picsaris_pipeline.storage import put_via_ticket
 

@@ -10,10 +10,9 @@ from typing import Any
 
 import dagster as dg
 
-from picsaris_pipeline.abandoned_runs import fail_abandoned_runs
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.leases import Claimer, LeaseKeeper
-from picsaris_pipeline.partitions import (
+from picsaris_pipeline.orchestration.abandoned_runs import fail_abandoned_runs
+from picsaris_pipeline.orchestration.partitions import (
     ATTENDEE_JOB,
     ATTENDEE_PARTITIONS,
     EVENT_TAG,
@@ -27,9 +26,9 @@ from picsaris_pipeline.partitions import (
     ensure_partitions,
     run_tags,
 )
-from picsaris_pipeline.runner.claiming import StillPending
-from picsaris_pipeline.runner.launching import run_inline
-from picsaris_pipeline.runner.reporting import (
+from picsaris_pipeline.orchestration.runner.claiming import StillPending
+from picsaris_pipeline.orchestration.runner.launching import run_inline
+from picsaris_pipeline.orchestration.runner.reporting import (
     LEFT_TO_OTHERS,
     ProcessSummary,
     Progress,
@@ -37,8 +36,9 @@ from picsaris_pipeline.runner.reporting import (
     Work,
     refresh_event_views,
 )
-from picsaris_pipeline.runner.workers import run_in_workers
+from picsaris_pipeline.orchestration.runner.workers import run_in_workers
 from picsaris_pipeline.services.intake import expire_abandoned_uploads
+from picsaris_pipeline.services.leases import Claimer, LeaseKeeper
 from picsaris_pipeline.services.photos import mark_failed
 from picsaris_pipeline.settings import Settings
 from picsaris_pipeline.storage import ObjectStore

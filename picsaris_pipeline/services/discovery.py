@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.domain import Attendee, Photo, PhotoStatus, ReferenceStatus
-from picsaris_pipeline.keys import parse_key
+from picsaris_pipeline.domain.keys import parse_key
+from picsaris_pipeline.domain.model import Attendee, Photo, PhotoStatus, ReferenceStatus
 from picsaris_pipeline.storage import ObjectStore
 
 logger = logging.getLogger("picsaris.discovery")

@@ -10,9 +10,14 @@ import dagster as dg
 
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.faces.engine import FaceEngine
+from picsaris_pipeline.orchestration.resources import (
+    DatabaseResource,
+    FaceEngineResource,
+    ObjectStoreResource,
+    RealtimeResource,
+)
+from picsaris_pipeline.orchestration.runner import dagster_instance
 from picsaris_pipeline.realtime import RealtimePublisher
-from picsaris_pipeline.resources import DatabaseResource, FaceEngineResource, ObjectStoreResource, RealtimeResource
-from picsaris_pipeline.runner import dagster_instance
 from picsaris_pipeline.settings import Settings
 from picsaris_pipeline.storage import ObjectStore
 

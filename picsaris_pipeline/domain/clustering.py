@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from picsaris_pipeline.matching import similarities
+from picsaris_pipeline.domain.matching import similarities
 
 # On lfw-dev (bench/clusters.py) 0.45 keeps clusters ~99% pure; the matching threshold 0.55 merges
 # look-alikes noticeably more often.

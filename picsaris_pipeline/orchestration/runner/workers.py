@@ -10,14 +10,14 @@ from typing import Any
 import dagster as dg
 
 from picsaris_pipeline.db.repository import connect
-from picsaris_pipeline.leases import Claimer
-from picsaris_pipeline.runner.claiming import next_runs
-from picsaris_pipeline.runner.instance import dagster_instance
-from picsaris_pipeline.runner.launching import run_inline
-from picsaris_pipeline.runner.reporting import (
+from picsaris_pipeline.orchestration.runner.claiming import next_runs
+from picsaris_pipeline.orchestration.runner.instance import dagster_instance
+from picsaris_pipeline.orchestration.runner.launching import run_inline
+from picsaris_pipeline.orchestration.runner.reporting import (
     Outcome,
     Work,
 )
+from picsaris_pipeline.services.leases import Claimer
 from picsaris_pipeline.settings import Settings
 
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from picsaris_pipeline.db.repository import Repository
+from picsaris_pipeline.domain.keys import derived_prefix
 from picsaris_pipeline.faces.engine import FaceEngine
-from picsaris_pipeline.keys import derived_prefix
-from picsaris_pipeline.partitions import ATTENDEE_PARTITIONS, PHOTO_PARTITIONS
+from picsaris_pipeline.orchestration.partitions import ATTENDEE_PARTITIONS, PHOTO_PARTITIONS
 from picsaris_pipeline.services.attendees import forget_enrollments
 from picsaris_pipeline.services.engine_strategy import strategy_for
 from picsaris_pipeline.storage import ObjectStore
@@ -142,11 +142,11 @@ def _erase_in_dagster(
                 if key in existing:
                     instance.delete_dynamic_partition(name, key)
                     erasure.dagster_partitions += 1
-        from picsaris_pipeline.privacy_scrub import scrub_once
+        from picsaris_pipeline.orchestration.privacy_scrub import scrub_once
 
         erasure.dagster_rows_scrubbed = scrub_once(instance)
     except Exception as error:  # a broken Dagster store must not undo or hide the rest of the erasure
-        from picsaris_pipeline.fault_lines import translate_fault
+        from picsaris_pipeline.services.fault_lines import translate_fault
 
         known = translate_fault(error)  # a damaged file, named in one line
         detail = str(known) if known is not None else f"Dagster's storage ({type(error).__name__}: {error})"

@@ -17,8 +17,8 @@ import re
 from collections.abc import Callable
 
 from picsaris_pipeline.db.repository import Repository
+from picsaris_pipeline.domain.keys import thumbnail_key
 from picsaris_pipeline.errors import NotFoundError
-from picsaris_pipeline.keys import thumbnail_key
 from picsaris_pipeline.settings import DEFAULT_THUMBNAIL_LINK_SECONDS, DEFAULT_THUMBNAIL_PORT, Settings
 from picsaris_pipeline.storage import ObjectStore
 from picsaris_pipeline.storage.local import LocalObjectStore

@@ -9,9 +9,9 @@ batches, `process_pending` and `reembed_pending`), `claiming` (leases and who ru
 (outcomes, the summary, the events' views, imported references).
 """
 
-from picsaris_pipeline.runner.claiming import StillPending
-from picsaris_pipeline.runner.instance import QUIET_CONSOLE, dagster_instance
-from picsaris_pipeline.runner.loop import (
+from picsaris_pipeline.orchestration.runner.claiming import StillPending
+from picsaris_pipeline.orchestration.runner.instance import QUIET_CONSOLE, dagster_instance
+from picsaris_pipeline.orchestration.runner.loop import (
     MIN_RUNS_PER_WORKER,
     WAIT_FOR_OTHERS_SECONDS,
     default_batch_size,
@@ -19,7 +19,7 @@ from picsaris_pipeline.runner.loop import (
     process_pending,
     reembed_pending,
 )
-from picsaris_pipeline.runner.reporting import ImportedReferences, ProcessSummary, Progress
+from picsaris_pipeline.orchestration.runner.reporting import ImportedReferences, ProcessSummary, Progress
 
 __all__ = [
     "MIN_RUNS_PER_WORKER",

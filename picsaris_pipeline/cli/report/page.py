@@ -7,10 +7,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from picsaris_pipeline.domain import Attendee, Event, MatchRow, Photo
-from picsaris_pipeline.escaping import html_text
+from picsaris_pipeline.domain.escaping import html_text
+from picsaris_pipeline.domain.model import Attendee, Event, MatchRow, Photo
 from picsaris_pipeline.services.face_clusters import UnknownPerson
-from picsaris_pipeline.summary import METRIC_LABELS, EventSummary, cost_cells, totals_cells
+from picsaris_pipeline.services.summary import METRIC_LABELS, EventSummary, cost_cells, totals_cells
 
 PLACEHOLDER_SIZE = (240, 180)
 MATCHED_COLOUR = "green"

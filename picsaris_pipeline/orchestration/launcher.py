@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from picsaris_pipeline.domain import Attendee, Photo
+from picsaris_pipeline.domain.model import Attendee, Photo
 from picsaris_pipeline.errors import ConfigurationError, PicsarisError, RetryableError
-from picsaris_pipeline.partitions import (
+from picsaris_pipeline.orchestration.partitions import (
     ATTENDEE_JOB,
     ATTENDEE_PARTITIONS,
     ATTENDEE_TAG,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from picsaris_pipeline.domain import TERMINAL_STATUSES, MatchRow, Photo, PhotoStatus
+from picsaris_pipeline.domain.model import TERMINAL_STATUSES, MatchRow, Photo, PhotoStatus
 
 if TYPE_CHECKING:  # listings stay free of the database layer's imports
     from picsaris_pipeline.db.repository.summary_reads import EventOverview

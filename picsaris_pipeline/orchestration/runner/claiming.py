@@ -11,10 +11,8 @@ from typing import Any
 import dagster as dg
 
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.discovery import STALE_AFTER
-from picsaris_pipeline.domain import PhotoStatus
-from picsaris_pipeline.leases import ATTENDEE, PHOTO
-from picsaris_pipeline.partitions import (
+from picsaris_pipeline.domain.model import PhotoStatus
+from picsaris_pipeline.orchestration.partitions import (
     EVENT_TAG,
     HOLDER_TAG,
     PHOTO_JOB,
@@ -22,10 +20,12 @@ from picsaris_pipeline.partitions import (
     batched_runs,
     run_photo_ids,
 )
-from picsaris_pipeline.runner.reporting import (
+from picsaris_pipeline.orchestration.runner.reporting import (
     Work,
     WorkItem,
 )
+from picsaris_pipeline.services.discovery import STALE_AFTER
+from picsaris_pipeline.services.leases import ATTENDEE, PHOTO
 
 
 @dataclass(frozen=True)

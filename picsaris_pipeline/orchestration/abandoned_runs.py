@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from picsaris_pipeline.leases import Claimer, holder_alive
-from picsaris_pipeline.partitions import ABANDONED_TAG, HOLDER_TAG, WORKER_HOST_TAG, WORKER_PID_TAG
+from picsaris_pipeline.orchestration.partitions import ABANDONED_TAG, HOLDER_TAG, WORKER_HOST_TAG, WORKER_PID_TAG
+from picsaris_pipeline.services.leases import Claimer, holder_alive
 from picsaris_pipeline.warm_runs.launcher import _process_alive
 
 RUN = "run"  # lease kind: whoever marks a run failed holds it, so it is reported once

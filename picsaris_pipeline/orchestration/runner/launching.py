@@ -7,19 +7,19 @@ from typing import Any
 
 import dagster as dg
 
-from picsaris_pipeline.leases import ATTENDEE, PHOTO, Claimer
-from picsaris_pipeline.partitions import (
+from picsaris_pipeline.orchestration.partitions import (
     ATTENDEE_JOB,
 )
-from picsaris_pipeline.runner.claiming import photos_in_other_runs, regrouped
-from picsaris_pipeline.runner.instance import QUIET_CONSOLE
-from picsaris_pipeline.runner.reporting import (
+from picsaris_pipeline.orchestration.runner.claiming import photos_in_other_runs, regrouped
+from picsaris_pipeline.orchestration.runner.instance import QUIET_CONSOLE
+from picsaris_pipeline.orchestration.runner.reporting import (
     LEFT_TO_OTHERS,
     Outcome,
     WorkItem,
     failed_in_batch,
     failure_message,
 )
+from picsaris_pipeline.services.leases import ATTENDEE, PHOTO, Claimer
 
 
 def run_inline(

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from picsaris_pipeline.matching import DEFAULT_MIN_SIMILARITY, Assignment, similarities
+from picsaris_pipeline.domain.matching import DEFAULT_MIN_SIMILARITY, Assignment, similarities
 
 
 @dataclass(frozen=True)

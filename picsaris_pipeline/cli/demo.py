@@ -19,13 +19,13 @@ from typing import Any
 
 from PIL import Image, ImageEnhance
 
-from picsaris_pipeline.app import App
-from picsaris_pipeline.domain import Attendee, PhotoStatus, ReferenceStatus
+from picsaris_pipeline.cli.uploads import upload_files
+from picsaris_pipeline.domain.model import Attendee, PhotoStatus, ReferenceStatus
 from picsaris_pipeline.errors import ConfigurationError
-from picsaris_pipeline.runner import ProcessSummary, process_pending
+from picsaris_pipeline.orchestration.app import App
+from picsaris_pipeline.orchestration.runner import ProcessSummary, process_pending
 from picsaris_pipeline.services.consent import withdraw_everywhere
 from picsaris_pipeline.services.intake import register_attendee
-from picsaris_pipeline.uploads import upload_files
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".heic", ".heif", ".webp"}
 DEMO_IMAGES = Path(__file__).parent / "demo_images"
@@ -232,7 +232,7 @@ def run_demo(app: App, selfies_dir: Path | None, photos_dir: Path | None, echo: 
         late_selfies = _images(selfies_dir.parent / "late-selfies")
         echo(
             "Sample data: a small wedding composed from public-domain and CC0 images (Eileen Collins, "
-            "Grace Hopper and a stranger with a camera; picsaris_pipeline/demo_images/LICENSES.md)."
+            "Grace Hopper and a stranger with a camera; picsaris_pipeline/cli/demo_images/LICENSES.md)."
         )
     selfie_files, photo_files = _images(selfies_dir), _images(photos_dir)
     if not selfie_files or not photo_files:

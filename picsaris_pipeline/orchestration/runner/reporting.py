@@ -10,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 
-from picsaris_pipeline.partitions import (
+from picsaris_pipeline.orchestration.partitions import (
     ATTENDEE_PARTITIONS,
     EVENT_PARTITIONS,
     EVENT_SUMMARY_JOB,
@@ -18,7 +18,7 @@ from picsaris_pipeline.partitions import (
     ensure_partitions,
     run_tags,
 )
-from picsaris_pipeline.runner.instance import QUIET_CONSOLE
+from picsaris_pipeline.orchestration.runner.instance import QUIET_CONSOLE
 from picsaris_pipeline.services.guest_import import BuiltReference
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)

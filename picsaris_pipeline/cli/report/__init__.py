@@ -5,7 +5,7 @@ Writes into `out_dir/<event_id>/`:
     photos.csv    one row per photo (the columns of `picsaris photos`)
     matches.csv   one row per match under the current model version (the columns of `picsaris matches`)
     photos_by_status.csv, guests.csv, costs.csv   the same summary's other tables
-    summary.csv   metric,value: the event's totals (`picsaris_pipeline.summary`, the same figures the
+    summary.csv   metric,value: the event's totals (`picsaris_pipeline.services.summary`, the same figures the
                   Dagster UI shows)
     index.html    a static page: the summary, each guest's photos, then unmatched and rejected photos
     images/       one JPEG thumbnail per photo that has a verified image
@@ -25,15 +25,15 @@ from typing import Any
 import polars as pl
 from PIL import Image
 
-from picsaris_pipeline.app import App
-from picsaris_pipeline.domain import Face, MatchRow, Photo, PhotoStatus
+from picsaris_pipeline.cli.report.page import Box, ReportData, Thumbnail, render_html
+from picsaris_pipeline.domain.imaging import encode_jpeg, load_rgb
+from picsaris_pipeline.domain.keys import verified_image_key
+from picsaris_pipeline.domain.model import Face, MatchRow, Photo, PhotoStatus
 from picsaris_pipeline.errors import BadInputError, NotFoundError
-from picsaris_pipeline.imaging import encode_jpeg, load_rgb
-from picsaris_pipeline.keys import verified_image_key
-from picsaris_pipeline.listings import match_row, photo_row
-from picsaris_pipeline.report.page import Box, ReportData, Thumbnail, render_html
+from picsaris_pipeline.orchestration.app import App
 from picsaris_pipeline.services.face_clusters import unknown_people
-from picsaris_pipeline.summary import COSTS_SCHEMA, TOTALS_SCHEMA, cost_cells, summarize_event, totals_cells
+from picsaris_pipeline.services.listings import match_row, photo_row
+from picsaris_pipeline.services.summary import COSTS_SCHEMA, TOTALS_SCHEMA, cost_cells, summarize_event, totals_cells
 
 THUMB_SIDE = 480
 THUMB_QUALITY = 80

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from picsaris_pipeline.domain.ids import is_valid_id
 from picsaris_pipeline.errors import BadInputError
-from picsaris_pipeline.ids import is_valid_id
 
 # Extensions a phone may upload; the bytes are still sniffed on decode, the extension only names the key.
 UPLOAD_EXTENSIONS = ("jpg", "jpeg", "png", "heic", "heif", "webp")
