@@ -13,7 +13,7 @@ from picsaris_pipeline.cli import attendees, events, matching, photos, privacy, 
 from picsaris_pipeline.services.fault_lines import FaultBoundary
 
 
-@click.group(cls=FaultBoundary)  # a damaged store ends in one line (fault_lines.py)
+@click.group(cls=FaultBoundary)  # a damaged store ends in one line (services/fault_lines.py)
 @click.option("-v", "--verbose", is_flag=True, help="Log what each step does.")
 def main(verbose: bool) -> None:
     """picsaris: guests' event photos in, "this guest is in this photo" out."""

@@ -14,7 +14,7 @@ from picsaris_pipeline.orchestration.app import App
 
 
 def erase(what: Callable[[App], Any], describe: Callable[[Any], str]) -> None:
-    """Run an erasure (erasure.py) with the configured stores and report it. The Dagster instance
+    """Run an erasure (orchestration/erasure.py) with the configured stores and report it. The Dagster instance
     is only built inside the erasure, last: a broken Dagster store must not keep the person's data
     in the database and the bucket."""
     with one_line_errors():

@@ -31,7 +31,7 @@ def _run_pending(app: App, label: str, total: int, **options: Any) -> None:
         if progress:
             progress.close()
     click.echo(f"processed {summary.attendees} attendee(s) and {summary.photos} photo(s)", err=True)
-    # Work leases (leases.py): what another `picsaris process` ran meanwhile, runs a killed one left.
+    # Work leases (services/leases.py): what another `picsaris process` ran meanwhile, runs a killed one left.
     if summary.by_others:
         click.echo(f"{summary.by_others} more were run by another process at the same time", err=True)
     for run_id in summary.abandoned_runs:

@@ -122,7 +122,7 @@ photos = Table(
     Column("height", Integer),
     Column("source_format", String(10)),
     Column("face_count", Integer),
-    # 64-bit DCT perceptual hash of the verified image (near_duplicates.py), stored signed as BIGINT;
+    # 64-bit DCT perceptual hash of the verified image (domain/near_duplicates.py), stored signed as BIGINT;
     # None until the photo is verified.
     Column("perceptual_hash", BigInteger),
     # Set while the photo waits for the batch sensor (its uploader had another photo waiting at
@@ -247,7 +247,7 @@ matches = Table(
     Index("ix_matches_attendee_id", "attendee_id"),
 )
 
-# Work leases (leases.py): who is working on a photo or an attendee right now, until when. Claimed
+# Work leases (services/leases.py): who is working on a photo or an attendee right now, until when. Claimed
 # with a conditional insert/update so two claimers never both win; renewed while the holder works;
 # a killed holder's leases expire and the next claimer takes the work. kind "holder" rows are each
 # holder's own heartbeat (item_id = holder id), so a run it left STARTED can be told from a live one.

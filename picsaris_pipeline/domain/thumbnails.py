@@ -3,7 +3,7 @@ with the guest's name and similarity, unmatched faces boxed in another colour.
 
 The picture (still the thumbnail in keys and routes) is stored next to the verified image
 (derived/{photo}/thumb.jpg), where erasing the photo deletes it, and only linked from the
-materializations (thumbnail_route.py): no picture and no name ever goes into Dagster's event log,
+materializations (services/thumbnail_route.py): no picture and no name ever goes into Dagster's event log,
 which is append-only and cannot be erased.
 """
 

@@ -28,8 +28,9 @@ ATTENDEE_TAG = "picsaris/attendee"  # on every attendee run launched through the
 BATCH_TAG = "picsaris/batch"  # on batch runs (a range of photo partitions): how many photos
 REEMBED_TAG = "picsaris/reembed"  # the model version a re-embedding run works towards
 SOURCE_TAG = "picsaris/source"  # what launched the run: intake, sensor, batch, cli or reembed
-HOLDER_TAG = "picsaris/lease_holder"  # on every run `picsaris process` executes (leases.py)
-ABANDONED_TAG = "picsaris/abandoned"  # set on a run abandoned_runs.py marked failed: its photos are run again
+HOLDER_TAG = "picsaris/lease_holder"  # on every run `picsaris process` executes (services/leases.py)
+# set on a run orchestration/abandoned_runs.py marked failed: its photos are run again
+ABANDONED_TAG = "picsaris/abandoned"
 WORKER_PID_TAG = "picsaris/run_worker_pid"  # set by warm_runs/launcher.py on each run it starts
 WORKER_KIND_TAG = "picsaris/run_worker"  # "warm" (forked) or "fresh" (a new interpreter)
 WORKER_HOST_TAG = "picsaris/run_worker_host"  # where the pid is: a run left STARTED is checked there

@@ -1,6 +1,6 @@
 """Runs a killed run worker or a killed `picsaris process` left STARTED are marked failed, so
 the UI shows what happened and their photos (left on their way, not `failed`) are taken up again
-by the bucket sensor's stale-photo relaunch or the next `picsaris process` (abandoned_runs.py)."""
+by the bucket sensor's stale-photo relaunch or the next `picsaris process` (orchestration/abandoned_runs.py)."""
 
 import dagster as dg
 

@@ -1,6 +1,6 @@
 """Unknown-face clusters in the pipeline: placing a published photo's unmatched faces, reclustering
 an event for its summary, a late joiner claiming their cluster, and withheld faces of guests who
-withdrew or were erased. The grouping itself is clustering.py; the rows are `face_clusters`.
+withdrew or were erased. The grouping itself is domain/clustering.py; the rows are `face_clusters`.
 
 Only vector engines (dlib) have vectors to cluster; under a collection engine (Rekognition) every
 function here finds no vectors and does nothing.

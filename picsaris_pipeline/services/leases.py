@@ -5,7 +5,7 @@ which the next process takes its work.
 
 A lease is a row in `work_leases` (item, holder, expires_at), claimed with a conditional
 insert/update (Repository.claim_lease). Every holder also keeps a lease on itself (kind
-`holder`): its heartbeat, which tells a run it left STARTED (abandoned_runs.py) from a live one.
+`holder`): its heartbeat, which tells a run it left STARTED (orchestration/abandoned_runs.py) from a live one.
 
 On SQLite every process shares one machine (the database is a local file), so a holder whose
 process is gone is known dead at once, without waiting for its leases to run out.

@@ -21,7 +21,7 @@ logger = logging.getLogger("picsaris.photos")
 
 def verify_upload(repo: Repository, store: ObjectStore, photo_id: str) -> StepResult:
     """Check the uploaded bytes against what intake recorded, find exact duplicates in the event,
-    decode, find near-duplicates (the same shot re-encoded by another phone, near_duplicates.py),
+    decode, find near-duplicates (the same shot re-encoded by another phone, domain/near_duplicates.py),
     and write the upright, RGB, <= 2400 px JPEG that every later step reads."""
     # The thumbnail's drawing stays with the other pictures of the photo (services/photos.py).
     from picsaris_pipeline.services.photos import _reduced, _store_thumbnail

@@ -1,4 +1,4 @@
-"""Unknown-face clusters: the pure clustering (clustering.py), and on real faces from ../shared/faces
+"""Unknown-face clusters: the pure clustering (domain/clustering.py), and on real faces from ../shared/faces
 through the pipeline: clusters form at publish time, are pure, show in the event summary, the report
 and `picsaris clusters`, a late joiner claims theirs, and a withdrawn or erased guest's faces leave
 them."""

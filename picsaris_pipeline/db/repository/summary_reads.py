@@ -84,7 +84,7 @@ class SummaryReadsRepository(RepositoryBase):
     def summary_frames(self, event_id: str, model_version: str) -> SummaryFrames:
         """The event's photos, faces, matches under model_version and attendees, read through one
         connection with SQLAlchemy Core selects (the same on SQLite and PostgreSQL). Database errors
-        come through untranslated, as they did when summary.py read them itself."""
+        come through untranslated, as they did when services/summary.py read them itself."""
         with self.engine.connect() as conn:
             return SummaryFrames(
                 photos=_read_frame(conn, _photos_query(event_id), SUMMARY_PHOTO_SCHEMA),

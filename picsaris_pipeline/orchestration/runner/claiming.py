@@ -38,7 +38,7 @@ class StillPending:
 
     def __call__(self, repo: Repository, kind: str, keys: list[str]) -> set[str]:
         wanted = set(keys)
-        if kind not in (ATTENDEE, PHOTO):  # the leases on runs (abandoned_runs.py) are not work items
+        if kind not in (ATTENDEE, PHOTO):  # the leases on runs (orchestration/abandoned_runs.py) are not work items
             return wanted
         if kind == ATTENDEE:
             listed = (

@@ -58,7 +58,7 @@ def process_pending(
     run fails after its step retries is marked `failed` with the error, as the daemon's failure
     sensor does; `retry_failed` runs such photos again.
 
-    Each photo and attendee is claimed with a lease just before its run (leases.py), so two
+    Each photo and attendee is claimed with a lease just before its run (services/leases.py), so two
     processes at once split the work; what another process holds is waited for at the end, and
     taken up if that process dies. Runs a killed process left STARTED are marked failed first."""
     summary = ProcessSummary()
