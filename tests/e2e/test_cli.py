@@ -14,24 +14,9 @@ from click.testing import CliRunner
 from picsaris_pipeline.cli import main
 from picsaris_pipeline.faces.dlib_engine import LOCAL_MODELS
 from tests.support.cli_runner import found_by_name, picsaris, sign_up
+from tests.support.photo_sets import EXPECTED, LATE_JOINER, SELFIES
 
 BIN = Path(sys.executable).parent
-SELFIES = {  # attendee name -> (selfie, consent)
-    "Barack Obama": ("obama_1.jpg", True),
-    "Kit Harington": ("kit_harington_2.jpg", True),
-    "Alex Lacamoire": ("alex_lacamoire_2.jpg", True),
-    "Rose Leslie": ("rose_leslie_1.jpg", False),
-    "Tom Cruise": ("tom_cruise_1.jpg", True),
-}
-LATE_JOINER = ("Joe Biden", "biden_2.jpg")
-EXPECTED = {
-    "Barack Obama": {"obama_2.jpg", "obama_3.jpg", "obama_4.jpg", "group_two_people.jpg", "group_obama_and_biden.jpg"},
-    "Kit Harington": {"kit_harington_1.jpg", "kit_harington_3.jpg", "group_kit_with_rose.jpg"},
-    # alex_lacamoire_1.png scores 0.480 against his selfie: under the match policy's confident bar
-    # (0.5, tuned for 400 guests on lfw-dev), so it is at most proposed to him.
-    "Alex Lacamoire": {"alex_lacamoire_3.jpg"},
-    "Joe Biden": {"biden_1.jpg", "group_two_people.jpg", "group_obama_and_biden.jpg"},
-}
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ from __future__ import annotations
 from picsaris_pipeline.db import schema as t
 from picsaris_pipeline.domain.model import ReferenceStatus
 from picsaris_pipeline.services.consent import give_consent, withdraw_consent
-from tests.integration.test_outbox import RecordingPublisher
 from tests.support.cli_runner import picsaris
 from tests.support.db_helpers import count_rows
+from tests.support.publishers import RecordingPublisher
 
 
 def _group_event(pipeline, event, shared_photos):

@@ -33,8 +33,9 @@ from picsaris_pipeline.services.attendees import (
 from picsaris_pipeline.services.consent import give_consent, withdraw_consent
 from picsaris_pipeline.services.intake import register_attendee
 from picsaris_pipeline.storage import LocalObjectStore, ObjectStore
-from tests.integration.test_outbox import RecordingPublisher
 from tests.support.db_helpers import count_rows, update_rows
+from tests.support.object_stores import moto_server, s3_store_for
+from tests.support.publishers import RecordingPublisher
 
 
 class EngineHeldAtEmbedding(DlibEngine):
@@ -205,20 +206,14 @@ def test_withdrawing_consent_while_rekognition_indexes_the_selfie_leaves_nothing
 # -- the selfie image without consent ---------------------------------------------------------------
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(params=["local", "s3"])
 def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     if request.param == "local":
         return LocalObjectStore(tmp_path / "bucket")
-    from tests.support.object_stores import s3_store_for
 
     store = s3_store_for(request.getfixturevalue("moto_endpoint"), f"consent-{uuid.uuid4().hex}")
     store.client.create_bucket(Bucket=store.bucket)

@@ -21,9 +21,9 @@ from picsaris_pipeline.orchestration.erasure import delete_attendee
 from picsaris_pipeline.orchestration.partitions import EVENT_PARTITIONS
 from picsaris_pipeline.services.consent import withdraw_consent
 from picsaris_pipeline.services.face_clusters import recluster_event, unknown_people
-from tests.integration.test_outbox import RecordingPublisher
 from tests.support.db_helpers import fetch_rows, url_shown
 from tests.support.pipeline_helpers import metadata
+from tests.support.publishers import RecordingPublisher
 
 # -- pure ---------------------------------------------------------------------------------------
 

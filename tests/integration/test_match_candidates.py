@@ -22,9 +22,9 @@ from picsaris_pipeline.services.delivery import deliver
 from picsaris_pipeline.services.photos import match_photo
 from picsaris_pipeline.services.policy_matching import policy_for
 from picsaris_pipeline.services.versions import rematch_for_policy
-from tests.integration.test_outbox import RecordingPublisher
 from tests.support.cli_runner import picsaris
 from tests.support.db_helpers import fetch_rows
+from tests.support.publishers import RecordingPublisher
 
 
 def _similarity(repo, photo, attendee, version) -> float:

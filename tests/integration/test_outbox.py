@@ -1,40 +1,16 @@
 """Realtime messages go through an outbox: each sent once, none lost when the publisher fails."""
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from picsaris_pipeline.errors import RetryableError
 from picsaris_pipeline.faces.dlib_engine import DEFAULT_MODEL
-from picsaris_pipeline.realtime import RealtimeMessage, RealtimePublisher
 from picsaris_pipeline.services import health, photos
 from picsaris_pipeline.services.attendees import build_reference, match_late_joiner
 from picsaris_pipeline.services.delivery import deliver
+from tests.support.publishers import DownPublisher, RecordingPublisher
 
 MODEL = DEFAULT_MODEL
-
-
-class RecordingPublisher(RealtimePublisher):
-    """Keeps what it was asked to send, as a guest's gallery would receive it."""
-
-    name = "recording"
-
-    def __init__(self) -> None:
-        self.sent: list[RealtimeMessage] = []
-
-    def publish(self, messages: Sequence[RealtimeMessage]) -> int:
-        self.sent.extend(messages)
-        return len(messages)
-
-
-class DownPublisher(RealtimePublisher):
-    """A publisher whose service is unreachable."""
-
-    name = "down"
-
-    def publish(self, messages: Sequence[RealtimeMessage]) -> int:
-        raise RetryableError("realtime service unreachable")
 
 
 @pytest.fixture

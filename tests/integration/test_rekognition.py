@@ -20,8 +20,8 @@ from picsaris_pipeline.faces.rekognition import (
     fit_for_rekognition,
     make_client,
 )
-from tests.e2e.test_cli import EXPECTED, LATE_JOINER, SELFIES
 from tests.support.cli_runner import found_by_name, picsaris, shown_matches, sign_up
+from tests.support.photo_sets import EXPECTED, LATE_JOINER, SELFIES
 from tests.support.pipeline_helpers import metadata
 from tests.support.rekognition_server import RekognitionServer
 

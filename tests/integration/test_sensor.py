@@ -12,8 +12,7 @@ from picsaris_pipeline.sensors import bucket_sensor, realtime_outbox_sensor, upl
 from picsaris_pipeline.sensors.abandoned import abandoned_run_sensor
 from picsaris_pipeline.sensors.quiet import is_idle_reason
 from picsaris_pipeline.services.discovery import ScanCursor, scan_bucket
-
-JPEG = b"\xff\xd8 not really decoded by the sensor"
+from tests.support.bucket_sensor import UNDECODED_JPEG, apply_partition_requests, bucket_tick, dropped_photo
 
 
 @pytest.fixture
@@ -21,29 +20,9 @@ def guest(pipeline, event):
     return pipeline.repo.add_attendee(event.id, "Guest", True, None, None)
 
 
-def _dropped_photo(pipeline, event, guest, status=PhotoStatus.PENDING_UPLOAD):
-    """A photo whose bytes reached the bucket but whose upload nobody announced."""
-    photo = pipeline.repo.create_photo(event.id, guest.id, "p.jpg", "image/jpeg", "a" * 64, len(JPEG), "jpg")
-    pipeline.store.put(photo.object_key, JPEG)
-    if status is not PhotoStatus.PENDING_UPLOAD:
-        pipeline.repo.update_photo(photo.id, status)
-    return photo
-
-
-def _tick(pipeline, cursor=None) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=pipeline.instance, cursor=cursor, resources=pipeline.resources)
-    return bucket_sensor(context)
-
-
-def _apply(pipeline, result: dg.SensorResult) -> None:
-    """What the daemon does with a tick's partition requests."""
-    for request in result.dynamic_partitions_requests or []:
-        pipeline.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-
-
 def test_unannounced_uploads_get_a_partition_and_one_keyed_run(pipeline, event, guest):
-    photos = [_dropped_photo(pipeline, event, guest) for _ in range(3)]
-    result = _tick(pipeline)
+    photos = [dropped_photo(pipeline, event, guest) for _ in range(3)]
+    result = bucket_tick(pipeline)
     assert sorted(r.partition_key for r in result.run_requests) == sorted(p.id for p in photos)
     assert {r.run_key for r in result.run_requests} == {f"photo:{p.id}" for p in photos}
     assert all(r.job_name == "process_photo" and r.tags["picsaris/uploader"] == guest.id for r in result.run_requests)
@@ -52,41 +31,41 @@ def test_unannounced_uploads_get_a_partition_and_one_keyed_run(pipeline, event, 
 
 
 def test_a_repeated_tick_launches_nothing_twice(pipeline, event, guest):
-    _dropped_photo(pipeline, event, guest)
-    first = _tick(pipeline)
-    _apply(pipeline, first)
-    second = _tick(pipeline, first.cursor)
-    third = _tick(pipeline, second.cursor)  # a full new pass over the bucket
+    dropped_photo(pipeline, event, guest)
+    first = bucket_tick(pipeline)
+    apply_partition_requests(pipeline, first)
+    second = bucket_tick(pipeline, first.cursor)
+    third = bucket_tick(pipeline, second.cursor)  # a full new pass over the bucket
     assert len(first.run_requests) == 1 and second.run_requests == [] and third.run_requests == []
 
 
 def test_objects_without_an_intake_record_are_ignored(pipeline, event, guest):
     stranger = f"events/{event.id}/photos/{guest.id}/{new_id()}.jpg"
-    pipeline.store.put(stranger, JPEG)
-    pipeline.store.put("events/not-a-contract-key.jpg", JPEG)
-    result = _tick(pipeline)
+    pipeline.store.put(stranger, UNDECODED_JPEG)
+    pipeline.store.put("events/not-a-contract-key.jpg", UNDECODED_JPEG)
+    result = bucket_tick(pipeline)
     assert result.run_requests == []
     scan = scan_bucket(pipeline.store, pipeline.repo, ScanCursor(), set(), set())
     assert {key for key, _ in scan.ignored} == {stranger, "events/not-a-contract-key.jpg"}
 
 
 def test_a_key_that_disagrees_with_its_record_is_ignored(pipeline, event, guest):
-    photo = _dropped_photo(pipeline, event, guest)
+    photo = dropped_photo(pipeline, event, guest)
     other = pipeline.repo.add_attendee(event.id, "Other", True, None, None)
     forged = f"events/{event.id}/photos/{other.id}/{photo.id}.jpg"
     pipeline.store.delete(photo.object_key)
-    pipeline.store.put(forged, JPEG)
-    assert _tick(pipeline).run_requests == []
+    pipeline.store.put(forged, UNDECODED_JPEG)
+    assert bucket_tick(pipeline).run_requests == []
 
 
 def test_photos_already_processed_are_not_requested(pipeline, event, guest):
-    _dropped_photo(pipeline, event, guest, PhotoStatus.PUBLISHED)
-    _dropped_photo(pipeline, event, guest, PhotoStatus.REJECTED)
-    assert _tick(pipeline).run_requests == []
+    dropped_photo(pipeline, event, guest, PhotoStatus.PUBLISHED)
+    dropped_photo(pipeline, event, guest, PhotoStatus.REJECTED)
+    assert bucket_tick(pipeline).run_requests == []
 
 
 def test_a_burst_larger_than_the_cap_continues_next_tick(pipeline, event, guest):
-    photos = [_dropped_photo(pipeline, event, guest) for _ in range(7)]
+    photos = [dropped_photo(pipeline, event, guest) for _ in range(7)]
     seen: list[str] = []
     cursor = None
     for _ in range(5):
@@ -106,16 +85,16 @@ def test_a_burst_larger_than_the_cap_continues_next_tick(pipeline, event, guest)
 
 
 def test_derived_images_are_skipped_without_listing_them(pipeline, event, guest):
-    photo = _dropped_photo(pipeline, event, guest)
+    photo = dropped_photo(pipeline, event, guest)
     for n in range(5):
-        pipeline.store.put(verified_image_key(event.id, photo.id).replace("verified", f"v{n}"), JPEG)
+        pipeline.store.put(verified_image_key(event.id, photo.id).replace("verified", f"v{n}"), UNDECODED_JPEG)
     scan = scan_bucket(pipeline.store, pipeline.repo, ScanCursor(), set(), set())
     assert scan.photo_ids == [photo.id] and scan.keys_seen == 1 and scan.ignored == []
 
 
 def test_selfies_of_pending_attendees_get_attendee_runs(pipeline, event, shared_photos):
     attendee = pipeline.attendee(event, "Obama", shared_photos["obama_1.jpg"].path)
-    result = _tick(pipeline)
+    result = bucket_tick(pipeline)
     (run,) = result.run_requests
     assert (run.job_name, run.partition_key, run.run_key) == (
         "process_attendee",
@@ -133,7 +112,7 @@ def test_an_unreadable_cursor_starts_a_new_pass():
 def test_sensor_evaluates_through_the_definitions(pipeline, event, guest):
     from picsaris_pipeline.definitions import defs
 
-    photo = _dropped_photo(pipeline, event, guest)
+    photo = dropped_photo(pipeline, event, guest)
     # evaluate_tick resolves partition keys against the instance, which it loads from a ref.
     context = dg.build_sensor_context(
         instance_ref=pipeline.instance.get_ref(), definitions=defs, resources=pipeline.resources
@@ -159,7 +138,7 @@ def test_a_photo_whose_run_never_happened_is_requested_again_after_the_stale_win
 
     from picsaris_pipeline.services.discovery import STALE_AFTER
 
-    photo = _dropped_photo(pipeline, event, guest, PhotoStatus.UPLOADED)
+    photo = dropped_photo(pipeline, event, guest, PhotoStatus.UPLOADED)
     pipeline.instance.add_dynamic_partitions(photo_partitions.name, [photo.id])  # launch failed after this
     partitions = set(pipeline.instance.get_dynamic_partitions(photo_partitions.name))
     fresh = scan_bucket(pipeline.store, pipeline.repo, ScanCursor(), partitions, set())
@@ -184,8 +163,8 @@ def test_a_tick_with_nothing_to_do_skips_with_an_idle_reason(pipeline, sensor):
 
 
 def test_a_tick_that_found_uploads_is_not_idle(pipeline, event, guest):
-    _dropped_photo(pipeline, event, guest)
-    result = _tick(pipeline)
+    dropped_photo(pipeline, event, guest)
+    result = bucket_tick(pipeline)
     assert result.run_requests and result.skip_reason is None
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from picsaris_pipeline.orchestration.partitions import attendee_partitions, photo_partitions
 from picsaris_pipeline.services.discovery import STALE_AFTER, ScanCursor, scan_bucket
-from tests.integration.test_sensor import JPEG, _apply, _dropped_photo, _tick
+from tests.support.bucket_sensor import UNDECODED_JPEG, apply_partition_requests, bucket_tick, dropped_photo
 from tests.support.db_helpers import statements_run
 
 
@@ -27,8 +27,8 @@ def _all_requested(pipeline, max_ticks: int = 50) -> list[str]:
     cursor = None
     quiet_passes = 0
     for _ in range(max_ticks):
-        result = _tick(pipeline, cursor)
-        _apply(pipeline, result)
+        result = bucket_tick(pipeline, cursor)
+        apply_partition_requests(pipeline, result)
         requested += [r.partition_key for r in result.run_requests]
         passes_before = ScanCursor.parse(cursor).passes
         cursor = result.cursor
@@ -40,7 +40,7 @@ def _all_requested(pipeline, max_ticks: int = 50) -> list[str]:
 
 
 def test_a_listing_over_a_thousand_keys_is_paginated_and_read_one_query_per_page(pipeline, event, guest):
-    photos = [_dropped_photo(pipeline, event, guest) for _ in range(1_050)]
+    photos = [dropped_photo(pipeline, event, guest) for _ in range(1_050)]
     with statements_run(pipeline.repo) as statements:
         scan = scan_bucket(pipeline.store, pipeline.repo, ScanCursor(), set(), set(), max_runs=5_000)
     selects = [s for s in statements if s.lstrip().lower().startswith("select") and "from photos" in s.lower()]
@@ -50,7 +50,7 @@ def test_a_listing_over_a_thousand_keys_is_paginated_and_read_one_query_per_page
 
 
 def test_objects_with_the_same_last_modified_second_are_all_found(pipeline, event, guest):
-    photos = [_dropped_photo(pipeline, event, guest) for _ in range(30)]
+    photos = [dropped_photo(pipeline, event, guest) for _ in range(30)]
     same_second = time.time() // 1
     for photo in photos:
         os.utime(pipeline.store.root / photo.object_key, (same_second, same_second))
@@ -58,13 +58,15 @@ def test_objects_with_the_same_last_modified_second_are_all_found(pipeline, even
 
 
 def test_a_slow_upload_that_lands_behind_the_cursor_is_found_on_the_next_pass(pipeline, event, guest):
-    slow = pipeline.repo.create_photo(event.id, guest.id, "slow.jpg", "image/jpeg", "a" * 64, len(JPEG), "jpg")
-    quick = [_dropped_photo(pipeline, event, guest) for _ in range(3)]  # later ids: after slow's key
-    first = _tick(pipeline)
-    _apply(pipeline, first)
+    slow = pipeline.repo.create_photo(
+        event.id, guest.id, "slow.jpg", "image/jpeg", "a" * 64, len(UNDECODED_JPEG), "jpg"
+    )
+    quick = [dropped_photo(pipeline, event, guest) for _ in range(3)]  # later ids: after slow's key
+    first = bucket_tick(pipeline)
+    apply_partition_requests(pipeline, first)
     assert sorted(r.partition_key for r in first.run_requests) == sorted(p.id for p in quick)
-    pipeline.store.put(slow.object_key, JPEG)  # its bytes arrive after the scan went past its key
-    second = _tick(pipeline, first.cursor)
+    pipeline.store.put(slow.object_key, UNDECODED_JPEG)  # its bytes arrive after the scan went past its key
+    second = bucket_tick(pipeline, first.cursor)
     assert [r.partition_key for r in second.run_requests] == [slow.id]
 
 
@@ -72,16 +74,16 @@ def test_uploads_arriving_between_ticks_of_a_capped_scan_are_each_requested_once
     from picsaris_pipeline.sensors import bucket
 
     monkeypatch.setattr(bucket, "MAX_RUNS_PER_TICK", 4)
-    expected = [p.id for p in (_dropped_photo(pipeline, event, guest) for _ in range(6))]
+    expected = [p.id for p in (dropped_photo(pipeline, event, guest) for _ in range(6))]
     requested: list[str] = []
     cursor = None
     for tick in range(12):
-        result = _tick(pipeline, cursor)
-        _apply(pipeline, result)
+        result = bucket_tick(pipeline, cursor)
+        apply_partition_requests(pipeline, result)
         requested += [r.partition_key for r in result.run_requests]
         cursor = result.cursor
         if tick < 4:  # guests keep uploading while the sensor works through the burst
-            expected.append(_dropped_photo(pipeline, event, guest).id)
+            expected.append(dropped_photo(pipeline, event, guest).id)
     assert sorted(requested) == sorted(expected)
     assert len(requested) == len(set(requested))
 
@@ -90,9 +92,9 @@ def test_a_restarted_daemon_continues_from_the_stored_cursor_without_repeating(p
     from picsaris_pipeline.sensors import bucket
 
     monkeypatch.setattr(bucket, "MAX_RUNS_PER_TICK", 3)
-    photos = [_dropped_photo(pipeline, event, guest) for _ in range(7)]
-    first = _tick(pipeline)
-    _apply(pipeline, first)
+    photos = [dropped_photo(pipeline, event, guest) for _ in range(7)]
+    first = bucket_tick(pipeline)
+    apply_partition_requests(pipeline, first)
     # The daemon dies here; a new one reads the cursor Dagster stored for the sensor and goes on.
     rest = _all_requested_from(pipeline, first.cursor)
     requested = [r.partition_key for r in first.run_requests] + rest
@@ -102,8 +104,8 @@ def test_a_restarted_daemon_continues_from_the_stored_cursor_without_repeating(p
 def _all_requested_from(pipeline, cursor: str | None) -> list[str]:
     requested: list[str] = []
     for _ in range(10):
-        result = _tick(pipeline, cursor)
-        _apply(pipeline, result)
+        result = bucket_tick(pipeline, cursor)
+        apply_partition_requests(pipeline, result)
         requested += [r.partition_key for r in result.run_requests]
         cursor = result.cursor
     return requested
@@ -131,8 +133,8 @@ def test_a_withdrawn_attendees_selfie_is_never_requested(pipeline, event, shared
 
 
 def test_photo_partition_requests_match_the_photos_requested(pipeline, event, guest):
-    photos = [_dropped_photo(pipeline, event, guest) for _ in range(3)]
-    result = _tick(pipeline)
+    photos = [dropped_photo(pipeline, event, guest) for _ in range(3)]
+    result = bucket_tick(pipeline)
     (request,) = result.dynamic_partitions_requests
     assert request.partitions_def_name == photo_partitions.name
     assert sorted(request.partition_keys) == sorted(p.id for p in photos)

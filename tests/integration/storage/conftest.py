@@ -7,20 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from picsaris_pipeline.storage import LocalObjectStore, ObjectStore, S3ObjectStore
-from tests.support.object_stores import s3_store_for
+from tests.support.object_stores import moto_server, s3_store_for
 
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    # Port 0: the OS picks a free port, so parallel runs on one machine cannot collide.
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
