@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import dagster as dg
 
 from picsaris_pipeline.domain.model import PhotoStatus
+from picsaris_pipeline.orchestration.dagster_internals import AssetCheckEvaluationTargetMaterializationData
 from picsaris_pipeline.orchestration.partitions import photo_partitions
 from picsaris_pipeline.orchestration.resources import DatabaseResource
-from picsaris_pipeline.warm_runs.dagster_internals import AssetCheckEvaluationTargetMaterializationData
 
 # Checked on verified_upload, where an upload is accepted or not, and evaluated by the last step
 # (matches_published), where every photo's outcome is known and its verified_upload is stored: the

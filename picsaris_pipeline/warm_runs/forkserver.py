@@ -36,7 +36,7 @@ def preload() -> dict[str, Any]:
     import dagster  # noqa: F401  (the import itself is what is being paid for here)
 
     from picsaris_pipeline import definitions
-    from picsaris_pipeline.warm_runs.dagster_internals import preload_run_worker
+    from picsaris_pipeline.orchestration.dagster_internals import preload_run_worker
 
     preload_run_worker()
     from picsaris_pipeline.faces.registry import engine_class
@@ -56,7 +56,7 @@ def _run_child(run_id: str, instance_ref_json: str) -> int:
     """In the forked child: execute the run exactly as `dagster api execute_run` does."""
     from dagster import DagsterInstance, deserialize_value
 
-    from picsaris_pipeline.warm_runs.dagster_internals import (
+    from picsaris_pipeline.orchestration.dagster_internals import (
         InstanceRef,
         capture_interrupts,
         execute_run_in_this_process,
