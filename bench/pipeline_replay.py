@@ -30,14 +30,8 @@ import _support as bench
 import numpy as np
 from quality import LFW, build_wedding
 
-from picsaris_pipeline.domain.match_policy import (
-    DEFAULT_POLICY,
-    MatchPolicy,
-    attendee_scores,
-    crowding_bias,
-    decide,
-    guest_crowding,
-)
+from picsaris_pipeline.domain import match_policy as rules
+from picsaris_pipeline.domain.match_policy import DEFAULT_POLICY, MatchPolicy
 
 
 @dataclass(frozen=True)
@@ -104,7 +98,7 @@ def load(keep: Path, seed: int, guests: int, strangers: int, lfw: Path) -> KeptR
         photos.append(
             PhotoFaces(
                 file_name=photo_rows[photo_id][0],
-                scores=attendee_scores(vectors, references, owners, len(names)),
+                scores=rules.attendee_scores(vectors, references, owners, len(names)),
                 matchable=np.array([r[2] for r in rows], dtype=bool),
                 size_px=np.array([r[3] for r in rows]),
                 cut_by_frame=np.array([r[4] for r in rows], dtype=bool),
@@ -151,9 +145,9 @@ def replay_decisions(run: KeptRun, policy: MatchPolicy, gate: str = "pipeline") 
     confirmations, no references learned: the benchmark's event has neither)."""
     matched: Pairs = set()
     proposed: Pairs = set()
-    bias = crowding_bias(guest_crowding(run.selfies, policy.crowding_neighbours), policy)
+    bias = rules.crowding_bias(rules.guest_crowding(run.selfies, policy.crowding_neighbours), policy)
     for photo in run.photos:
-        decision = decide(photo.scores, policy, matchable=GATES[gate](photo), bias=bias)
+        decision = rules.decide(photo.scores, policy, matchable=GATES[gate](photo), bias=bias)
         matched.update((photo.file_name, run.names[a.attendee_index]) for a in decision.matches)
         proposed.update((photo.file_name, run.names[a.attendee_index]) for a in decision.candidates)
     return matched, proposed

@@ -24,7 +24,7 @@ from picsaris_pipeline.domain.keys import verified_image_key
 from picsaris_pipeline.faces.rekognition import RekognitionEngine
 from tests.e2e.test_reembed_webserver import PHOTO_ASSETS, SELFIES, ui_staleness
 from tests.support.cli_runner import found_by_name, picsaris, shown_matches, sign_up
-from tests.support.rekognition_server import RekognitionServer
+from tests.support.rekognition_server import RekognitionServer, cli_on_local_rekognition
 
 OLD, NEW = "rekognition-7.0", "rekognition-8.0"
 EXPECTED = {
@@ -75,11 +75,7 @@ def test_a_face_model_upgrade_reindexes_into_a_new_collection_and_cuts_over(
 ):
     from picsaris_pipeline.orchestration.app import App
 
-    monkeypatch.setenv("PICSARIS_FACE_ENGINE", "rekognition")
-    # The local Rekognition server finds faces with one dlib in this process: one run at a time.
-    monkeypatch.setenv("PICSARIS_WORKERS", "1")
-    monkeypatch.setenv("PICSARIS_REKOGNITION_ENDPOINT_URL", server.url)
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    cli_on_local_rekognition(monkeypatch, server)
 
     # -- the event under face model 7.0 ---------------------------------------------------------
     event_id = picsaris("event", "create", "Rekognition upgrade").strip()

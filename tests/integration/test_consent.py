@@ -12,10 +12,9 @@ from tests.support.publishers import RecordingPublisher
 
 
 def _group_event(pipeline, event, shared_photos):
-    obama = pipeline.attendee(event, "Barack Obama", shared_photos["obama_1.jpg"].path)
-    biden = pipeline.attendee(event, "Joe Biden", shared_photos["biden_2.jpg"].path)
-    for attendee in (obama, biden):
-        assert pipeline.run_attendee(attendee.id).success
+    obama, biden = pipeline.signed_up(
+        event, ("Barack Obama", shared_photos["obama_1.jpg"].path), ("Joe Biden", shared_photos["biden_2.jpg"].path)
+    )
     photos = [
         pipeline.upload(event, biden, shared_photos[name].path.read_bytes(), name)
         for name in ("group_two_people.jpg", "obama_2.jpg", "biden_1.jpg")

@@ -40,10 +40,11 @@ def kit_event(pipeline, event, shared_photos):
     """Kit Harington and Rose Leslie signed up; two further photos of Kit published under the default
     policy, where he is a confident match (the closer one also a new reference of his); the bar that
     turns him into a candidate in both."""
-    kit = pipeline.attendee(event, "Kit Harington", shared_photos["kit_harington_2.jpg"].path)
-    rose = pipeline.attendee(event, "Rose Leslie", shared_photos["rose_leslie_1.jpg"].path)
-    for attendee in (kit, rose):
-        assert pipeline.run_attendee(attendee.id).success
+    kit, rose = pipeline.signed_up(
+        event,
+        ("Kit Harington", shared_photos["kit_harington_2.jpg"].path),
+        ("Rose Leslie", shared_photos["rose_leslie_1.jpg"].path),
+    )
     photos = [
         pipeline.upload(event, rose, shared_photos[name].path.read_bytes(), name)
         for name in ("kit_harington_3.jpg", "kit_harington_1.jpg")

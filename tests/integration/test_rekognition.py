@@ -23,7 +23,7 @@ from picsaris_pipeline.faces.rekognition import (
 from tests.support.cli_runner import found_by_name, picsaris, shown_matches, sign_up
 from tests.support.photo_sets import EXPECTED, LATE_JOINER, SELFIES
 from tests.support.pipeline_helpers import metadata
-from tests.support.rekognition_server import RekognitionServer
+from tests.support.rekognition_server import RekognitionServer, cli_on_local_rekognition
 
 EVENT = "01JEVENT0000000000000000AA"
 
@@ -54,6 +54,16 @@ def jpeg(path) -> bytes:
 
 
 # -- the engine on its own ------------------------------------------------------------------
+
+
+def _event_with_obama(p, shared_photos):
+    """An event on the Rekognition engine where Barack Obama signed up with his selfie."""
+    event = p.event()
+    obama = p.attendee(event, "Barack Obama", shared_photos["obama_1.jpg"].path)
+    p.run_attendee(obama.id)
+    return event, obama
+
+
 def test_a_group_photo_is_indexed_with_one_face_id_per_face_in_pixel_boxes(server, shared_photos):
     photo = shared_photos["group_two_people.jpg"]
     size = Image.open(photo.path).size
@@ -216,9 +226,7 @@ def test_a_rerun_replaces_the_photos_faces_in_the_collection_instead_of_adding(
     rekognition_pipeline, server, shared_photos
 ):
     p = rekognition_pipeline
-    event = p.event()
-    obama = p.attendee(event, "Barack Obama", shared_photos["obama_1.jpg"].path)
-    p.run_attendee(obama.id)
+    event, obama = _event_with_obama(p, shared_photos)
     photo = p.upload(event, obama, shared_photos["obama_2.jpg"].path.read_bytes(), "obama_2.jpg")
     assert p.run_photo(photo.id).success
     collection = server.state.collections[f"picsaris-{event.id}-v7_0"]
@@ -231,9 +239,7 @@ def test_a_rerun_replaces_the_photos_faces_in_the_collection_instead_of_adding(
 
 def test_throttled_search_is_retried_and_the_photo_still_publishes(rekognition_pipeline, server, shared_photos):
     p = rekognition_pipeline
-    event = p.event()
-    obama = p.attendee(event, "Barack Obama", shared_photos["obama_1.jpg"].path)
-    p.run_attendee(obama.id)
+    event, obama = _event_with_obama(p, shared_photos)
     photo = p.upload(event, obama, shared_photos["obama_3.jpg"].path.read_bytes(), "obama_3.jpg")
     server.state.fail("SearchUsers", "ThrottlingException", times=2)
     assert p.run_photo(photo.id).success
@@ -245,9 +251,7 @@ def test_an_image_rekognition_refuses_ends_rejected_and_the_next_photo_goes_on(
     rekognition_pipeline, server, shared_photos
 ):
     p = rekognition_pipeline
-    event = p.event()
-    obama = p.attendee(event, "Barack Obama", shared_photos["obama_1.jpg"].path)
-    p.run_attendee(obama.id)
+    event, obama = _event_with_obama(p, shared_photos)
     refused = p.upload(event, obama, shared_photos["obama_2.jpg"].path.read_bytes(), "obama_2.jpg")
     fine = p.upload(event, obama, shared_photos["obama_3.jpg"].path.read_bytes(), "obama_3.jpg")
     server.state.fail("IndexFaces", "InvalidImageFormatException")
@@ -294,11 +298,7 @@ def test_erasure_removes_faces_and_users_from_the_collection(rekognition_pipelin
 def test_the_shared_event_through_the_cli_finds_the_same_people_on_rekognition(
     server, shared_photos, picsaris_home, monkeypatch
 ):
-    monkeypatch.setenv("PICSARIS_FACE_ENGINE", "rekognition")
-    # The local Rekognition server finds faces with one dlib in this process: one run at a time.
-    monkeypatch.setenv("PICSARIS_WORKERS", "1")
-    monkeypatch.setenv("PICSARIS_REKOGNITION_ENDPOINT_URL", server.url)
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    cli_on_local_rekognition(monkeypatch, server)
     RekognitionEngine._instances.clear()
     assert picsaris("models").split() == ["rekognition-7.0"]
     event_id = picsaris("event", "create", "Shared faces on Rekognition").strip()

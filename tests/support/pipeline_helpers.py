@@ -50,6 +50,13 @@ class Pipeline:
     def attendee(self, event: Event, name: str, selfie: Path, consent: bool = True) -> Attendee:
         return register_attendee(self.repo, self.store, event.id, name, consent, selfie.read_bytes(), selfie.name)
 
+    def signed_up(self, event: Event, *selfies: tuple[str, Path]) -> list[Attendee]:
+        """Attendees (name, selfie) signed up with consent, each with their reference built."""
+        attendees = [self.attendee(event, name, selfie) for name, selfie in selfies]
+        for attendee in attendees:
+            assert self.run_attendee(attendee.id).success
+        return attendees
+
     def upload(
         self, event: Event, uploader: Attendee, data: bytes, file_name: str, **options: Unpack[UploadOptions]
     ) -> Photo:

@@ -401,3 +401,12 @@ class RekognitionServer:
     def __exit__(self, *exc: object) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def cli_on_local_rekognition(monkeypatch: Any, server: RekognitionServer) -> None:
+    """`picsaris` in this process on the Rekognition engine, its calls going to `server`."""
+    monkeypatch.setenv("PICSARIS_FACE_ENGINE", "rekognition")
+    # The local Rekognition server finds faces with one dlib in this process: one run at a time.
+    monkeypatch.setenv("PICSARIS_WORKERS", "1")
+    monkeypatch.setenv("PICSARIS_REKOGNITION_ENDPOINT_URL", server.url)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
