@@ -10,7 +10,7 @@ import tomllib
 
 import dagster
 
-from picsaris_pipeline.warm_runs import dagster_internals
+from picsaris_pipeline.orchestration import dagster_internals
 from tests.support.environment import REPO_ROOT
 
 ADAPTER = "picsaris_pipeline/orchestration/dagster_internals.py"
