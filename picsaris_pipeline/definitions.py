@@ -18,6 +18,7 @@ from picsaris_pipeline.assets import ATTENDEE_ASSETS, EVENT_ASSETS, PHOTO_ASSETS
 from picsaris_pipeline.assets.checks import HEALTH_CHECKS
 from picsaris_pipeline.assets.outcomes import OUTCOME_CHECKS
 from picsaris_pipeline.faces.engine import EngineVersions, configured_versions
+from picsaris_pipeline.faces.registry import engine_class
 from picsaris_pipeline.orchestration.jobs import (
     attendee_job,
     event_summary_job,
@@ -44,7 +45,7 @@ IMAGING_CODE_VERSION = "imaging-v2"  # v2: perceptual hash, near-duplicates
 def code_versions(versions: EngineVersions, match_threshold: float | None) -> dict[str, str]:
     """Asset name -> code version under one engine configuration."""
     # The match policy's id names every parameter: a change of policy makes every photo's matches stale.
-    if versions.engine == "dlib":
+    if engine_class(versions.engine).keeps_vectors:  # we match its vectors with our policy
         policy = policy_for(match_threshold).id
     else:  # a collection engine matches server-side under the plain threshold
         policy = collection_policy_id(match_threshold) if match_threshold is not None else "collection-default"

@@ -149,6 +149,21 @@ class DlibEngine(VectorFaceEngine):
             cls._instances[version] = cls(version)
         return cls._instances[version]
 
+    @classmethod
+    def preload(cls, settings: Settings) -> str | None:
+        # Loading the models is 0.3-0.8 s per process; children share the pages copy-on-write.
+        import cv2
+
+        # OpenCV's own thread pool is native threads that threading.active_count() cannot see: the
+        # warm-up below would start it, and a child forked while a pool thread held its mutex hung
+        # forever in YuNet's detect (seen once in CI; gdb: the child's only thread in
+        # pthread_mutex_lock inside cv2). Sequential OpenCV keeps this process single-threaded;
+        # runs are parallel as processes anyway.
+        cv2.setNumThreads(0)
+        engine = cls.shared(settings.face_model)
+        engine.detect(Image.new("RGB", (64, 64)))
+        return engine.model_version
+
     def detect(self, image: Image.Image) -> list[FaceBox]:
         if self.model.detector == "yunet":
             from picsaris_pipeline.faces.yunet import YuNetDetector

@@ -93,6 +93,13 @@ class FaceEngine(abc.ABC):
         """Model version -> dimension of the vectors this engine stores in our database."""
         return {}
 
+    @classmethod
+    def preload(cls, settings: Settings) -> str | None:
+        """Load, in a process that forks run workers afterwards, what each run would otherwise
+        load on first use; the model version loaded, or None when nothing is worth sharing (a
+        network client is not fork-safe: each child makes its own)."""
+        return None
+
 
 class VectorFaceEngine(FaceEngine):
     """Detects faces and turns each into a vector; vectors of different model versions never meet."""

@@ -52,11 +52,18 @@ class YuNetDetector:
         if detector is None:
             import cv2
 
-            # From bytes, so a zipped install works as well as a directory.
+            # From bytes, so a zipped install works as well as a directory. OpenCV 5 logs a warning
+            # on every creation that its new graph engine ignores the (default) target: nothing to
+            # act on, so its log is quiet for the creation only.
             empty = np.zeros(0, dtype=np.uint8)
-            detector = cv2.FaceDetectorYN.create(
-                "onnx", cls._model_bytes(), empty, (320, 320), SCORE_THRESHOLD, NMS_THRESHOLD, TOP_K
-            )
+            level = cv2.utils.logging.getLogLevel()
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+            try:
+                detector = cv2.FaceDetectorYN.create(
+                    "onnx", cls._model_bytes(), empty, (320, 320), SCORE_THRESHOLD, NMS_THRESHOLD, TOP_K
+                )
+            finally:
+                cv2.utils.logging.setLogLevel(level)
             cls._local.detector = detector
         return detector
 

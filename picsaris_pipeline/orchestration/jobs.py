@@ -1,5 +1,6 @@
 """Jobs the sensor, the CLI and the upload API launch (their names are part of the API contract)."""
 
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -16,20 +17,23 @@ from picsaris_pipeline.orchestration.partitions import (
     REEMBED_PHOTO_JOB,
 )
 
+
 # In-process executor: a photo's four steps are short and sequential; one process per step would
 # cost more than the face work itself.
 # Checks are left out of the per-photo runs (see assets/checks.py) and run in their own job.
-photo_job = dg.define_asset_job(
-    PHOTO_JOB,
-    selection=dg.AssetSelection.assets(*PHOTO_ASSETS).without_checks(),
-    executor_def=dg.in_process_executor,
-    description="Verify, detect, embed and match one photo.",
-)
-attendee_job = dg.define_asset_job(
-    ATTENDEE_JOB,
-    selection=dg.AssetSelection.assets(*ATTENDEE_ASSETS).without_checks(),
-    executor_def=dg.in_process_executor,
-    description="Reference vector from one attendee's selfie, then match them in existing photos.",
+def _steps_job(name: str, assets: Sequence[Any], description: str) -> Any:
+    """A job over one item's steps, in one process, without the checks."""
+    return dg.define_asset_job(
+        name,
+        selection=dg.AssetSelection.assets(*assets).without_checks(),
+        executor_def=dg.in_process_executor,
+        description=description,
+    )
+
+
+photo_job = _steps_job(PHOTO_JOB, PHOTO_ASSETS, "Verify, detect, embed and match one photo.")
+attendee_job = _steps_job(
+    ATTENDEE_JOB, ATTENDEE_ASSETS, "Reference vector from one attendee's selfie, then match them in existing photos."
 )
 
 
@@ -49,11 +53,8 @@ def reembed_photo_job(engine: str) -> Any:
     steps = [
         a for a in (faces_detected, embeddings_stored, matches_published) if a.key.path[-1] in reembed_assets(engine)
     ]
-    return dg.define_asset_job(
-        REEMBED_PHOTO_JOB,
-        selection=dg.AssetSelection.assets(*steps).without_checks(),
-        executor_def=dg.in_process_executor,
-        description="Re-embed and re-match one photo under the configured model version (backfills).",
+    return _steps_job(
+        REEMBED_PHOTO_JOB, steps, "Re-embed and re-match one photo under the configured model version (backfills)."
     )
 
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
+
+from picsaris_pipeline.orchestration.dagster_internals import event_log_connections
 
 # Labels whose values were personal in every version that wrote them.
 _PERSONAL_LABELS = frozenset({"preview", "matched", "file_name", "boxes", "name", "perceptual_hash"})
@@ -134,22 +134,6 @@ def scrub_serialized(text: str) -> tuple[str, int]:
     return (json.dumps(new) if changed else text), changed
 
 
-def _connections(instance: dg.DagsterInstance) -> Iterator[AbstractContextManager[Any]]:
-    """Every database of the event log storage: the index and, on SQLite, each run's shard."""
-    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
-    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
-
-    storage = instance.event_log_storage
-    if isinstance(storage, SqliteEventLogStorage):
-        yield storage.index_connection()
-        for run_id in storage.get_all_run_ids():
-            yield storage.run_connection(run_id)
-    elif isinstance(storage, SqlEventLogStorage):
-        yield storage.index_connection()
-    else:
-        raise TypeError(f"cannot scrub {type(storage).__name__}: not a SQL event log storage")
-
-
 def _scrub_table(conn: Any, table: str, key: str, column: str, dry_run: bool) -> int:
     if not sa.inspect(conn).has_table(table):
         return 0
@@ -182,7 +166,7 @@ def scrub_instance(instance: dg.DagsterInstance, dry_run: bool = False) -> Count
     """Rewrite (or with dry_run only count) the stored events holding personal metadata; returns
     the number of rows per table."""
     counts: Counter[str] = Counter({table: 0 for table, _, _ in _TABLES})
-    for connection in _connections(instance):
+    for connection in event_log_connections(instance):
         with connection as conn:
             for table, key, column in _TABLES:
                 counts[table] += _scrub_table(conn, table, key, column, dry_run)

@@ -36,32 +36,18 @@ def preload() -> dict[str, Any]:
     import dagster  # noqa: F401  (the import itself is what is being paid for here)
 
     from picsaris_pipeline import definitions
-    from picsaris_pipeline.warm_runs.dagster_internals import preload_run_worker
+    from picsaris_pipeline.orchestration.dagster_internals import preload_run_worker
 
     preload_run_worker()
+    from picsaris_pipeline.faces.registry import engine_class
     from picsaris_pipeline.settings import Settings
 
     definitions.defs.get_repository_def()  # builds every asset, job and sensor once
     settings = Settings.from_env()
     warmed: dict[str, Any] = {"engine": settings.face_engine}
-    if settings.face_engine == "dlib":
-        # Loading the models is 0.3-0.8 s per process; children share the pages copy-on-write.
-        # (Rekognition's boto3 client is not fork-safe: each child makes its own.)
-        import cv2
-        from PIL import Image
-
-        # OpenCV's own thread pool is native threads that threading.active_count() cannot see: the
-        # warm-up below would start it, and a child forked while a pool thread held its mutex hung
-        # forever in YuNet's detect (seen once in CI; gdb: the child's only thread in
-        # pthread_mutex_lock inside cv2). Sequential OpenCV keeps this process single-threaded;
-        # runs are parallel as processes anyway.
-        cv2.setNumThreads(0)
-
-        from picsaris_pipeline.faces.dlib_engine import DlibEngine
-
-        engine = DlibEngine.shared(settings.face_model)
-        engine.detect(Image.new("RGB", (64, 64)))
-        warmed["model"] = engine.model_version
+    model = engine_class(settings.face_engine).preload(settings)
+    if model is not None:
+        warmed["model"] = model
     warmed["seconds"] = round(time.perf_counter() - started, 2)
     return warmed
 
@@ -70,7 +56,7 @@ def _run_child(run_id: str, instance_ref_json: str) -> int:
     """In the forked child: execute the run exactly as `dagster api execute_run` does."""
     from dagster import DagsterInstance, deserialize_value
 
-    from picsaris_pipeline.warm_runs.dagster_internals import (
+    from picsaris_pipeline.orchestration.dagster_internals import (
         InstanceRef,
         capture_interrupts,
         execute_run_in_this_process,

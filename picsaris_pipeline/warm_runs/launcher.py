@@ -33,8 +33,7 @@ from typing import IO, Any
 
 from dagster import DagsterRun, DagsterRunStatus, Field, serialize_value
 
-from picsaris_pipeline.orchestration.partitions import WORKER_HOST_TAG, WORKER_KIND_TAG, WORKER_PID_TAG
-from picsaris_pipeline.warm_runs.dagster_internals import (
+from picsaris_pipeline.orchestration.dagster_internals import (
     CheckRunHealthResult,
     ConfigurableClass,
     ConfigurableClassData,
@@ -44,6 +43,7 @@ from picsaris_pipeline.warm_runs.dagster_internals import (
     WorkerStatus,
     execute_run_args,
 )
+from picsaris_pipeline.orchestration.partitions import WORKER_HOST_TAG, WORKER_KIND_TAG, WORKER_PID_TAG
 
 logger = logging.getLogger("picsaris.warm_runs")
 

@@ -17,9 +17,9 @@ from .environment import BIN, REPO_ROOT
 
 
 def production_dagster_home(directory: Path) -> Path:
-    """A DAGSTER_HOME holding a copy of the repository's production dagster.yaml."""
+    """A DAGSTER_HOME holding a copy of the repository's production deploy/dagster.yaml."""
     directory.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO_ROOT / "dagster.yaml", directory / "dagster.yaml")
+    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", directory / "dagster.yaml")
     return directory
 
 

@@ -1,4 +1,4 @@
-"""warm_runs/dagster_internals.py holds every private Dagster name warm_runs/ uses; it was written
+"""orchestration/dagster_internals.py holds every private Dagster name warm_runs/ uses; it was written
 against one Dagster release, and says so."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import tomllib
 
 import dagster
 
-from picsaris_pipeline.warm_runs import dagster_internals
+from picsaris_pipeline.orchestration import dagster_internals
 from tests.support.environment import REPO_ROOT
 
-ADAPTER = "picsaris_pipeline/warm_runs/dagster_internals.py"
+ADAPTER = "picsaris_pipeline/orchestration/dagster_internals.py"
 
 
 def test_the_installed_dagster_is_the_one_the_adapter_was_written_for() -> None:

@@ -1,4 +1,4 @@
-"""Every private Dagster name (`dagster._*`) that warm_runs/ rests on, in one place.
+"""Every private Dagster name (`dagster._*`) the package rests on, in one place.
 
 Written for Dagster 1.13.27 (DAGSTER_VERSION, the `dagster==` pin in pyproject.toml). Private
 modules change without notice between releases: tests/unit/test_dagster_internals.py fails when the
@@ -27,6 +27,9 @@ in the current process):
 - AssetCheckEvaluationTargetMaterializationData (dagster._core.definitions.asset_checks): outside
   warm_runs/, for assets/outcomes.py: the materialization a per-photo check evaluation logged in a
   batch run is about; without it the UI's partition list shows the evaluation as outdated.
+- SqlEventLogStorage, SqliteEventLogStorage (dagster._core.storage.event_log): outside
+  warm_runs/, for orchestration/privacy_scrub.py: the event log's databases (the index and, on
+  SQLite, each run's shard), whose rows the scrub rewrites; Dagster has no public API for that.
 
 The run worker's entry points are imported when called, not with this module: the launcher is
 loaded by every process that opens the production instance.
@@ -34,8 +37,9 @@ loaded by every process that opens the production instance.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dagster import DagsterInstance
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
@@ -65,6 +69,8 @@ INTERNALS: tuple[tuple[str, str], ...] = (
     ("dagster._core.execution", "api"),
     ("dagster._core.origin", "JobPythonOrigin"),  # only as a type annotation
     ("dagster._core.definitions.asset_checks.asset_check_evaluation", "AssetCheckEvaluationTargetMaterializationData"),
+    ("dagster._core.storage.event_log.sql_event_log", "SqlEventLogStorage"),
+    ("dagster._core.storage.event_log.sqlite.sqlite_event_log", "SqliteEventLogStorage"),
 )
 
 __all__ = [
@@ -79,10 +85,27 @@ __all__ = [
     "RunLauncher",
     "WorkerStatus",
     "capture_interrupts",
+    "event_log_connections",
     "execute_run_args",
     "execute_run_in_this_process",
     "preload_run_worker",
 ]
+
+
+def event_log_connections(instance: DagsterInstance) -> Iterator[AbstractContextManager[Any]]:
+    """Every database of the event log storage: the index and, on SQLite, each run's shard."""
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    storage = instance.event_log_storage
+    if isinstance(storage, SqliteEventLogStorage):
+        yield storage.index_connection()
+        for run_id in storage.get_all_run_ids():
+            yield storage.run_connection(run_id)
+    elif isinstance(storage, SqlEventLogStorage):
+        yield storage.index_connection()
+    else:
+        raise TypeError(f"cannot scrub {type(storage).__name__}: not a SQL event log storage")
 
 
 def preload_run_worker() -> None:
