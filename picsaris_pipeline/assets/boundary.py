@@ -15,6 +15,7 @@ import dagster as dg
 from picsaris_pipeline.assets.outcomes import log_outcome
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.errors import ConfigurationError, PicsarisError, RetryableError
+from picsaris_pipeline.orchestration.dagster_internals import add_partition_metadata
 from picsaris_pipeline.orchestration.resources import DatabaseResource
 from picsaris_pipeline.services.photos import StepResult, mark_failed
 
@@ -160,6 +161,7 @@ def run_photo_step(
             log_outcome(context, photo_ids[0], result.status.value, result.reason)
         return dg.MaterializeResult(metadata=photo_metadata(result))
     statuses: Counter[str] = Counter()
+    targeted = frozenset(photo_ids)  # the range, resolved once: each lookup of it reads every photo partition
     for photo_id in photo_ids:
         outcome = _one_of_a_batch(step, photo_id)
         if isinstance(outcome, StepResult):
@@ -170,7 +172,7 @@ def run_photo_step(
         statuses[metadata["status"]] += 1
         if marks_outcome:
             log_outcome(context, photo_id, metadata["status"], metadata.get("reason"))
-        context.add_asset_metadata(metadata, partition_key=photo_id)
+        add_partition_metadata(context, targeted, photo_id, metadata)
     return dg.MaterializeResult(
         metadata={"batch_photos": len(photo_ids), "batch_statuses": dg.MetadataValue.json(dict(statuses))}
     )
