@@ -145,10 +145,11 @@ _run_partition_keys: dict[str, list[str]] = {}
 
 def run_partition_keys(context: dg.AssetExecutionContext) -> list[str]:
     """`context.partition_keys`, resolved once per run in this process."""
-    if context.run_id not in _run_partition_keys:
+    run_id = context.run.run_id
+    if run_id not in _run_partition_keys:
         _run_partition_keys.clear()
-        _run_partition_keys[context.run_id] = list(context.partition_keys)
-    return _run_partition_keys[context.run_id]
+        _run_partition_keys[run_id] = list(context.partition_keys)
+    return _run_partition_keys[run_id]
 
 
 def run_photo_step(
