@@ -27,6 +27,12 @@ in the current process):
 - AssetCheckEvaluationTargetMaterializationData (dagster._core.definitions.asset_checks): outside
   warm_runs/, for assets/outcomes.py: the materialization a per-photo check evaluation logged in a
   batch run is about; without it the UI's partition list shows the evaluation as outdated.
+- StepExecutionContext (dagster._core.execution.context.system), its `_metadata_accumulator`, and
+  OpExecutionContext's `_step_execution_context`: outside warm_runs/, for assets/boundary.py:
+  per-partition metadata in a batch run. The public `add_asset_metadata(..., partition_key=)`
+  re-reads the whole `photos` partition set on every call to check the key is in the run's range
+  (most of a batch photo's CPU at 120,000 partitions: docs/PERFORMANCE.md); add_partition_metadata checks
+  against the range the step resolved once, then records the metadata exactly as it does.
 - SqlEventLogStorage, SqliteEventLogStorage (dagster._core.storage.event_log): outside
   warm_runs/, for orchestration/privacy_scrub.py: the event log's databases (the index and, on
   SQLite, each run's shard), whose rows the scrub rewrites; Dagster has no public API for that.
@@ -37,10 +43,11 @@ loaded by every process that opens the production instance.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+import dagster as dg
 from dagster import DagsterInstance
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 from dagster._core.instance.ref import InstanceRef
@@ -69,6 +76,7 @@ INTERNALS: tuple[tuple[str, str], ...] = (
     ("dagster._core.execution", "api"),
     ("dagster._core.origin", "JobPythonOrigin"),  # only as a type annotation
     ("dagster._core.definitions.asset_checks.asset_check_evaluation", "AssetCheckEvaluationTargetMaterializationData"),
+    ("dagster._core.execution.context.system", "StepExecutionContext"),
     ("dagster._core.storage.event_log.sql_event_log", "SqlEventLogStorage"),
     ("dagster._core.storage.event_log.sqlite.sqlite_event_log", "SqliteEventLogStorage"),
 )
@@ -84,6 +92,7 @@ __all__ = [
     "LaunchRunContext",
     "RunLauncher",
     "WorkerStatus",
+    "add_partition_metadata",
     "capture_interrupts",
     "event_log_connections",
     "execute_run_args",
@@ -106,6 +115,22 @@ def event_log_connections(instance: DagsterInstance) -> Iterator[AbstractContext
         yield storage.index_connection()
     else:
         raise TypeError(f"cannot scrub {type(storage).__name__}: not a SQL event log storage")
+
+
+def add_partition_metadata(
+    context: dg.AssetExecutionContext, targeted: Collection[str], partition_key: str, metadata: Mapping[str, Any]
+) -> None:
+    """`context.add_asset_metadata(metadata, partition_key=partition_key)` for the step's one asset,
+    checked against `targeted` (the run's partition keys, resolved once per step) instead of
+    re-resolving the run's range from the whole partition set on each call."""
+    if partition_key not in targeted:
+        raise dg.DagsterInvariantViolationError(
+            f"Attempted to add metadata for partition key '{partition_key}' that is not being targeted."
+        )
+    step = context.op_execution_context._step_execution_context
+    step._metadata_accumulator = step._metadata_accumulator.with_additional_asset_metadata(
+        asset_key=context.asset_key, metadata=metadata, partition_key=partition_key
+    )
 
 
 def preload_run_worker() -> None:
