@@ -1,14 +1,23 @@
 """Alembic migrations build exactly the schema the code declares, on both databases."""
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from picsaris_pipeline.db.migrate import VERSION_TABLE, alembic_config
+from picsaris_pipeline.db.migrate import (
+    LAST_COMMIT_WITH_SQUASHED_REVISIONS,
+    SQUASHED_REVISIONS,
+    VERSION_TABLE,
+    alembic_config,
+)
 from picsaris_pipeline.db.repository import connect
 from picsaris_pipeline.db.schema import metadata
+from picsaris_pipeline.errors import ConfigurationError
 from tests.support.db_helpers import migrate_again, reading
+
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def test_migrated_schema_matches_the_declared_tables(database_url):
@@ -19,13 +28,52 @@ def test_migrated_schema_matches_the_declared_tables(database_url):
     assert diff == []
 
 
-def test_the_revisions_read_as_one_line_of_history_without_branch_labels_or_dependencies():
+def test_the_revisions_read_as_one_line_of_history_from_the_baseline():
     # The revision files leave out branch_labels and depends_on: Alembic reads them as absent.
     scripts = ScriptDirectory.from_config(alembic_config())
-    revisions = list(scripts.walk_revisions())
-    assert [r.revision for r in reversed(revisions)] == [f"{n:04d}" for n in range(1, 15)]
-    assert [r.down_revision for r in reversed(revisions)] == [None] + [f"{n:04d}" for n in range(1, 14)]
+    revisions = list(reversed(list(scripts.walk_revisions())))
+    assert revisions[0].revision == "0014" and revisions[0].down_revision is None  # the squashed baseline
+    assert [r.down_revision for r in revisions[1:]] == [r.revision for r in revisions[:-1]]
     assert all(r.branch_labels == set() and r.dependencies is None for r in revisions)
+    assert SQUASHED_REVISIONS.isdisjoint(r.revision for r in revisions)
+
+
+def _database_left_at(url: str, version: str) -> None:
+    """The schema as this release builds it, with the version table saying `version`."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        metadata.create_all(conn)
+        conn.execute(sa.text(f"create table {VERSION_TABLE} (version_num varchar(32) not null primary key)"))
+        conn.execute(sa.text(f"insert into {VERSION_TABLE} values (:v)"), {"v": version})
+    engine.dispose()
+
+
+def test_a_database_from_before_the_baseline_is_refused_with_the_way_to_upgrade_it(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    _database_left_at(url, "0007")
+    with pytest.raises(ConfigurationError) as refused:
+        connect(url)
+    message = str(refused.value)
+    assert "at migration 0007, older than this release's baseline 0014" in message
+    assert f"commit {LAST_COMMIT_WITH_SQUASHED_REVISIONS}" in message and "Upgrading the database" in message
+    # Nothing was touched: the database still says 0007, and a second attempt says the same.
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text(f"select version_num from {VERSION_TABLE}")).scalar_one() == "0007"
+    engine.dispose()
+    with pytest.raises(ConfigurationError, match="at migration 0007"):
+        connect(url)
+
+
+def test_a_database_the_squashed_migrations_took_to_0014_upgrades_to_head(tmp_path):
+    # Such a database has the baseline's schema (compared table by table when the squash was made)
+    # and the version 0014: the baseline is not run again over its tables.
+    url = f"sqlite:///{tmp_path / 'deployed.db'}"
+    _database_left_at(url, "0014")
+    repo = connect(url)
+    with reading(repo) as conn:
+        assert conn.execute(sa.text(f"select version_num from {VERSION_TABLE}")).scalar_one() == HEAD
+    assert repo.list_events() == []
 
 
 def test_upgrading_twice_changes_nothing(database_url):
@@ -33,7 +81,7 @@ def test_upgrading_twice_changes_nothing(database_url):
     migrate_again(repo)
     with reading(repo) as conn:
         version = conn.execute(sa.text(f"select version_num from {VERSION_TABLE}")).scalar_one()
-    assert version == "0014"
+    assert version == HEAD
 
 
 def test_the_app_and_dagster_can_share_one_postgres_database(postgres_server, tmp_path, monkeypatch):

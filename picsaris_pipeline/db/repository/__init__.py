@@ -112,6 +112,9 @@ def connect(url: str, migrate: bool = True) -> Repository:
                 except DBAPIError as error:
                     engine.dispose()
                     raise translate_db_error(error) from error
+                except ConfigurationError:
+                    engine.dispose()  # a database this release cannot upgrade (db/migrate.py)
+                    raise
             _engines[url] = engine
     return Repository(engine)
 
