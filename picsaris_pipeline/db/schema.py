@@ -57,6 +57,17 @@ def _per_version(column: str, table: str) -> list[Column]:
     return [_row_of(column, table, primary_key=True), Column("model_version", VERSION, primary_key=True)]
 
 
+def _event_id(index: bool = False) -> Column:
+    """The event a row belongs to, kept on the row (not only through its photo or attendee) so that
+    one indexed read finds an event's rows."""
+    return Column("event_id", ID, nullable=False, index=index)
+
+
+def _vector() -> list[Column]:
+    """A face vector: its length, and its float32 values, little-endian (db/vector_reads.py)."""
+    return [Column("dimension", Integer, nullable=False), Column("vector", LargeBinary, nullable=False)]
+
+
 def _by_event_and_version(table: str) -> Index:
     return Index(f"ix_{table}_event_id_model_version", "event_id", "model_version")
 
@@ -74,7 +85,7 @@ def _per_version_table(name: str, column: str, table: str, *columns: Column | In
         name,
         metadata,
         *_per_version(column, table),
-        Column("event_id", ID, nullable=False),
+        _event_id(),
         *columns,
         _by_event_and_version(name),
     )
@@ -145,7 +156,7 @@ faces = Table(
     metadata,
     Column("id", ID, primary_key=True),
     _row_of("photo_id", "photos"),
-    Column("event_id", ID, nullable=False),
+    _event_id(),
     Column("detector_version", VERSION, nullable=False),
     Column("face_index", Integer, nullable=False),
     Column("left", Integer, nullable=False),
@@ -162,8 +173,7 @@ face_vectors = _per_version_table(
     "face_id",
     "faces",
     Column("photo_id", ID, nullable=False),
-    Column("dimension", Integer, nullable=False),
-    Column("vector", LargeBinary, nullable=False),  # float32, little-endian
+    *_vector(),
     _at("created_at"),
     Index("ix_face_vectors_photo_id_model_version", "photo_id", "model_version"),
 )
@@ -172,9 +182,8 @@ attendee_vectors = Table(
     "attendee_vectors",
     metadata,
     *_per_version("attendee_id", "attendees"),
-    Column("event_id", ID, nullable=False, index=True),
-    Column("dimension", Integer, nullable=False),
-    Column("vector", LargeBinary, nullable=False),
+    _event_id(index=True),
+    *_vector(),
     _at("created_at"),
 )
 
@@ -195,7 +204,7 @@ engine_faces = Table(
     "engine_faces",
     metadata,
     *_per_version("face_id", "faces"),
-    Column("event_id", ID, nullable=False),
+    _event_id(),
     Column("photo_id", ID, nullable=False),
     Column("collection_id", String(255), nullable=False),
     Column("external_face_id", String(64), nullable=False),
@@ -207,7 +216,7 @@ engine_users = Table(
     "engine_users",
     metadata,
     *_per_version("attendee_id", "attendees"),
-    Column("event_id", ID, nullable=False, index=True),
+    _event_id(index=True),
     Column("collection_id", String(255), nullable=False),
     Column("external_user_id", String(128), nullable=False),
     Column("external_face_id", String(64), nullable=False),  # the selfie's face, associated to the user
@@ -220,7 +229,7 @@ realtime_outbox = Table(
     "realtime_outbox",
     metadata,
     Column("id", ID, primary_key=True),
-    Column("event_id", ID, nullable=False),
+    _event_id(),
     _row_of("photo_id", "photos"),
     Column("model_version", VERSION, nullable=False),
     Column("topic", String(200), nullable=False),
@@ -240,7 +249,7 @@ matches = Table(
     metadata,
     _row_of("photo_id", "photos", primary_key=True),
     *_per_version("attendee_id", "attendees"),
-    Column("event_id", ID, nullable=False, index=True),
+    _event_id(index=True),
     _row_of("face_id", "faces"),
     Column("similarity", Float, nullable=False),
     _at("created_at"),
@@ -282,7 +291,7 @@ match_candidates = Table(
     metadata,
     _row_of("photo_id", "photos", primary_key=True),
     _row_of("attendee_id", "attendees", primary_key=True),
-    Column("event_id", ID, nullable=False, index=True),
+    _event_id(index=True),
     Column("model_version", VERSION, nullable=False),
     Column("face_id", ID, nullable=False),
     Column("similarity", Float, nullable=False),
@@ -301,13 +310,12 @@ attendee_references = Table(
     metadata,
     Column("id", ID, primary_key=True),
     _row_of("attendee_id", "attendees"),
-    Column("event_id", ID, nullable=False),
+    _event_id(),
     Column("model_version", VERSION, nullable=False),
     _row_of("photo_id", "photos"),
     Column("face_id", ID, nullable=False),
     Column("source", String(20), nullable=False),  # confirmed | matched
-    Column("dimension", Integer, nullable=False),
-    Column("vector", LargeBinary, nullable=False),
+    *_vector(),
     _at("created_at"),
     UniqueConstraint("attendee_id", "model_version", "photo_id"),
     _by_event_and_version("attendee_references"),

@@ -394,13 +394,19 @@ class RekognitionServer:
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> RekognitionServer:
+    def start(self) -> RekognitionServer:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+    def __enter__(self) -> RekognitionServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def cli_on_local_rekognition(monkeypatch: Any, server: RekognitionServer) -> None:

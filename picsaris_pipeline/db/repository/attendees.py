@@ -33,23 +33,17 @@ class AttendeesRepository(EventsRepository):
         self.get_event(event_id)
         name = checked_name(name, "an attendee")
         attendee_id = new_id()
-        key = selfie_key(event_id, attendee_id, selfie_ext) if selfie_ext else None
-        now = _now()
-        with self._tx() as conn:
-            conn.execute(
-                t.attendees.insert().values(
-                    id=attendee_id,
-                    event_id=event_id,
-                    name=name,
-                    consent=consent,
-                    selfie_key=key,
-                    selfie_file_name=selfie_file_name,
-                    reference_status=ReferenceStatus.PENDING.value,
-                    reason=None,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+        self._insert_new(
+            t.attendees,
+            attendee_id,
+            event_id=event_id,
+            name=name,
+            consent=consent,
+            selfie_key=selfie_key(event_id, attendee_id, selfie_ext) if selfie_ext else None,
+            selfie_file_name=selfie_file_name,
+            reference_status=ReferenceStatus.PENDING.value,
+            reason=None,
+        )
         return self.get_attendee(attendee_id)
 
     def attendees_by_ids(self, attendee_ids: Sequence[str]) -> dict[str, Attendee]:

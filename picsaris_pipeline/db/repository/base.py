@@ -160,6 +160,12 @@ class RepositoryBase:
         joined = self._open_connection()
         return _translated(nullcontext(joined) if joined is not None else self.engine.begin())
 
+    def _insert_new(self, table: sa.Table, row_id: str, **values: Any) -> None:
+        """Insert a new row under `row_id`, created and updated now."""
+        now = _now()
+        with self._tx() as conn:
+            conn.execute(table.insert().values(id=row_id, created_at=now, updated_at=now, **values))
+
     def _read(self) -> Any:
         # Inside a unit of work, reads go through its connection: they see its uncommitted writes.
         joined = self._open_connection()

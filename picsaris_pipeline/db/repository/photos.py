@@ -33,23 +33,18 @@ class PhotosRepository(AttendeesRepository):
         if uploader.event_id != event_id:
             raise BadInputError(f"attendee {uploader_id} is not a member of event {event_id}")
         photo_id = new_id()
-        now = _now()
-        with self._tx() as conn:
-            conn.execute(
-                t.photos.insert().values(
-                    id=photo_id,
-                    event_id=event_id,
-                    uploader_id=uploader_id,
-                    file_name=file_name[:255],
-                    object_key=photo_key(event_id, uploader_id, photo_id, ext),
-                    content_type=content_type,
-                    declared_sha256=declared_sha256.lower(),
-                    declared_size=declared_size,
-                    status=PhotoStatus.PENDING_UPLOAD.value,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+        self._insert_new(
+            t.photos,
+            photo_id,
+            event_id=event_id,
+            uploader_id=uploader_id,
+            file_name=file_name[:255],
+            object_key=photo_key(event_id, uploader_id, photo_id, ext),
+            content_type=content_type,
+            declared_sha256=declared_sha256.lower(),
+            declared_size=declared_size,
+            status=PhotoStatus.PENDING_UPLOAD.value,
+        )
         return self.get_photo(photo_id)
 
     def get_photo(self, photo_id: str) -> Photo:
