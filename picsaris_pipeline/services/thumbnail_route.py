@@ -21,7 +21,6 @@ from picsaris_pipeline.domain.keys import thumbnail_key
 from picsaris_pipeline.errors import NotFoundError
 from picsaris_pipeline.settings import DEFAULT_THUMBNAIL_LINK_SECONDS, DEFAULT_THUMBNAIL_PORT, Settings
 from picsaris_pipeline.storage import ObjectStore
-from picsaris_pipeline.storage.local import LocalObjectStore
 
 DEFAULT_PORT = DEFAULT_THUMBNAIL_PORT
 DEFAULT_LINK_SECONDS = DEFAULT_THUMBNAIL_LINK_SECONDS
@@ -36,7 +35,7 @@ def route_port(settings: Settings | None = None) -> int:
 def thumbnail_link(store: ObjectStore, event_id: str, photo_id: str, settings: Settings | None = None) -> str:
     """The link a materialization carries to the photo's thumbnail."""
     settings = settings or Settings.from_env()
-    if isinstance(store, LocalObjectStore):
+    if not store.links_open_from_web_pages:  # the embedded default's folder: this module's route
         return f"http://127.0.0.1:{settings.thumbnail_port}/photos/{photo_id}/thumb.jpg"
     return store.link(thumbnail_key(event_id, photo_id), expires_in=settings.thumbnail_link_seconds)
 

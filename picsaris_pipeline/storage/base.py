@@ -121,6 +121,10 @@ class ObjectStore(abc.ABC):
     def presign_put(self, key: str, content_type: str, expires_in: int = 900) -> UploadTicket:
         """Return a ticket a client can use to PUT the object's bytes without our credentials."""
 
+    # Whether link() gives a URL a web page (the Dagster UI) can send a person to; a file:// URL is
+    # not one: browsers do not follow it from an http page.
+    links_open_from_web_pages: bool = True
+
     @abc.abstractmethod
     def link(self, key: str, expires_in: int = MAX_PRESIGN_SECONDS) -> str:
         """A URL a person can open to see the object (presigned GET for S3, file:// locally)."""

@@ -140,6 +140,8 @@ class LocalObjectStore(ObjectStore):
             expires_at=ticket_expiry(expires_in),
         )
 
+    links_open_from_web_pages = False  # file:// links
+
     def link(self, key: str, expires_in: int = MAX_PRESIGN_SECONDS) -> str:
         return self._path(key).as_uri()
 

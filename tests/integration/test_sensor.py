@@ -113,11 +113,13 @@ def test_sensor_evaluates_through_the_definitions(pipeline, event, guest):
     from picsaris_pipeline.definitions import defs
 
     photo = dropped_photo(pipeline, event, guest)
-    # evaluate_tick resolves partition keys against the instance, which it loads from a ref.
-    context = dg.build_sensor_context(
+    # evaluate_tick resolves partition keys against the instance, which it loads from a ref. The
+    # context is closed (`with`): the instance it opens sets Dagster's current defs-state storage,
+    # which would otherwise outlive it and break later definitions loads in this process.
+    with dg.build_sensor_context(
         instance_ref=pipeline.instance.get_ref(), definitions=defs, resources=pipeline.resources
-    )
-    data = bucket_sensor.evaluate_tick(context)
+    ) as context:
+        data = bucket_sensor.evaluate_tick(context)
     assert [r.partition_key for r in data.run_requests] == [photo.id]
 
 
@@ -126,10 +128,10 @@ def test_attendee_requests_pass_dagsters_own_job_validation(pipeline, event, sha
     from picsaris_pipeline.definitions import defs
 
     attendee = pipeline.attendee(event, "Obama", shared_photos["obama_1.jpg"].path)
-    context = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance_ref=pipeline.instance.get_ref(), definitions=defs, resources=pipeline.resources
-    )
-    data = bucket_sensor.evaluate_tick(context)
+    ) as context:  # closed, as above
+        data = bucket_sensor.evaluate_tick(context)
     assert [(r.job_name, r.partition_key) for r in data.run_requests] == [("process_attendee", attendee.id)]
 
 
