@@ -14,7 +14,9 @@ in the current process):
   `run_launcher: {module, class, config}` build WarmRunLauncher from its config.
 - InstanceRef (dagster._core.instance.ref): the serialisable pointer to the instance that a run
   process rebuilds its DagsterInstance from (`DagsterInstance.from_ref`); the launcher sends it to
-  the warm worker and to `dagster api execute_run`.
+  the warm worker and to `dagster api execute_run`. Also, for orchestration/partition_snapshot.py,
+  the default storages (`InstanceRef.config_defaults`) that dagster.yaml's `instance_class` must
+  name as its own: Dagster calls `config_schema()` and `config_defaults(base_dir)` on that class.
 - ExecuteRunArgs (dagster._grpc.types): the argument of `dagster api execute_run`, the command
   Dagster's default launcher runs, for runs started in a fresh interpreter.
 - _execute_run_command_body (dagster._cli.api): the body of `dagster api execute_run`, which a

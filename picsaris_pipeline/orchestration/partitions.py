@@ -36,28 +36,32 @@ WORKER_KIND_TAG = "picsaris/run_worker"  # "warm" (forked) or "fresh" (a new int
 WORKER_HOST_TAG = "picsaris/run_worker_host"  # where the pid is: a run left STARTED is checked there
 PARTITION_TAG = "dagster/partition"  # Dagster's: the partition of a one-photo (or attendee) run
 
+# Keys per add_dynamic_partitions call: its lookup binds one parameter per key, and SQLite allows
+# a limited number in one statement.
+PARTITIONS_PER_ADD = 500
+
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def ensure_partitions(instance: dg.DagsterInstance, name: str, keys: Sequence[str], attempts: int = 5) -> None:
-    """Add the keys missing from dynamic partition set `name`, in order. Two processes (the sensor
-    and `picsaris process`, or two `process` runs) may add the same keys at once: Dagster reads what
-    exists, then inserts, so the slower one hits the unique key. That is not an error here (the
-    partition exists, which is all we want): read again and add what is still missing."""
-    for _ in range(attempts):
-        existing = set(instance.get_dynamic_partitions(name))
-        missing = [key for key in dict.fromkeys(keys) if key not in existing]
-        if not missing:
-            return
-        try:
-            instance.add_dynamic_partitions(name, missing)
-            return
-        except IntegrityError:
-            continue  # another process added some of them in between
-    existing = set(instance.get_dynamic_partitions(name))
-    if any(key not in existing for key in keys):
-        raise RuntimeError(f"could not add partitions to {name!r}: other processes kept adding the same keys")
+    """Add the keys missing from dynamic partition set `name`, in order. Dagster's
+    add_dynamic_partitions looks up the keys it is given (an indexed query, not a read of the whole
+    set, which costs ~0.35 s at 120,000 partitions) and inserts those it does not find. Two
+    processes (the sensor and `picsaris process`, or two `process` runs) may add the same keys at
+    once: the slower one hits the unique key. That is not an error here (the partition exists,
+    which is all we want): look up again and add what is still missing."""
+    wanted = list(dict.fromkeys(keys))
+    for start in range(0, len(wanted), PARTITIONS_PER_ADD):
+        chunk = wanted[start : start + PARTITIONS_PER_ADD]
+        for _ in range(attempts):
+            try:
+                instance.add_dynamic_partitions(name, chunk)
+                break
+            except IntegrityError:
+                continue  # another process added some of them in between
+        else:
+            raise RuntimeError(f"could not add partitions to {name!r}: other processes kept adding the same keys")
 
 
 def batch_tags(photo_ids: list[str]) -> dict[str, str]:

@@ -61,10 +61,11 @@ def _run_child(run_id: str, instance_ref_json: str) -> int:
         capture_interrupts,
         execute_run_in_this_process,
     )
+    from picsaris_pipeline.orchestration.partition_snapshot import one_read_per_run
 
     with capture_interrupts():  # SIGINT (terminate) becomes Dagster's clean run cancellation
         instance_ref = deserialize_value(instance_ref_json, InstanceRef)
-        with DagsterInstance.from_ref(instance_ref) as instance:
+        with DagsterInstance.from_ref(instance_ref) as instance, one_read_per_run():
             return execute_run_in_this_process(run_id, instance)
 
 

@@ -28,6 +28,7 @@ from dagster._core.instance.config import PoolGranularity, dagster_instance_conf
 from dagster_aws.ecs import EcsRunLauncher
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
+from picsaris_pipeline.orchestration.partition_snapshot import one_read_per_run
 from tests.support.dagster_processes import dagster_postgres_url, production_dagster_home
 from tests.support.environment import REPO_ROOT, fresh_database
 
@@ -56,8 +57,10 @@ def uncomment_ecs_example(text: str) -> str:
 
 def instance_config(directory: Path) -> dict[str, Any]:
     """The instance config exactly as `DagsterInstance` validates it (raises on any schema error)."""
+    from picsaris_pipeline.orchestration.partition_snapshot import PicsarisInstance
+
     config, custom_class = dagster_instance_config(str(directory))
-    assert custom_class is None
+    assert custom_class is PicsarisInstance  # one read of a partition set per run
     return dict(config)
 
 
@@ -122,6 +125,8 @@ def test_production_instance_keeps_runs_events_and_schedules_in_postgres(product
     assert isinstance(production_instance.schedule_storage, PostgresScheduleStorage)
     production_instance.add_dynamic_partitions("photos", ["01K000000000000000000000AA"])
     assert production_instance.get_dynamic_partitions("photos") == ["01K000000000000000000000AA"]
+    with one_read_per_run():  # the warm worker's runs: one read of the set, from Postgres
+        assert list(production_instance.get_dynamic_partitions("photos")) == ["01K000000000000000000000AA"]
 
 
 def test_runs_queue_with_at_most_four_at_once_one_per_uploader_and_two_batches(production_instance):

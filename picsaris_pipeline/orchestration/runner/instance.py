@@ -25,6 +25,11 @@ run_queue:
 run_launcher:
   module: picsaris_pipeline.warm_runs.launcher
   class: WarmRunLauncher
+# One read of the photo partition set per run instead of one per range resolution
+# (picsaris_pipeline/orchestration/partition_snapshot.py).
+instance_class:
+  module: picsaris_pipeline.orchestration.partition_snapshot
+  class: PicsarisInstance
 telemetry:
   enabled: false
 """

@@ -7,6 +7,7 @@ from typing import Any
 
 import dagster as dg
 
+from picsaris_pipeline.orchestration.partition_snapshot import one_read_per_run
 from picsaris_pipeline.orchestration.partitions import (
     ATTENDEE_JOB,
 )
@@ -45,13 +46,14 @@ def run_inline(
                 yield job_name, tuple(k for k in keys if k not in won), True, LEFT_TO_OTHERS, "", {}
                 runs = regrouped(instance, won, tags)
         for run_keys, tags_of_run in runs:
-            result = jobs[job_name].execute_in_process(
-                partition_key=run_keys[0] if len(run_keys) == 1 else None,
-                instance=instance,
-                raise_on_error=False,
-                run_config=QUIET_CONSOLE,
-                tags={**tags_of_run, **common_tags},  # a batch run's tags carry its range (batched_runs)
-            )
+            with one_read_per_run():
+                result = jobs[job_name].execute_in_process(
+                    partition_key=run_keys[0] if len(run_keys) == 1 else None,
+                    instance=instance,
+                    raise_on_error=False,
+                    run_config=QUIET_CONSOLE,
+                    tags={**tags_of_run, **common_tags},  # a batch run's tags carry its range (batched_runs)
+                )
             message = "" if result.success else failure_message(result)
             failed = failed_in_batch(result) if result.success and len(run_keys) > 1 else {}
             yield job_name, run_keys, result.success, message, result.run_id, failed

@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 
+from picsaris_pipeline.orchestration.partition_snapshot import one_read_per_run
 from picsaris_pipeline.orchestration.partitions import (
     ATTENDEE_PARTITIONS,
     EVENT_PARTITIONS,
@@ -89,18 +90,20 @@ def refresh_event_views(instance: dg.DagsterInstance, event_ids: list[str], summ
     ensure_partitions(instance, EVENT_PARTITIONS, event_ids)
     summary_job = defs.resolve_job_def(EVENT_SUMMARY_JOB)
     for event_id in event_ids:
-        result = summary_job.execute_in_process(
-            partition_key=event_id,
-            instance=instance,
-            raise_on_error=False,
-            run_config=QUIET_CONSOLE,
-            tags=run_tags("cli", event=event_id),
-        )
+        with one_read_per_run():
+            result = summary_job.execute_in_process(
+                partition_key=event_id,
+                instance=instance,
+                raise_on_error=False,
+                run_config=QUIET_CONSOLE,
+                tags=run_tags("cli", event=event_id),
+            )
         if not result.success:
             summary.failures.append(("event summary", event_id, failure_message(result)))
-    checks = defs.resolve_job_def(HEALTH_CHECKS_JOB).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE, tags=run_tags("cli")
-    )
+    with one_read_per_run():  # the checks look at every photo partition: one read of the set, not one per check
+        checks = defs.resolve_job_def(HEALTH_CHECKS_JOB).execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE, tags=run_tags("cli")
+        )
     if not checks.success:
         summary.failures.append(("health checks", "-", failure_message(checks)))
 
