@@ -26,7 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from picsaris_pipeline import clustering  # noqa: E402
+from picsaris_pipeline.domain import clustering  # noqa: E402
 from picsaris_pipeline.domain.matching import DEFAULT_MAX_DISTANCE, similarities  # noqa: E402
 
 LFW = REPO.parent / "shared" / "lfw-dev"
