@@ -12,8 +12,10 @@ Within one run those reads can share one answer:
 
 So the instance class (`instance_class` in dagster.yaml) answers `get_dynamic_partitions` from a
 snapshot taken at the first read inside `one_read_per_run()`, which the run executors enter around
-each run (warm_runs/forkserver.py, orchestration/runner/launching.py). Outside it (sensors, the
-UI, the daemon, `picsaris` between runs) every read goes to Dagster's storage as before.
+each run (warm_runs/forkserver.py, orchestration/runner/launching.py and reporting.py), and
+`picsaris process` around one pass of runs whose partitions it added first (runner/loop.py).
+Outside it (sensors, the UI, the daemon, `picsaris` between passes) every read goes to Dagster's
+storage as before.
 """
 
 from __future__ import annotations
@@ -35,7 +37,12 @@ _snapshots: contextvars.ContextVar[dict[tuple[int, str], Sequence[str]] | None] 
 
 @contextmanager
 def one_read_per_run() -> Iterator[None]:
-    """Inside: each dynamic partition set is read from storage once, at its first read."""
+    """Inside: each dynamic partition set is read from storage once, at its first read. Nested in
+    another, it shares that one's snapshot: `picsaris process` runs the runs of one pass under one
+    (their partitions were all added before it starts)."""
+    if _snapshots.get() is not None:
+        yield
+        return
     token = _snapshots.set({})
     try:
         yield

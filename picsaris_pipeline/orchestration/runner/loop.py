@@ -12,6 +12,7 @@ import dagster as dg
 
 from picsaris_pipeline.db.repository import Repository
 from picsaris_pipeline.orchestration.abandoned_runs import fail_abandoned_runs
+from picsaris_pipeline.orchestration.partition_snapshot import one_read_per_run
 from picsaris_pipeline.orchestration.partitions import (
     ATTENDEE_JOB,
     ATTENDEE_PARTITIONS,
@@ -77,7 +78,8 @@ def process_pending(
         work = work_for(attendees, photos)
         with ExitStack() as exits:  # worker processes finish exiting while the event views refresh
             common_tags = run_tags("cli")
-            execute(instance, repo, work, common_tags, summary, progress, exits=exits, claimer=claimer)
+            with one_read_per_run():  # every run of `work` has its partition already (ensured above)
+                execute(instance, repo, work, common_tags, summary, progress, exits=exits, claimer=claimer)
             finish_left_to_others(instance, repo, model_version, claimer, common_tags, summary)
             if work:
                 events = sorted({a.event_id for a in attendees} | {p.event_id for p in photos})
