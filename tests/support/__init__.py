@@ -7,6 +7,6 @@ Realtime servers, S3 stores on moto (object_stores), a headless Chromium (browse
 orientation builders (exif), encoded test images (image_bytes) and the photo sets several tests
 build events from (photo_sets).
 
-bench/_support.py imports from here too, outside pytest: nothing in this package imports pytest at
+bench/_support/ imports from here too, outside pytest: nothing in this package imports pytest at
 import time.
 """
