@@ -2,6 +2,10 @@
 
 `.venv/bin/python -m tests.integration.test_near_duplicates` prints the measurements behind
 near_duplicates.MAX_DISTANCE (every re-encoding of all 34 shared photos, every pair of them).
+
+One file of ~600 lines because every part (the hash, its threshold on real photos, the pipeline,
+the database races, the confirmation by a second signal, the measurements) works on the same
+copies of the shared photos that the helpers at the top make, the way a phone re-sends a shot.
 """
 
 from __future__ import annotations
