@@ -36,6 +36,9 @@ in the current process):
 - SqlEventLogStorage, SqliteEventLogStorage (dagster._core.storage.event_log): outside
   warm_runs/, for orchestration/privacy_scrub.py: the event log's databases (the index and, on
   SQLite, each run's shard), whose rows the scrub rewrites; Dagster has no public API for that.
+  For orchestration/retention.py too: `delete_run` empties a deleted run's shard but leaves its
+  file (tens of KB each), and freed SQLite pages stay in the files until a VACUUM; SqlRunStorage's
+  `connect` reaches the run storage's database for that VACUUM.
 
 The run worker's entry points are imported when called, not with this module: the launcher is
 loaded by every process that opens the production instance.
@@ -43,6 +46,7 @@ loaded by every process that opens the production instance.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -79,6 +83,7 @@ INTERNALS: tuple[tuple[str, str], ...] = (
     ("dagster._core.execution.context.system", "StepExecutionContext"),
     ("dagster._core.storage.event_log.sql_event_log", "SqlEventLogStorage"),
     ("dagster._core.storage.event_log.sqlite.sqlite_event_log", "SqliteEventLogStorage"),
+    ("dagster._core.storage.runs.sql_run_storage", "SqlRunStorage"),
 )
 
 __all__ = [
@@ -94,6 +99,8 @@ __all__ = [
     "WorkerStatus",
     "add_partition_metadata",
     "capture_interrupts",
+    "compact_sqlite_storage",
+    "drop_run_shard",
     "event_log_connections",
     "execute_run_args",
     "execute_run_in_this_process",
@@ -115,6 +122,45 @@ def event_log_connections(instance: DagsterInstance) -> Iterator[AbstractContext
         yield storage.index_connection()
     else:
         raise TypeError(f"cannot scrub {type(storage).__name__}: not a SQL event log storage")
+
+
+def drop_run_shard(instance: DagsterInstance, run_id: str) -> None:
+    """Remove a deleted run's own event-log file (SQLite's per-run shards; nothing elsewhere)."""
+    from pathlib import Path
+
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    storage = instance.event_log_storage
+    if isinstance(storage, SqliteEventLogStorage):
+        shard = Path(storage.path_for_shard(run_id))
+        for path in (shard, shard.with_name(shard.name + "-wal"), shard.with_name(shard.name + "-shm")):
+            path.unlink(missing_ok=True)
+        storage._initialized_dbs.discard(run_id)  # a later read of the run builds an empty shard again
+
+
+def compact_sqlite_storage(instance: DagsterInstance) -> None:
+    """VACUUM the run storage's and the event log's (index) SQLite databases, so pages freed by
+    deleted runs go back to the disk; nothing on Postgres, whose autovacuum reuses them. A writer
+    holding a database (a run, the daemon) makes VACUUM give up: the pages are then reused later."""
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+    from dagster._core.storage.runs.sql_run_storage import SqlRunStorage
+
+    connections: list[AbstractContextManager[Any]] = []
+    if isinstance(instance.run_storage, SqlRunStorage):
+        connections.append(instance.run_storage.connect())
+    if isinstance(instance.event_log_storage, SqlEventLogStorage):
+        connections.append(instance.event_log_storage.index_connection())
+    for connection in connections:
+        with connection as conn:
+            if conn.dialect.name != "sqlite":
+                continue
+            raw = conn.connection.dbapi_connection
+            try:
+                raw.commit()  # VACUUM cannot run inside the transaction Dagster opened
+                raw.execute("VACUUM")
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error):  # another writer: its pages are reused later instead
+                    raise
 
 
 def add_partition_metadata(
