@@ -6,10 +6,10 @@ and after the event is archived, on the embedded default (SQLite everywhere).
 For each instance configuration a fresh home signs up the bench guests (selfies, references built),
 then N photos composed from ../shared/faces are uploaded with `picsaris upload` and run by
 `picsaris process`; the event is then archived (`picsaris event archive`: its partitions and its
-finished runs leave Dagster). Sizes are on-disk bytes of each file (SQLite's -wal files included,
-after a checkpoint) and are printed per photo as the growth over the home right after sign-up, so
-the guests' own runs are not charged to the photos. Target (issue 16): Dagster's storage <= 20 KB
-a photo.
+finished runs leave Dagster). Sizes are the disk blocks of each file and folder (du's count;
+SQLite's -wal files included, after a checkpoint) and are printed per photo as the growth over the
+home right after sign-up, so the guests' own runs are not charged to the photos. Target
+(issue 16): Dagster's storage <= 20 KB a photo.
 
 `--instances` compares instance configurations side by side in one run: `after` is the embedded
 default as the repository writes it (orchestration/runner/instance.py), `before` the configuration
@@ -76,10 +76,12 @@ def sizes(h: bench.Home) -> Counter[str]:
         if path.is_file() and path.suffix == ".db":
             _checkpoint(path)
     for path in h.root.rglob("*"):
-        if not path.is_file():
+        if not path.is_file() and not path.is_dir():
             continue
         relative = path.relative_to(h.root)
-        size = path.stat().st_size
+        if path.is_dir() and len(relative.parts) == 1:
+            continue  # the stores' own folders
+        size = path.stat().st_blocks * 512  # on disk: a file's whole blocks
         if relative.parts[0] == "dagster":
             if relative.name == "dagster.yaml":
                 continue

@@ -37,8 +37,13 @@ in the current process):
   warm_runs/, for orchestration/privacy_scrub.py: the event log's databases (the index and, on
   SQLite, each run's shard), whose rows the scrub rewrites; Dagster has no public API for that.
   For orchestration/retention.py too: `delete_run` empties a deleted run's shard but leaves its
-  file (tens of KB each), and freed SQLite pages stay in the files until a VACUUM; SqlRunStorage's
-  `connect` reaches the run storage's database for that VACUUM.
+  file (~140 KB each) and its asset check executions (AssetCheckExecutionsTable), and freed
+  SQLite pages stay in the files until a VACUUM; SqlRunStorage's `connect` reaches the run
+  storage's database for that VACUUM.
+- ConsolidatedSqliteEventLogStorage (dagster._core.storage.event_log) and create_db_conn_string
+  (dagster._core.storage.sqlite): orchestration/embedded_storage.py, the embedded default's event log
+  in one SQLite file, found from the instance's home (the class itself needs the folder in
+  dagster.yaml).
 
 The run worker's entry points are imported when called, not with this module: the launcher is
 loaded by every process that opens the production instance.
@@ -56,6 +61,8 @@ from dagster import DagsterInstance
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
+from dagster._core.storage.event_log import ConsolidatedSqliteEventLogStorage, SqlEventLogStorage
+from dagster._core.storage.sqlite import create_db_conn_string
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
 if TYPE_CHECKING:
@@ -83,7 +90,10 @@ INTERNALS: tuple[tuple[str, str], ...] = (
     ("dagster._core.execution.context.system", "StepExecutionContext"),
     ("dagster._core.storage.event_log.sql_event_log", "SqlEventLogStorage"),
     ("dagster._core.storage.event_log.sqlite.sqlite_event_log", "SqliteEventLogStorage"),
+    ("dagster._core.storage.event_log.schema", "AssetCheckExecutionsTable"),
     ("dagster._core.storage.runs.sql_run_storage", "SqlRunStorage"),
+    ("dagster._core.storage.event_log", "ConsolidatedSqliteEventLogStorage"),
+    ("dagster._core.storage.sqlite", "create_db_conn_string"),
 )
 
 __all__ = [
@@ -93,18 +103,21 @@ __all__ = [
     "CheckRunHealthResult",
     "ConfigurableClass",
     "ConfigurableClassData",
+    "ConsolidatedSqliteEventLogStorage",
     "InstanceRef",
     "LaunchRunContext",
     "RunLauncher",
+    "SqlEventLogStorage",
     "WorkerStatus",
     "add_partition_metadata",
     "capture_interrupts",
     "compact_sqlite_storage",
-    "drop_run_shard",
     "event_log_connections",
     "execute_run_args",
     "execute_run_in_this_process",
+    "forget_deleted_run",
     "preload_run_worker",
+    "sqlite_conn_string",
 ]
 
 
@@ -124,13 +137,24 @@ def event_log_connections(instance: DagsterInstance) -> Iterator[AbstractContext
         raise TypeError(f"cannot scrub {type(storage).__name__}: not a SQL event log storage")
 
 
-def drop_run_shard(instance: DagsterInstance, run_id: str) -> None:
-    """Remove a deleted run's own event-log file (SQLite's per-run shards; nothing elsewhere)."""
+def sqlite_conn_string(directory: str, name: str) -> str:
+    """The SQLAlchemy URL of SQLite database `name`.db in `directory`, as Dagster's storages build it."""
+    return create_db_conn_string(directory, name)
+
+
+def forget_deleted_run(instance: DagsterInstance, run_id: str) -> None:
+    """What `instance.delete_run` leaves of a run: its asset check executions (each holding the
+    evaluation event again) and, on SQLite's per-run shards, the run's own file."""
     from pathlib import Path
 
+    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
     from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
     storage = instance.event_log_storage
+    if isinstance(storage, SqlEventLogStorage):
+        with storage.index_connection() as conn:
+            conn.execute(AssetCheckExecutionsTable.delete().where(AssetCheckExecutionsTable.c.run_id == run_id))
     if isinstance(storage, SqliteEventLogStorage):
         shard = Path(storage.path_for_shard(run_id))
         for path in (shard, shard.with_name(shard.name + "-wal"), shard.with_name(shard.name + "-shm")):

@@ -10,14 +10,14 @@ run over another event's photos (a range run started by hand across events) keep
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import dagster as dg
 
 from picsaris_pipeline.db.repository import Repository
-from picsaris_pipeline.orchestration.dagster_internals import compact_sqlite_storage, drop_run_shard
+from picsaris_pipeline.orchestration.dagster_internals import compact_sqlite_storage, forget_deleted_run
 from picsaris_pipeline.orchestration.erasure import archive_event_partitions
 from picsaris_pipeline.orchestration.partitions import (
     EVENT_TAG,
@@ -67,7 +67,7 @@ def archive_event(
             kept += 1
             continue
         instance.delete_run(run.run_id)
-        drop_run_shard(instance, run.run_id)
+        forget_deleted_run(instance, run.run_id)
         deleted += 1
     partitions = archive_event_partitions(repo, instance, event_id)
     if deleted or partitions:
@@ -76,7 +76,7 @@ def archive_event(
     return Archive(event_id, partitions, deleted, kept, recorded)
 
 
-def run_keys(tags: dict[str, str], order: Sequence[str]) -> set[str] | None:
+def run_keys(tags: Mapping[str, str], order: Sequence[str]) -> set[str] | None:
     """The partition keys a run ran for (none for a run without partitions); None when its range
     cannot be read any more (its partitions are gone), so nobody can tell what it covered."""
     if key := tags.get(PARTITION_TAG):

@@ -157,3 +157,38 @@ def test_automatic_archiving_can_be_turned_off(pipeline, two_events, monkeypatch
     monkeypatch.setenv("PICSARIS_ARCHIVE_AFTER", "off")
     assert _tick(pipeline) == ARCHIVING_OFF
     assert pipeline.repo.get_event(two_events[0].id).archived_at is None
+
+
+@pytest.mark.parametrize("config", ["dagster.yaml", "deploy/dagster.yaml"])
+def test_both_instances_purge_old_ticks(config, tmp_path, monkeypatch):
+    import shutil
+
+    from dagster._core.instance.config import dagster_instance_config
+
+    from tests.support.environment import REPO_ROOT
+
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", "postgresql://nobody@127.0.0.1:1/none")  # read, never used
+    shutil.copy(REPO_ROOT / config, tmp_path / "dagster.yaml")
+    retention = dagster_instance_config(str(tmp_path))[0]["retention"]
+    assert retention["schedule"] == {"purge_after_days": 30}
+    assert retention["sensor"]["purge_after_days"]["skipped"] == 3
+    assert {retention["sensor"]["purge_after_days"][k] for k in ("success", "failure", "started")} == {30}
+
+
+def test_the_embedded_event_log_is_one_file_under_the_home_and_archiving_empties_it(picsaris_home, tmp_path):
+    from picsaris_pipeline.orchestration.embedded_storage import HomeEventLogStorage
+    from picsaris_pipeline.orchestration.runner.instance import dagster_instance
+    from tests.support.pipeline_helpers import Pipeline
+
+    instance = dagster_instance(Settings.from_env())
+    assert isinstance(instance.event_log_storage, HomeEventLogStorage)
+    assert (picsaris_home / "dagster" / "history" / "event_log.db").is_file()
+    pipeline = Pipeline.build(tmp_path, instance)
+    event = pipeline.repo.create_event("Over", ends_at=LONG_AGO)
+    guest = pipeline.repo.add_attendee(event.id, "Guest", True, None, None)
+    run_id = _photo_run(pipeline, dropped_photo(pipeline, event, guest, PhotoStatus.UPLOADED))
+    # a worker process rebuilds the instance from its ref and sees the same file
+    assert dg.DagsterInstance.from_ref(instance.get_ref()).all_logs(run_id)
+    assert archive_event(pipeline.repo, instance, event.id).runs_deleted == 1
+    assert instance.all_logs(run_id) == [] and instance.get_run_by_id(run_id) is None
+    assert list((picsaris_home / "dagster" / "history").glob("*-*.db")) == []  # no per-run files
