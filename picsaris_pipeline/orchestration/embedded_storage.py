@@ -12,7 +12,9 @@ HomeEventLogStorage takes the folder from the instance it is registered with ins
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from collections import defaultdict
 from typing import Any
 
@@ -26,6 +28,11 @@ from picsaris_pipeline.orchestration.dagster_internals import (
 )
 
 EVENT_LOG_FILE = "event_log"  # Dagster's name: history/event_log.db
+# A stored event is a serialized JSON of 1-6 KB; SQLite keeps ~1 KB of a row in its b-tree page and
+# the rest in overflow pages, whose last one is on average half empty. 1 KB pages waste a quarter as
+# much as SQLite's default 4 KB: the file is ~10% smaller (bench/storage.py's event log, VACUUMed at
+# each page size: 2.66 MB at 4 KB, 2.38 MB at 1 KB, 2.47 MB at 512 B).
+PAGE_SIZE = 1024
 
 
 class HomeEventLogStorage(ConsolidatedSqliteEventLogStorage):
@@ -56,3 +63,12 @@ class HomeEventLogStorage(ConsolidatedSqliteEventLogStorage):
             if not os.path.exists(self.get_db_path()):
                 self._init_db()
         super().register_instance(instance)
+
+    def _init_db(self) -> None:
+        path = self.get_db_path()
+        if not os.path.exists(path):
+            os.makedirs(self._base_dir, exist_ok=True)
+            with contextlib.closing(sqlite3.connect(path)) as conn:  # page size is fixed when the file is made
+                conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+                conn.execute("VACUUM")
+        super()._init_db()

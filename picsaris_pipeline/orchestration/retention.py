@@ -1,5 +1,5 @@
 """Archiving an event: its photo and attendee partitions and its finished runs (with their event
-logs) leave Dagster's storage; its records, matches, images and galleries stay (docs/OPERATIONS.md,
+logs, asset check executions and captured logs) leave Dagster's storage; its records, matches, images and galleries stay (docs/OPERATIONS.md,
 "Archiving an event"). Which events are due: services/retention.py; the sensor: sensors/retention.py.
 
 Dagster's own `retention:` settings (dagster.yaml) only purge schedule and sensor ticks; runs and
@@ -68,6 +68,8 @@ def archive_event(
             continue
         instance.delete_run(run.run_id)
         forget_deleted_run(instance, run.run_id)
+        # The run's captured stdout/stderr: its folder on the local compute log manager.
+        instance.compute_log_manager.delete_logs(prefix=[run.run_id])
         deleted += 1
     partitions = archive_event_partitions(repo, instance, event_id)
     if deleted or partitions:

@@ -189,6 +189,9 @@ def test_the_embedded_event_log_is_one_file_under_the_home_and_archiving_empties
     run_id = _photo_run(pipeline, dropped_photo(pipeline, event, guest, PhotoStatus.UPLOADED))
     # a worker process rebuilds the instance from its ref and sees the same file
     assert dg.DagsterInstance.from_ref(instance.get_ref()).all_logs(run_id)
+    captured = picsaris_home / "dagster" / "storage" / run_id
+    assert captured.is_dir()
     assert archive_event(pipeline.repo, instance, event.id).runs_deleted == 1
     assert instance.all_logs(run_id) == [] and instance.get_run_by_id(run_id) is None
+    assert not captured.exists()
     assert list((picsaris_home / "dagster" / "history").glob("*-*.db")) == []  # no per-run files
