@@ -12,9 +12,10 @@ home right after sign-up, so the guests' own runs are not charged to the photos.
 (issue 16): Dagster's storage <= 20 KB a photo.
 
 `--instances` compares instance configurations side by side in one run: `after` is the embedded
-default as the repository writes it (orchestration/runner/instance.py), `before` the configuration
-it had before the storage work (per-run SQLite event-log shards beside an index, compute logs
-captured), written into the home's dagster.yaml before the first command.
+default as the repository writes it (orchestration/runner/instance.py), `before` the same without
+its event log storage and tick retention (Dagster's default: per-run SQLite event-log shards beside
+an index), written into the home's dagster.yaml before the first command. Archiving is this tree's
+in both (partitions, finished runs, their check executions and captured logs, then VACUUM).
 """
 
 from __future__ import annotations
@@ -27,22 +28,18 @@ from collections import Counter
 from pathlib import Path
 
 import _support as bench
+import yaml
 
-# The embedded default's dagster.yaml before the storage work: Dagster's default SQLite storage
-# (history/runs.db, history/runs/index.db plus one history/runs/<run id>.db per run) and
-# compute logs captured under storage/.
-BEFORE_YAML = """\
-concurrency:
-  runs:
-    max_concurrent_runs: 2
-run_queue:
-  dequeue_interval_seconds: 1
-run_launcher:
-  module: picsaris_pipeline.warm_runs.launcher
-  class: WarmRunLauncher
-telemetry:
-  enabled: false
-"""
+
+def before_yaml() -> str:
+    """The embedded default's dagster.yaml before the storage work: Dagster's default SQLite event
+    log (history/runs/index.db plus one history/runs/<run id>.db per run), no tick retention."""
+    from picsaris_pipeline.orchestration.runner.instance import _INSTANCE_YAML
+
+    config = yaml.safe_load(_INSTANCE_YAML)
+    for key in ("event_log_storage", "retention"):
+        config.pop(key, None)
+    return yaml.safe_dump(config)
 
 
 def _checkpoint(path: Path) -> None:
@@ -99,7 +96,7 @@ def one_instance(kind: str, photos: list[bench.BenchPhoto], root: Path) -> dict[
     with bench.home(root / kind) as h:
         if kind == "before":
             h.dagster_home.mkdir(parents=True, exist_ok=True)
-            (h.dagster_home / "dagster.yaml").write_text(BEFORE_YAML)
+            (h.dagster_home / "dagster.yaml").write_text(before_yaml())
         event = bench.sign_up(h, f"storage: {kind}")
         signed_up = sizes(h)
         bench.note(f"{kind}: uploading and processing {len(photos)} photos")

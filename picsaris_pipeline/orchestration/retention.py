@@ -1,6 +1,7 @@
 """Archiving an event: its photo and attendee partitions and its finished runs (with their event
-logs, asset check executions and captured logs) leave Dagster's storage; its records, matches, images and galleries stay (docs/OPERATIONS.md,
-"Archiving an event"). Which events are due: services/retention.py; the sensor: sensors/retention.py.
+logs, asset check executions and captured logs) leave Dagster's storage; its records, matches,
+images and galleries stay (docs/OPERATIONS.md, "Archiving an event"). Which events are due:
+services/retention.py; the sensor: sensors/retention.py.
 
 Dagster's own `retention:` settings (dagster.yaml) only purge schedule and sensor ticks; runs and
 their event logs stay until deleted one by one with `instance.delete_run`, which is what this does

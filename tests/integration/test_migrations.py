@@ -23,8 +23,8 @@ def test_the_revisions_read_as_one_line_of_history_without_branch_labels_or_depe
     # The revision files leave out branch_labels and depends_on: Alembic reads them as absent.
     scripts = ScriptDirectory.from_config(alembic_config())
     revisions = list(scripts.walk_revisions())
-    assert [r.revision for r in reversed(revisions)] == [f"{n:04d}" for n in range(1, 15)]
-    assert [r.down_revision for r in reversed(revisions)] == [None] + [f"{n:04d}" for n in range(1, 14)]
+    assert [r.revision for r in reversed(revisions)] == [f"{n:04d}" for n in range(1, 16)]
+    assert [r.down_revision for r in reversed(revisions)] == [None] + [f"{n:04d}" for n in range(1, 15)]
     assert all(r.branch_labels == set() and r.dependencies is None for r in revisions)
 
 
@@ -33,7 +33,7 @@ def test_upgrading_twice_changes_nothing(database_url):
     migrate_again(repo)
     with reading(repo) as conn:
         version = conn.execute(sa.text(f"select version_num from {VERSION_TABLE}")).scalar_one()
-    assert version == "0014"
+    assert version == "0015"
 
 
 def test_the_app_and_dagster_can_share_one_postgres_database(postgres_server, tmp_path, monkeypatch):
