@@ -37,7 +37,8 @@ in the current process):
   warm_runs/, for orchestration/privacy_scrub.py: the event log's databases (the index and, on
   SQLite, each run's shard), whose rows the scrub rewrites; Dagster has no public API for that.
   For orchestration/retention.py too: `delete_run` empties a deleted run's shard but leaves its
-  file (~140 KB each) and its asset check executions (AssetCheckExecutionsTable), and freed
+  file (~140 KB each) and its asset check executions (AssetCheckExecutionsTable); it deletes
+  dynamic partitions one per transaction (DynamicPartitionsTable: many in one); and freed
   SQLite pages stay in the files until a VACUUM; SqlRunStorage's `connect` reaches the run
   storage's database for that VACUUM.
 - ConsolidatedSqliteEventLogStorage (dagster._core.storage.event_log) and create_db_conn_string
@@ -91,6 +92,7 @@ INTERNALS: tuple[tuple[str, str], ...] = (
     ("dagster._core.storage.event_log.sql_event_log", "SqlEventLogStorage"),
     ("dagster._core.storage.event_log.sqlite.sqlite_event_log", "SqliteEventLogStorage"),
     ("dagster._core.storage.event_log.schema", "AssetCheckExecutionsTable"),
+    ("dagster._core.storage.event_log.schema", "DynamicPartitionsTable"),
     ("dagster._core.storage.runs.sql_run_storage", "SqlRunStorage"),
     ("dagster._core.storage.event_log", "ConsolidatedSqliteEventLogStorage"),
     ("dagster._core.storage.sqlite", "create_db_conn_string"),
@@ -112,6 +114,7 @@ __all__ = [
     "add_partition_metadata",
     "capture_interrupts",
     "compact_sqlite_storage",
+    "delete_dynamic_partitions",
     "event_log_connections",
     "execute_run_args",
     "execute_run_in_this_process",
@@ -160,6 +163,25 @@ def forget_deleted_run(instance: DagsterInstance, run_id: str) -> None:
         for path in (shard, shard.with_name(shard.name + "-wal"), shard.with_name(shard.name + "-shm")):
             path.unlink(missing_ok=True)
         storage._initialized_dbs.discard(run_id)  # a later read of the run builds an empty shard again
+
+
+def delete_dynamic_partitions(instance: DagsterInstance, name: str, keys: Collection[str]) -> None:
+    """`instance.delete_dynamic_partition` for many keys in a few statements: Dagster deletes one
+    key per transaction (~25 ms each on SQLite, so ~5 minutes for a 12,000-photo event)."""
+    from dagster._core.storage.event_log.schema import DynamicPartitionsTable
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+
+    storage = instance.event_log_storage
+    if not isinstance(storage, SqlEventLogStorage):
+        for key in keys:
+            instance.delete_dynamic_partition(name, key)
+        return
+    ordered = sorted(keys)
+    table = DynamicPartitionsTable
+    with storage.index_connection() as conn:
+        for start in range(0, len(ordered), 500):  # well under SQLite's limit of bound parameters
+            chunk = ordered[start : start + 500]
+            conn.execute(table.delete().where(table.c.partitions_def_name == name, table.c.partition.in_(chunk)))
 
 
 def compact_sqlite_storage(instance: DagsterInstance) -> None:

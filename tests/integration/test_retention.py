@@ -195,3 +195,15 @@ def test_the_embedded_event_log_is_one_file_under_the_home_and_archiving_empties
     assert instance.all_logs(run_id) == [] and instance.get_run_by_id(run_id) is None
     assert not captured.exists()
     assert list((picsaris_home / "dagster" / "history").glob("*-*.db")) == []  # no per-run files
+
+
+def test_an_archive_out_of_time_leaves_the_event_for_the_next_call(pipeline, two_events):
+    over, _, photos, _, runs = two_events
+    partial = archive_event(pipeline.repo, pipeline.instance, over.id, budget_seconds=0)
+    assert not partial.complete and not partial.recorded and "more to go" in partial.describe()
+    assert pipeline.repo.get_event(over.id).archived_at is None
+    assert photos[over.id][0].id in pipeline.instance.get_dynamic_partitions(PHOTO_PARTITIONS)
+    assert {e.id for e in due_for_archiving(pipeline.repo, DEFAULT_ARCHIVE_AFTER)} == {over.id}
+    finished = archive_event(pipeline.repo, pipeline.instance, over.id)
+    assert finished.complete and finished.recorded
+    assert {r.run_id for r in pipeline.instance.get_runs()} == {runs["across"], runs["going"]}
