@@ -15,7 +15,9 @@ home right after sign-up, so the guests' own runs are not charged to the photos.
 default as the repository writes it (orchestration/runner/instance.py), `before` the same without
 its event log storage and tick retention (Dagster's default: per-run SQLite event-log shards beside
 an index), written into the home's dagster.yaml before the first command. Archiving is this tree's
-in both (partitions, finished runs, their check executions and captured logs, then VACUUM).
+in both (partitions, finished runs, their check executions and captured logs, then VACUUM). The
+CPU per photo of each `picsaris process` (wait4, with its workers) is printed beside the totals:
+the event log's writes are part of it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import _support as bench
 import yaml
+from instance_scale import cpu_of
 
 
 def before_yaml() -> str:
@@ -91,8 +94,9 @@ def sizes(h: bench.Home) -> Counter[str]:
     return found
 
 
-def one_instance(kind: str, photos: list[bench.BenchPhoto], root: Path) -> dict[str, Counter[str]]:
-    """Sizes after sign-up, after `picsaris process` and after archiving, for one configuration."""
+def one_instance(kind: str, photos: list[bench.BenchPhoto], root: Path) -> tuple[dict[str, Counter[str]], float]:
+    """Sizes after sign-up, after `picsaris process` and after archiving, for one configuration, and
+    the CPU seconds per photo of that `picsaris process` (the event log's writes are in it)."""
     with bench.home(root / kind) as h:
         if kind == "before":
             h.dagster_home.mkdir(parents=True, exist_ok=True)
@@ -101,11 +105,11 @@ def one_instance(kind: str, photos: list[bench.BenchPhoto], root: Path) -> dict[
         signed_up = sizes(h)
         bench.note(f"{kind}: uploading and processing {len(photos)} photos")
         h.picsaris("upload", event.id, "--uploader", event.guests["Barack Obama"], *(str(p.path) for p in photos))
-        h.picsaris("process")
+        cpu = cpu_of([str(bench.BIN / "picsaris"), "process"], h.env, h.root / "process.log")
         processed = sizes(h)
         h.picsaris("event", "archive", event.id)
         archived = sizes(h)
-    return {"signed_up": signed_up, "processed": processed, "archived": archived}
+    return {"signed_up": signed_up, "processed": processed, "archived": archived}, cpu / len(photos)
 
 
 def main() -> None:
@@ -122,7 +126,8 @@ def main() -> None:
     print(f"tree: {bench.git_state()}; machine: {bench.machine()}")
     with tempfile.TemporaryDirectory(prefix="picsaris-bench-") as tmp:
         photos = bench.make_photos(args.photos, Path(tmp) / "photos", args.shared)
-        results = {kind: one_instance(kind, photos, Path(tmp)) for kind in kinds}
+        measured = {kind: one_instance(kind, photos, Path(tmp)) for kind in kinds}
+    results = {kind: sizes_of for kind, (sizes_of, _) in measured.items()}
 
     n = len(photos)
     print(f"photos: {n}  ({bench.describe_photos(photos)})")
@@ -143,9 +148,12 @@ def main() -> None:
     # Archiving also removes the guests' own runs (sign-up), so a growth below zero is possible:
     # the whole of Dagster's storage at each stage says what is left.
     stages = ("signed_up", "processed", "archived")
-    totals = [[kind, *(results[kind][stage]["dagster (total)"] / 1024 for stage in stages)] for kind in kinds]
+    totals = [
+        [kind, *(results[kind][stage]["dagster (total)"] / 1024 for stage in stages), measured[kind][1]]
+        for kind in kinds
+    ]
     print()
-    headers = ["instance", "after sign-up KB", "processed KB", "archived KB"]
+    headers = ["instance", "after sign-up KB", "processed KB", "archived KB", "process CPU s/photo"]
     print(bench.table(headers, totals, "Dagster's storage in all"))
 
 

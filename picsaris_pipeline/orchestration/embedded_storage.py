@@ -29,9 +29,9 @@ from picsaris_pipeline.orchestration.dagster_internals import (
 
 EVENT_LOG_FILE = "event_log"  # Dagster's name: history/event_log.db
 # A stored event is a serialized JSON of 1-6 KB; SQLite keeps ~1 KB of a row in its b-tree page and
-# the rest in overflow pages, whose last one is on average half empty. 1 KB pages waste a quarter as
-# much as SQLite's default 4 KB: the file is ~10% smaller (bench/storage.py's event log, VACUUMed at
-# each page size: 2.66 MB at 4 KB, 2.38 MB at 1 KB, 2.47 MB at 512 B).
+# the rest in overflow pages, whose last one is on average half empty: smaller pages waste less.
+# The same events VACUUMed at each size (bench/storage.py's home): 2.66 MB at SQLite's default
+# 4 KB, 2.38 MB at 1 KB, 2.47 MB at 512 B (more pages of b-tree).
 PAGE_SIZE = 1024
 
 
