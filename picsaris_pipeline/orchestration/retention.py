@@ -5,8 +5,8 @@ services/retention.py; the sensor: sensors/retention.py.
 
 Dagster's own `retention:` settings (dagster.yaml) only purge schedule and sensor ticks; runs and
 their event logs stay until deleted one by one with `instance.delete_run`, which is what this does
-for the event's runs. A run is deleted only when everything it ran for belongs to the event, so a
-run over another event's photos (a range run started by hand across events) keeps its history.
+for the event's runs. A run that also ran for another event's photos or attendees (a range run
+started by hand across events) keeps its history; photos erased since belong to nobody.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from datetime import datetime
 import dagster as dg
 
 from picsaris_pipeline.db.repository import Repository
+from picsaris_pipeline.errors import BadInputError, NotFoundError
 from picsaris_pipeline.orchestration.dagster_internals import compact_sqlite_storage, forget_deleted_run
 from picsaris_pipeline.orchestration.erasure import archive_event_partitions
 from picsaris_pipeline.orchestration.partitions import (
@@ -79,8 +80,7 @@ def archive_event(
     for run in _finished_runs(instance, event_id, sorted(keys - {event_id})):
         if budget_seconds is not None and time.monotonic() - started > budget_seconds:
             return Archive(event_id, 0, deleted, kept, recorded=False, complete=False)
-        covered = run_keys(run.tags, order)
-        if covered is None or not covered <= keys:
+        if _covers_another_event(repo, event_id, run_keys(run.tags, order) - keys):
             kept += 1
             continue
         instance.delete_run(run.run_id)
@@ -95,18 +95,33 @@ def archive_event(
     return Archive(event_id, partitions, deleted, kept, recorded)
 
 
-def run_keys(tags: Mapping[str, str], order: Sequence[str]) -> set[str] | None:
-    """The partition keys a run ran for (none for a run without partitions); None when its range
-    cannot be read any more (its partitions are gone), so nobody can tell what it covered."""
+def run_keys(tags: Mapping[str, str], order: Sequence[str]) -> set[str]:
+    """The partition keys a run ran for, as far as they can still be read: none for a run without
+    partitions; a range's two ends, and what lies between while they are still partitions (once
+    they are gone, erased or archived, only the ends are known)."""
     if key := tags.get(PARTITION_TAG):
         return {key}
     start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
-    if not (start or end):
-        return set()
+    ends = {k for k in (start, end) if k}
     if not (start and end and start in order and end in order):
-        return None
+        return ends
     first, last = order.index(start), order.index(end)
-    return set(order[first : last + 1])
+    return ends | set(order[first : last + 1])
+
+
+def _covers_another_event(repo: Repository, event_id: str, others: set[str]) -> bool:
+    """Whether any of these keys, which are not the event's, is a photo or attendee of another event
+    (a key of nobody's is an erased photo's or attendee's)."""
+    for key in others:
+        photo = repo.find_photo(key)
+        if photo is not None and photo.event_id != event_id:
+            return True
+        try:
+            if repo.get_attendee(key).event_id != event_id:
+                return True
+        except (NotFoundError, BadInputError):
+            continue
+    return False
 
 
 def _finished_runs(instance: dg.DagsterInstance, event_id: str, keys: Sequence[str]) -> Iterable[dg.DagsterRun]:

@@ -207,3 +207,13 @@ def test_an_archive_out_of_time_leaves_the_event_for_the_next_call(pipeline, two
     finished = archive_event(pipeline.repo, pipeline.instance, over.id)
     assert finished.complete and finished.recorded
     assert {r.run_id for r in pipeline.instance.get_runs()} == {runs["across"], runs["going"]}
+
+
+def test_runs_over_photos_erased_since_go_with_their_event(pipeline, two_events):
+    over, _, photos, _, runs = two_events
+    erased = photos[over.id][1]  # the batch run's first photo: its record and partition are gone
+    pipeline.repo.delete_photo(erased.id)
+    pipeline.instance.delete_dynamic_partition(PHOTO_PARTITIONS, erased.id)
+    archive = archive_event(pipeline.repo, pipeline.instance, over.id)
+    assert (archive.runs_deleted, archive.runs_kept) == (2, 1)
+    assert pipeline.instance.get_run_by_id(runs["over_batch"]) is None
