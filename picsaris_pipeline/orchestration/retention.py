@@ -68,10 +68,11 @@ def archive_event(
     partition order, so runs go first), compact SQLite storage, and record the archiving. Running
     it again removes what arrived since (a late upload's partition and run).
 
-    Dagster deletes runs one by one (a few transactions each: about a minute for the ~750 runs of a
-    12,000-photo event on SQLite). With `budget_seconds` (a sensor tick's share of its time limit)
-    it stops deleting once the budget is spent and returns an incomplete Archive, touching neither
-    the partitions nor the record: the next call carries on where this one stopped."""
+    Dagster deletes runs one by one (a few transactions each, ~25 ms apiece on SQLite here: an
+    estimated minute for the ~750 runs of a 12,000-photo event). With `budget_seconds` (a sensor
+    tick's share of its time limit) it stops deleting once the budget is spent and returns an
+    incomplete Archive, touching neither the partitions nor the record: the next call carries on
+    where this one stopped."""
     started = time.monotonic()
     repo.get_event(event_id)
     keys = {event_id, *(p.id for p in repo.list_photos(event_id)), *(a.id for a in repo.list_attendees(event_id))}
