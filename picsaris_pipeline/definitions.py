@@ -35,6 +35,7 @@ from picsaris_pipeline.orchestration.resources import (
 )
 from picsaris_pipeline.sensors import bucket_sensor, photo_failure_sensor, realtime_outbox_sensor, upload_batch_sensor
 from picsaris_pipeline.sensors.abandoned import abandoned_run_sensor
+from picsaris_pipeline.sensors.retention import event_archive_sensor
 from picsaris_pipeline.services.policy_matching import collection_policy_id, policy_for
 from picsaris_pipeline.settings import Settings
 
@@ -85,6 +86,7 @@ def _build(engine: str, model: str | None, match_threshold: float | None) -> dg.
             photo_failure_sensor,
             realtime_outbox_sensor,
             abandoned_run_sensor,
+            event_archive_sensor,
         ],
         resources={
             "database": DatabaseResource(),

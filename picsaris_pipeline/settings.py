@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,6 +30,9 @@ DEFAULT_LEASE_SECONDS = 60  # PICSARIS_LEASE_SECONDS
 # A photo's four steps take about a second; a quarter of an hour without progress means its run
 # died or never started (queue stuck, daemon down) and someone should look.
 DEFAULT_STUCK_AFTER = timedelta(minutes=15)  # PICSARIS_STUCK_AFTER_MINUTES
+# An event's partitions and finished runs leave Dagster this long after it ends (docs/OPERATIONS.md,
+# "Archiving an event"): a month for late uploads, re-runs and questions about the event.
+DEFAULT_ARCHIVE_AFTER = timedelta(days=30)  # PICSARIS_ARCHIVE_AFTER
 DEFAULT_THUMBNAIL_PORT = 3071  # PICSARIS_THUMBNAIL_PORT
 DEFAULT_THUMBNAIL_LINK_SECONDS = 3600  # PICSARIS_THUMBNAIL_LINK_SECONDS
 
@@ -92,6 +96,7 @@ class Settings:
     workers: int = 1  # worker processes for `picsaris process` / `reembed`; from_env: one per core
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     stuck_after: timedelta = DEFAULT_STUCK_AFTER  # when the no_stuck_photos check calls a photo stuck
+    archive_after: timedelta | None = DEFAULT_ARCHIVE_AFTER  # after an event ends; None: never automatically
     prices: UnitPrices = field(default_factory=UnitPrices)  # the event summary's unit prices
     thumbnail_port: int = DEFAULT_THUMBNAIL_PORT  # the local thumbnail route's port
     thumbnail_link_seconds: int = DEFAULT_THUMBNAIL_LINK_SECONDS  # a presigned thumbnail link's lifetime
@@ -147,6 +152,7 @@ class Settings:
                 "PICSARIS_LEASE_SECONDS", DEFAULT_LEASE_SECONDS, minimum=2, maximum=3600, environ=env
             ),
             stuck_after=_stuck_after(env),
+            archive_after=_archive_after(env),
             prices=UnitPrices.from_env(env),
             thumbnail_port=whole_number_from_env(
                 "PICSARIS_THUMBNAIL_PORT", DEFAULT_THUMBNAIL_PORT, maximum=65535, environ=env
@@ -175,6 +181,24 @@ def _stuck_after(env: Mapping[str, str]) -> timedelta:
     if minutes <= 0:
         raise ConfigurationError("PICSARIS_STUCK_AFTER_MINUTES must be positive")
     return timedelta(minutes=minutes)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms])")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def _archive_after(env: Mapping[str, str]) -> timedelta | None:
+    """PICSARIS_ARCHIVE_AFTER: a duration such as `30d`, `12h`, `90m` or `45s`; `off` turns the
+    automatic archiving off (`picsaris event archive` still works)."""
+    raw = (env.get("PICSARIS_ARCHIVE_AFTER") or "").strip().lower()
+    if not raw:
+        return DEFAULT_ARCHIVE_AFTER
+    if raw == "off":
+        return None
+    match = _DURATION.fullmatch(raw)
+    if match is None:
+        raise ConfigurationError(f"PICSARIS_ARCHIVE_AFTER must be a duration like 30d, 12h, 90m or off, got {raw!r}")
+    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 
 def whole_number_from_env(

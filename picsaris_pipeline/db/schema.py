@@ -97,6 +97,10 @@ events = Table(
     Column("id", ID, primary_key=True),
     Column("name", String(200), nullable=False),
     Column("active_model_version", VERSION),  # None: whatever version is configured
+    # When the event is over (None: its last upload plus a quiet period, services/retention.py) and
+    # when its Dagster partitions and runs were archived (None: not yet): archived once.
+    Column("ends_at", DateTime(timezone=True)),
+    Column("archived_at", DateTime(timezone=True)),
     *_timestamps(),
 )
 

@@ -62,6 +62,8 @@ class Event:
     # The model version whose matches guests see. A re-embedding under another version runs beside
     # it and takes over (cut-over) once every photo and selfie of the event has the new version.
     active_model_version: str | None = None
+    ends_at: datetime | None = None  # None: a quiet period after its last upload (services/retention.py)
+    archived_at: datetime | None = None  # when its Dagster partitions and runs were archived
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,15 @@ in the current process):
 - SqlEventLogStorage, SqliteEventLogStorage (dagster._core.storage.event_log): outside
   warm_runs/, for orchestration/privacy_scrub.py: the event log's databases (the index and, on
   SQLite, each run's shard), whose rows the scrub rewrites; Dagster has no public API for that.
+  For orchestration/retention.py too: `delete_run` empties a deleted run's shard but leaves its
+  file (~140 KB each) and its asset check executions (AssetCheckExecutionsTable); it deletes
+  dynamic partitions one per transaction (DynamicPartitionsTable: many in one); and freed
+  SQLite pages stay in the files until a VACUUM; SqlRunStorage's `connect` reaches the run
+  storage's database for that VACUUM.
+- ConsolidatedSqliteEventLogStorage (dagster._core.storage.event_log) and create_db_conn_string
+  (dagster._core.storage.sqlite): orchestration/embedded_storage.py, the embedded default's event log
+  in one SQLite file, found from the instance's home (the class itself needs the folder in
+  dagster.yaml).
 
 The run worker's entry points are imported when called, not with this module: the launcher is
 loaded by every process that opens the production instance.
@@ -45,6 +54,7 @@ loaded by every process that opens the production instance.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -54,6 +64,8 @@ from dagster import DagsterInstance
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
+from dagster._core.storage.event_log import ConsolidatedSqliteEventLogStorage, SqlEventLogStorage
+from dagster._core.storage.sqlite import create_db_conn_string
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
 if TYPE_CHECKING:
@@ -81,6 +93,11 @@ INTERNALS: tuple[tuple[str, str], ...] = (
     ("dagster._core.execution.context.system", "StepExecutionContext"),
     ("dagster._core.storage.event_log.sql_event_log", "SqlEventLogStorage"),
     ("dagster._core.storage.event_log.sqlite.sqlite_event_log", "SqliteEventLogStorage"),
+    ("dagster._core.storage.event_log.schema", "AssetCheckExecutionsTable"),
+    ("dagster._core.storage.event_log.schema", "DynamicPartitionsTable"),
+    ("dagster._core.storage.runs.sql_run_storage", "SqlRunStorage"),
+    ("dagster._core.storage.event_log", "ConsolidatedSqliteEventLogStorage"),
+    ("dagster._core.storage.sqlite", "create_db_conn_string"),
 )
 
 __all__ = [
@@ -90,16 +107,22 @@ __all__ = [
     "CheckRunHealthResult",
     "ConfigurableClass",
     "ConfigurableClassData",
+    "ConsolidatedSqliteEventLogStorage",
     "InstanceRef",
     "LaunchRunContext",
     "RunLauncher",
+    "SqlEventLogStorage",
     "WorkerStatus",
     "add_partition_metadata",
     "capture_interrupts",
+    "compact_sqlite_storage",
+    "delete_dynamic_partitions",
     "event_log_connections",
     "execute_run_args",
     "execute_run_in_this_process",
+    "forget_deleted_run",
     "preload_run_worker",
+    "sqlite_conn_string",
 ]
 
 
@@ -117,6 +140,75 @@ def event_log_connections(instance: DagsterInstance) -> Iterator[AbstractContext
         yield storage.index_connection()
     else:
         raise TypeError(f"cannot scrub {type(storage).__name__}: not a SQL event log storage")
+
+
+def sqlite_conn_string(directory: str, name: str) -> str:
+    """The SQLAlchemy URL of SQLite database `name`.db in `directory`, as Dagster's storages build it."""
+    return create_db_conn_string(directory, name)
+
+
+def forget_deleted_run(instance: DagsterInstance, run_id: str) -> None:
+    """What `instance.delete_run` leaves of a run: its asset check executions (each holding the
+    evaluation event again) and, on SQLite's per-run shards, the run's own file."""
+    from pathlib import Path
+
+    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    storage = instance.event_log_storage
+    if isinstance(storage, SqlEventLogStorage):
+        with storage.index_connection() as conn:
+            conn.execute(AssetCheckExecutionsTable.delete().where(AssetCheckExecutionsTable.c.run_id == run_id))
+    if isinstance(storage, SqliteEventLogStorage):
+        shard = Path(storage.path_for_shard(run_id))
+        for path in (shard, shard.with_name(shard.name + "-wal"), shard.with_name(shard.name + "-shm")):
+            path.unlink(missing_ok=True)
+        storage._initialized_dbs.discard(run_id)  # a later read of the run builds an empty shard again
+
+
+def delete_dynamic_partitions(instance: DagsterInstance, name: str, keys: Collection[str]) -> None:
+    """`instance.delete_dynamic_partition` for many keys in a few statements: Dagster deletes one
+    key per transaction (~25 ms each on SQLite, so ~5 minutes for a 12,000-photo event)."""
+    from dagster._core.storage.event_log.schema import DynamicPartitionsTable
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+
+    storage = instance.event_log_storage
+    if not isinstance(storage, SqlEventLogStorage):
+        for key in keys:
+            instance.delete_dynamic_partition(name, key)
+        return
+    ordered = sorted(keys)
+    table = DynamicPartitionsTable
+    with storage.index_connection() as conn:
+        for start in range(0, len(ordered), 500):  # well under SQLite's limit of bound parameters
+            chunk = ordered[start : start + 500]
+            conn.execute(table.delete().where(table.c.partitions_def_name == name, table.c.partition.in_(chunk)))
+
+
+def compact_sqlite_storage(instance: DagsterInstance) -> None:
+    """VACUUM the run storage's and the event log's (index) SQLite databases, so pages freed by
+    deleted runs go back to the disk; nothing on Postgres, whose autovacuum reuses them. A writer
+    holding a database (a run, the daemon) makes VACUUM give up: the pages are then reused later."""
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+    from dagster._core.storage.runs.sql_run_storage import SqlRunStorage
+
+    connections: list[AbstractContextManager[Any]] = []
+    if isinstance(instance.run_storage, SqlRunStorage):
+        connections.append(instance.run_storage.connect())
+    if isinstance(instance.event_log_storage, SqlEventLogStorage):
+        connections.append(instance.event_log_storage.index_connection())
+    for connection in connections:
+        with connection as conn:
+            if conn.dialect.name != "sqlite":
+                continue
+            raw = conn.connection.dbapi_connection
+            try:
+                raw.commit()  # VACUUM cannot run inside the transaction Dagster opened
+                raw.execute("VACUUM")
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error):  # another writer: its pages are reused later instead
+                    raise
 
 
 def add_partition_metadata(

@@ -159,15 +159,15 @@ def archive_event_partitions(repo: Repository, instance: dg.DagsterInstance, eve
     """Remove an archived event's photo and attendee partitions from Dagster (its records, matches
     and images stay), keeping the instance under Dagster's recommended 100,000 partitions per asset.
     Returns how many partitions were removed."""
+    from picsaris_pipeline.orchestration.dagster_internals import delete_dynamic_partitions
+
     repo.get_event(event_id)
     removed = 0
     for name, ids in (
         (PHOTO_PARTITIONS, [p.id for p in repo.list_photos(event_id)]),
         (ATTENDEE_PARTITIONS, [a.id for a in repo.list_attendees(event_id)]),
     ):
-        existing = set(instance.get_dynamic_partitions(name))
-        for key in ids:
-            if key in existing:
-                instance.delete_dynamic_partition(name, key)
-                removed += 1
+        present = set(instance.get_dynamic_partitions(name)).intersection(ids)
+        delete_dynamic_partitions(instance, name, present)
+        removed += len(present)
     return removed

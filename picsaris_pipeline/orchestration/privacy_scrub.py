@@ -4,8 +4,9 @@ into Dagster's own storage.
 
 Those versions put inline previews of faces (base64 JPEGs), matched guests' names, face boxes, file
 names, attendee names, the event summary's per-guest table and health-check examples naming people
-into materialization, output and asset-check metadata. Dagster keeps them in `event_logs` (the run
-shards and the index under $DAGSTER_HOME/history/runs on SQLite; one table on Postgres),
+into materialization, output and asset-check metadata. Dagster keeps them in `event_logs` (on
+SQLite the run shards and the index under $DAGSTER_HOME/history/runs of homes made before the
+one-file event log, history/event_log.db since; one table on Postgres),
 `asset_keys.last_materialization` and `asset_check_executions.evaluation_event`. Each stored event is
 rewritten in place with those metadata entries removed (or, for reasons quoting a file name, the
 quote cut out); ids, counts and statuses stay. Rows are found with a cheap LIKE pre-filter first, so

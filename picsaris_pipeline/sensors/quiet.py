@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 NO_QUEUED_PHOTOS = "no photos queued for a batch"
 NO_ABANDONED_RUNS = "no abandoned runs"
 NO_QUEUED_MESSAGES = "no realtime messages queued"
+NO_EVENTS_DUE = "no events due for archiving"
 
 
 def no_new_uploads(keys_seen: int) -> str:
@@ -31,6 +32,7 @@ _IDLE_REASON = "|".join(
         re.escape(NO_QUEUED_PHOTOS),
         re.escape(NO_ABANDONED_RUNS),
         re.escape(NO_QUEUED_MESSAGES),
+        re.escape(NO_EVENTS_DUE),
         r"no new uploads among \d+ keys",
     ]
 )

@@ -1,10 +1,11 @@
 """The command line's last boundary: a damaged store ends in one readable line, never a traceback.
 
 Faults of the stores we keep state in surface far from our code: a garbled `picsaris.db` fails in
-SQLAlchemy's connection setup, a garbled Dagster `runs.db`, `index.db` or `schedules.db` inside
-Dagster's schema check, a binary `dagster.yaml` in the YAML reader. They are translated here into
-the project's `UnreadableStoreError` naming the file, so every `picsaris` command prints
-`error: ...` and exits 2. Anything not recognised as a store fault is a bug and keeps its traceback.
+SQLAlchemy's connection setup, a garbled Dagster `runs.db`, `event_log.db` (`index.db` on older
+homes) or `schedules.db` inside Dagster's schema check, a binary `dagster.yaml` in the YAML
+reader. They are translated here into the project's `UnreadableStoreError` naming the file, so
+every `picsaris` command prints `error: ...` and exits 2. Anything not recognised as a store
+fault is a bug and keeps its traceback.
 """
 
 from __future__ import annotations

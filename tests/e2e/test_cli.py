@@ -204,17 +204,34 @@ def test_rerun_needs_exactly_one_selection(event_flow):
     assert result.exit_code == 2 and "give --photo" in result.output
 
 
-def test_archiving_an_event_removes_its_partitions_and_keeps_its_records(event_flow):
+def test_archiving_an_event_removes_its_partitions_and_runs_and_keeps_its_records(event_flow):
+    import dagster as dg
+
     event_id = event_flow["event_id"]
     matches_before = picsaris("matches", event_id)
-    result = CliRunner().invoke(main, ["event", "archive", event_id])
-    assert result.exit_code == 0 and "removed" in result.output
     from picsaris_pipeline.orchestration.app import App
 
     app = App.from_env()
+    tagged = dg.RunsFilter(tags={"picsaris/event": event_id})
+    assert app.instance.get_runs(tagged)
+    result = CliRunner().invoke(main, ["event", "archive", event_id])
+    assert result.exit_code == 0 and "removed" in result.output and "finished run(s)" in result.output
     photo_ids = {p.id for p in app.repo.list_photos(event_id)}
     assert not photo_ids & set(app.instance.get_dynamic_partitions("photos"))
+    assert app.instance.get_runs(tagged) == []
+    assert app.repo.get_event(event_id).archived_at is not None
     assert picsaris("matches", event_id) == matches_before
+
+
+def test_an_event_can_be_created_with_its_end_time(event_flow):
+    from datetime import UTC, datetime
+
+    from picsaris_pipeline.orchestration.app import App
+
+    event_id = picsaris("event", "create", "Timed", "--ends-at", "2026-06-20T23:00+02:00").strip()
+    assert App.from_env().repo.get_event(event_id).ends_at == datetime(2026, 6, 20, 21, 0, tzinfo=UTC)
+    result = CliRunner().invoke(main, ["event", "create", "Bad", "--ends-at", "next saturday"])
+    assert result.exit_code == 2 and "ISO 8601" in result.output
 
 
 def test_event_list_counts_each_events_photos_by_status_and_its_attendees(event_flow):

@@ -1,5 +1,5 @@
 """A damaged store ends every `picsaris` command with one readable line on stderr and a non-zero exit,
-never a traceback: real garbled files (the application's picsaris.db, Dagster's runs.db, index.db,
+never a traceback: real garbled files (the application's picsaris.db, Dagster's runs.db, event_log.db,
 schedules.db and dagster.yaml) and a home that cannot be a directory, one case per command family."""
 
 from __future__ import annotations
@@ -87,8 +87,9 @@ def _runs_db(home: Path) -> None:
     _garble(home / "dagster" / "history" / "runs.db")
 
 
-def _index_db(home: Path) -> None:
-    _garble(home / "dagster" / "history" / "runs" / "index.db")
+def _event_log_db(home: Path) -> None:
+    # The embedded default's event log, one file (Dagster's default layout had runs/index.db).
+    _garble(home / "dagster" / "history" / "event_log.db")
 
 
 def _schedules_db(home: Path) -> None:
@@ -140,8 +141,13 @@ CASES: list[tuple[str, Callable[[Path], None], Callable[[dict], list[str]], str]
     ("runs.db / rerun", _runs_db, lambda h: ["rerun", "--event", h["event"]], "runs.db is unreadable"),
     ("runs.db / event archive", _runs_db, lambda h: ["event", "archive", h["event"]], "runs.db is unreadable"),
     ("runs.db / attendee delete", _runs_db, lambda h: ["attendee", "delete", h["attendee"]], "runs.db"),
-    ("index.db / process", _index_db, lambda h: ["process"], "index.db is unreadable"),
-    ("index.db / photo delete", _index_db, lambda h: ["photo", "delete", h["photo"]], "index.db is unreadable"),
+    ("event_log.db / process", _event_log_db, lambda h: ["process"], "event_log.db is unreadable"),
+    (
+        "event_log.db / photo delete",
+        _event_log_db,
+        lambda h: ["photo", "delete", h["photo"]],
+        "event_log.db is unreadable",
+    ),
     ("schedules.db / reembed", _schedules_db, lambda h: ["reembed"], "Dagster's storage"),
     ("dagster.yaml / process", _dagster_yaml, lambda h: ["process"], "dagster.yaml is unreadable"),
     ("home is a file / models", _home_is_a_file, lambda h: ["models"], "File exists"),

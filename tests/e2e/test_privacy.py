@@ -149,7 +149,7 @@ def test_erasure_goes_ahead_when_dagster_storage_is_garbled_and_reports_it(picsa
     photo = picsaris("upload", event, "--uploader", guest, str(shared_photos["obama_2.jpg"].path)).strip()
     picsaris("process")
     history = picsaris_home / "dagster" / "history"
-    for garbled in (history / "runs.db", history / "runs" / "index.db"):
+    for garbled in (history / "runs.db", history / "event_log.db"):  # the embedded default's two
         garbled.write_bytes(b"this is not a database " * 100)
 
     photo_result = CliRunner().invoke(main, ["photo", "delete", photo], catch_exceptions=False)

@@ -33,6 +33,7 @@ def test_definitions_load_with_every_asset_job_and_sensor():
     assert defs.resolve_sensor_def("bucket_sensor") is not None
     assert defs.resolve_sensor_def("photo_failure_sensor") is not None
     assert defs.resolve_sensor_def("realtime_outbox_sensor") is not None
+    assert defs.resolve_sensor_def("event_archive_sensor").default_status.value == "RUNNING"
     assert {check.name for check in defs.resolve_asset_graph().asset_check_keys} == {
         "no_matches_without_consent",
         "no_stuck_photos",

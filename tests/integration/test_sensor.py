@@ -11,6 +11,7 @@ from picsaris_pipeline.orchestration.partitions import attendee_partitions, phot
 from picsaris_pipeline.sensors import bucket_sensor, realtime_outbox_sensor, upload_batch_sensor
 from picsaris_pipeline.sensors.abandoned import abandoned_run_sensor
 from picsaris_pipeline.sensors.quiet import is_idle_reason
+from picsaris_pipeline.sensors.retention import event_archive_sensor
 from picsaris_pipeline.services.discovery import ScanCursor, scan_bucket
 from tests.support.bucket_sensor import UNDECODED_JPEG, apply_partition_requests, bucket_tick, dropped_photo
 
@@ -156,7 +157,9 @@ def _skip_message(result: dg.SensorResult | dg.SkipReason) -> str | None:
 
 
 @pytest.mark.parametrize(
-    "sensor", [bucket_sensor, upload_batch_sensor, realtime_outbox_sensor, abandoned_run_sensor], ids=lambda s: s.name
+    "sensor",
+    [bucket_sensor, upload_batch_sensor, realtime_outbox_sensor, abandoned_run_sensor, event_archive_sensor],
+    ids=lambda s: s.name,
 )
 def test_a_tick_with_nothing_to_do_skips_with_an_idle_reason(pipeline, sensor):
     result = sensor(dg.build_sensor_context(instance=pipeline.instance, resources=pipeline.resources))

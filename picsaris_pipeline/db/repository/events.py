@@ -1,25 +1,35 @@
-"""Events and the model version their guests see."""
+"""Events, the model version their guests see, and when they end and were archived."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import sqlalchemy as sa
 
 from picsaris_pipeline.db import schema as t
-from picsaris_pipeline.db.repository.base import RepositoryBase, _now
+from picsaris_pipeline.db.repository.base import RepositoryBase, _now, _utc
 from picsaris_pipeline.db.repository.rows import _event
 from picsaris_pipeline.domain.ids import new_id
 from picsaris_pipeline.domain.model import Event, checked_name
 
 
 class EventsRepository(RepositoryBase):
-    def create_event(self, name: str, active_model_version: str | None = None) -> Event:
+    def create_event(
+        self, name: str, active_model_version: str | None = None, ends_at: datetime | None = None
+    ) -> Event:
         name = checked_name(name, "an event")
         now = _now()
-        event = Event(new_id(), name, now, active_model_version)
+        ends_at = _utc(ends_at) if ends_at is not None else None
+        event = Event(new_id(), name, now, active_model_version, ends_at)
         with self._tx() as conn:
             conn.execute(
                 t.events.insert().values(
-                    id=event.id, name=name, active_model_version=active_model_version, created_at=now, updated_at=now
+                    id=event.id,
+                    name=name,
+                    active_model_version=active_model_version,
+                    ends_at=ends_at,
+                    created_at=now,
+                    updated_at=now,
                 )
             )
         return event
@@ -42,4 +52,27 @@ class EventsRepository(RepositoryBase):
             )
         with self._tx() as conn:
             result = conn.execute(query.values(active_model_version=model_version, updated_at=_now()))
+        return result.rowcount == 1
+
+    def unarchived_events(self) -> list[tuple[Event, datetime | None]]:
+        """Every event not archived yet, oldest first, with when its last photo was uploaded (None:
+        no photo): one grouped select, however many photos there are."""
+        last_upload = sa.func.max(t.photos.c.created_at).label("last_upload")
+        query = (
+            sa.select(t.events, last_upload)
+            .select_from(t.events.outerjoin(t.photos, t.photos.c.event_id == t.events.c.id))
+            .where(t.events.c.archived_at.is_(None))
+            .group_by(*t.events.c)
+            .order_by(t.events.c.id)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [(_event(r), _utc(r.last_upload) if r.last_upload is not None else None) for r in rows]
+
+    def mark_archived(self, event_id: str, at: datetime | None = None) -> bool:
+        """Record that the event was archived, unless it already was; True if this call recorded it."""
+        now = _now()
+        query = t.events.update().where(t.events.c.id == event_id, t.events.c.archived_at.is_(None))
+        with self._tx() as conn:
+            result = conn.execute(query.values(archived_at=_utc(at) if at else now, updated_at=now))
         return result.rowcount == 1

@@ -19,7 +19,7 @@ Example = TypeVar("Example")
 
 
 def _event(row: Any) -> Event:
-    return Event(row.id, row.name, _utc(row.created_at), row.active_model_version)
+    return _from_row(Event, row)
 
 
 def _from_row(record: type[Record], row: Any, **converted: Any) -> Record:

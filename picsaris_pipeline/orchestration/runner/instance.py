@@ -30,6 +30,20 @@ run_launcher:
 instance_class:
   module: picsaris_pipeline.orchestration.partition_snapshot
   class: PicsarisInstance
+# The event log in one SQLite file under this folder (history/event_log.db), not one file per run.
+event_log_storage:
+  module: picsaris_pipeline.orchestration.embedded_storage
+  class: HomeEventLogStorage
+# Ticks the daemon purges; an archived event's finished runs are deleted with it.
+retention:
+  schedule:
+    purge_after_days: 30
+  sensor:
+    purge_after_days:
+      skipped: 3
+      success: 30
+      failure: 30
+      started: 30
 telemetry:
   enabled: false
 """
