@@ -112,5 +112,6 @@ def test_a_batch_run_reads_the_photo_set_a_few_times_not_once_per_step_and_photo
     assert {app.repo.get_photo(p).status for p in photo_ids.split()} == {PhotoStatus.PUBLISHED}
     # One read for the pass (choosing the batches, then the four runs: Dagster alone resolves each
     # run's range once per step for the step's inputs, its outputs and the planned materializations,
-    # 64 reads here without the snapshot), and one each for the event summary and the checks.
+    # 64 reads here without the snapshot); then one of the photo set and one of the event set for
+    # the event summary and the checks after it.
     assert len(reads) <= 3, len(reads)

@@ -83,7 +83,8 @@ def process_pending(
             finish_left_to_others(instance, repo, model_version, claimer, common_tags, summary)
             if work:
                 events = sorted({a.event_id for a in attendees} | {p.event_id for p in photos})
-                refresh_event_views(instance, events, summary)
+                with one_read_per_run():  # the event summaries and the checks: one read between them
+                    refresh_event_views(instance, events, summary)
     return summary
 
 

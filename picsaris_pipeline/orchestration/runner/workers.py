@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 
 from picsaris_pipeline.db.repository import connect
+from picsaris_pipeline.orchestration.partition_snapshot import one_read_per_run
 from picsaris_pipeline.orchestration.runner.claiming import next_runs
 from picsaris_pipeline.orchestration.runner.instance import dagster_instance
 from picsaris_pipeline.orchestration.runner.launching import run_inline
@@ -99,8 +100,11 @@ def _worker(
     try:
         instance = dagster_instance(Settings.from_env())
         claimer = None if lease is None else Claimer(connect(lease[0]), lease[1], lease[2], lease[3])
-        for outcome in run_inline(instance, next_runs(work, next_index), common_tags, claimer):
-            outcomes.put(outcome)
+        # The parent added every run's partitions before starting this worker: its runs can share
+        # one read of each partition set, as the parent's do (orchestration/partition_snapshot.py).
+        with one_read_per_run():
+            for outcome in run_inline(instance, next_runs(work, next_index), common_tags, claimer):
+                outcomes.put(outcome)
     except BaseException as error:  # reported to the parent, which stops with it
         outcomes.put(("crashed", f"{type(error).__name__}: {error}", False, "", "", {}))
         raise
