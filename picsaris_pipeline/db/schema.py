@@ -276,7 +276,7 @@ work_leases = Table(
 )
 
 
-# -- the matching policy (migration 0007) -------------------------------------------------------
+# -- the matching policy -------------------------------------------------------------------------------
 # The policy that made each match (match_policy.MatchPolicy.id); NULL for matches made before there
 # was one. Appended here rather than in the table above so the matches table stays as it was written.
 matches.append_column(Column("policy_id", VERSION))

@@ -1,4 +1,4 @@
-"""The matching policy (migration 0007): candidates, extra references and policy markers."""
+"""The matching policy: candidates, extra references and policy markers."""
 
 from __future__ import annotations
 

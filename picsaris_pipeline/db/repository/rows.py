@@ -37,7 +37,7 @@ def _photo(row: Any) -> Photo:
     return _from_row(Photo, row, declared_size=int(row.declared_size), status=PhotoStatus(row.status))
 
 
-# A match candidate's status (the matching policy, migration 0007): proposed to the guest, then decided.
+# A match candidate's status (the matching policy): proposed to the guest, then decided.
 CANDIDATE_PROPOSED = "proposed"
 
 
