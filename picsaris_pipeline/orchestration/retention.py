@@ -77,11 +77,12 @@ def archive_event(
     repo.get_event(event_id)
     keys = {event_id, *(p.id for p in repo.list_photos(event_id)), *(a.id for a in repo.list_attendees(event_id))}
     order = instance.get_dynamic_partitions(PHOTO_PARTITIONS)
+    position = {key: index for index, key in enumerate(order)}  # once, not a list scan per run
     deleted = kept = 0
     for run in _finished_runs(instance, event_id, sorted(keys - {event_id})):
         if budget_seconds is not None and time.monotonic() - started > budget_seconds:
             return Archive(event_id, 0, deleted, kept, recorded=False, complete=False)
-        if _covers_another_event(repo, event_id, run_keys(run.tags, order) - keys):
+        if _covers_another_event(repo, event_id, run_keys(run.tags, order, position) - keys):
             kept += 1
             continue
         instance.delete_run(run.run_id)
@@ -96,7 +97,7 @@ def archive_event(
     return Archive(event_id, partitions, deleted, kept, recorded)
 
 
-def run_keys(tags: Mapping[str, str], order: Sequence[str]) -> set[str]:
+def run_keys(tags: Mapping[str, str], order: Sequence[str], position: Mapping[str, int]) -> set[str]:
     """The partition keys a run ran for, as far as they can still be read: none for a run without
     partitions; a range's two ends, and what lies between while they are still partitions (once
     they are gone, erased or archived, only the ends are known)."""
@@ -104,9 +105,9 @@ def run_keys(tags: Mapping[str, str], order: Sequence[str]) -> set[str]:
         return {key}
     start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
     ends = {k for k in (start, end) if k}
-    if not (start and end and start in order and end in order):
+    if not (start and end and start in position and end in position):
         return ends
-    first, last = order.index(start), order.index(end)
+    first, last = position[start], position[end]
     return ends | set(order[first : last + 1])
 
 

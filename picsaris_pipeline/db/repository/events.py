@@ -18,21 +18,15 @@ class EventsRepository(RepositoryBase):
         self, name: str, active_model_version: str | None = None, ends_at: datetime | None = None
     ) -> Event:
         name = checked_name(name, "an event")
-        now = _now()
-        ends_at = _utc(ends_at) if ends_at is not None else None
-        event = Event(new_id(), name, now, active_model_version, ends_at)
-        with self._tx() as conn:
-            conn.execute(
-                t.events.insert().values(
-                    id=event.id,
-                    name=name,
-                    active_model_version=active_model_version,
-                    ends_at=ends_at,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-        return event
+        event_id = new_id()
+        self._insert_new(
+            t.events,
+            event_id,
+            name=name,
+            active_model_version=active_model_version,
+            ends_at=_utc(ends_at) if ends_at is not None else None,
+        )
+        return self.get_event(event_id)
 
     def get_event(self, event_id: str) -> Event:
         return self._by_id(t.events, event_id, "event", _event)
